@@ -1,0 +1,302 @@
+"""The ``jobqueue`` command: migrations, queue operations and the demo from a shell.
+
+Every subcommand takes ``--database-url`` (default ``$DATABASE_URL``). A user's mistake (bad
+JSON, an unknown id, an unreachable database) prints one ``jobqueue: error: ...`` line and
+exits 1; argparse's own usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections.abc
+import datetime
+import json
+import logging
+import re
+import sys
+import typing
+
+import psycopg
+
+from jobqueue import db, migrations, types
+from jobqueue import queue as queue_module
+
+_DURATION = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d)?\s*$")
+_UNIT_MS: typing.Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for: reported as one line, no traceback."""
+
+
+def parse_duration_ms(text: str) -> float:
+    """``"5m"``, ``"30s"``, ``"1.5h"``, ``"300000ms"``; a bare number is milliseconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r}: use a number with ms, s, m, h or d (e.g. 5m)"
+        )
+    milliseconds = float(match["number"]) * _UNIT_MS[match["unit"] or "ms"]
+    if milliseconds <= 0:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: must be above zero")
+    return milliseconds
+
+
+def parse_json(text: str) -> typing.Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"invalid JSON {text!r}: {error}") from None
+
+
+def parse_aware_datetime(text: str) -> datetime.datetime:
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid time {text!r}: use ISO 8601, e.g. 2026-12-25T09:00:00+00:00"
+        ) from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"time {text!r} has no timezone: add one, e.g. +00:00 or Z"
+        )
+    return moment
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--database-url",
+        metavar="URL",
+        help=f"PostgreSQL URL (default: ${db.DATABASE_URL_ENV})",
+    )
+    common.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+
+    parser = argparse.ArgumentParser(
+        prog="jobqueue",
+        description="A job queue on PostgreSQL: migrations, queue operations, workers.",
+        parents=[common],
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    db_parser = commands.add_parser("db", help="schema migrations", parents=[common])
+    db_commands = db_parser.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    migrate = db_commands.add_parser(
+        "migrate",
+        help="apply missing migrations (safe to run anywhere, any number of times)",
+        parents=[common],
+    )
+    migrate.add_argument(
+        "--print",
+        action="store_true",
+        dest="print_only",
+        help="print the SQL of the missing migrations (all of them without a database)",
+    )
+    db_commands.add_parser(
+        "verify", help="exit non-zero when the schema is behind or differs", parents=[common]
+    )
+
+    enqueue = commands.add_parser("enqueue", help="add a job", parents=[common])
+    enqueue.add_argument("type", help="job type, e.g. parseBook")
+    enqueue.add_argument("--payload", type=parse_json, metavar="JSON", help="job payload")
+    enqueue.add_argument(
+        "--run-at",
+        type=parse_aware_datetime,
+        metavar="ISO",
+        help="not before this time (ISO 8601 with timezone)",
+    )
+    enqueue.add_argument("--max-attempts", type=int, metavar="N", help="default 3")
+    enqueue.add_argument("--queue", metavar="NAME", help="queue name (default: default)")
+    enqueue.add_argument("--priority", type=int, default=0, help="higher runs first")
+    enqueue.add_argument("--json", action="store_true", help="print the job as JSON")
+
+    status = commands.add_parser("status", help="show one job", parents=[common])
+    status.add_argument("id", help="job id (UUID)")
+    status.add_argument("--json", action="store_true", help="print the job as JSON")
+
+    stats = commands.add_parser("stats", help="job counts by status and type", parents=[common])
+    stats.add_argument("--queue", metavar="NAME", help="one queue (default: all)")
+    stats.add_argument("--json", action="store_true", help="print JSON")
+
+    complete = commands.add_parser("complete", help="mark a job done", parents=[common])
+    complete.add_argument("id", help="job id (UUID)")
+    complete.add_argument("--result", type=parse_json, metavar="JSON", help="job result")
+
+    fail = commands.add_parser(
+        "fail", help="record a failed attempt (retried while attempts remain)", parents=[common]
+    )
+    fail.add_argument("id", help="job id (UUID)")
+    fail.add_argument("--error", required=True, metavar="TEXT", help="what went wrong")
+
+    cleanup = commands.add_parser(
+        "cleanup-stale-locks", help="release running jobs of dead workers", parents=[common]
+    )
+    cleanup.add_argument(
+        "--threshold",
+        type=parse_duration_ms,
+        default=queue_module.DEFAULT_STALE_THRESHOLD_MS,
+        metavar="DURATION",
+        help="no heartbeat for this long means dead (default 5m)",
+    )
+    cleanup.add_argument("--queue", metavar="NAME", help="one queue (default: all)")
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the demo on an embedded PostgreSQL (or $DATABASE_URL)",
+        parents=[common],
+    )
+    demo.add_argument("--jobs", type=int, default=12, help="how many jobs to run")
+    return parser
+
+
+def _print_job(job: types.Job, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(job.to_json(), indent=2, ensure_ascii=False))
+        return
+    for name, value in job.to_json().items():
+        shown = json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
+        print(f"{name:>13}: {'' if shown is None else shown}")
+
+
+def _stats_table(total: types.QueueStats, by_type: dict[str, types.QueueStats]) -> str:
+    statuses = [status.value for status in types.JobStatus]
+    width = max([len("TOTAL"), *(len(name) for name in by_type)])
+    lines = [f"{'TYPE':<{width}}  " + "  ".join(f"{status:>9}" for status in statuses)]
+    rows = [*by_type.items(), ("TOTAL", total)]
+    lines += [
+        f"{name:<{width}}  " + "  ".join(f"{counts[status]:>9}" for status in statuses)
+        for name, counts in rows
+    ]
+    return "\n".join(lines)
+
+
+async def _with_queue(
+    args: argparse.Namespace,
+    action: collections.abc.Callable[[queue_module.Queue], collections.abc.Awaitable[int]],
+) -> int:
+    async with queue_module.Queue(args.database_url, pool_max_size=2) as queue:
+        return await action(queue)
+
+
+async def run_db(args: argparse.Namespace) -> int:
+    if args.db_command == "migrate" and args.print_only and not (args.database_url or _env_url()):
+        print(migrations.render(migrations.load_migrations()))
+        return 0
+    conn = await db.connect(args.database_url)
+    async with conn:
+        if args.db_command == "migrate":
+            if args.print_only:
+                print(migrations.render(await migrations.pending_migrations(conn)))
+                return 0
+            applied = await migrations.migrate(conn)
+            if applied:
+                print("applied: " + ", ".join(migration.label for migration in applied))
+            else:
+                print("schema is up to date")
+            return 0
+        problems = await migrations.verify(conn)
+        for problem in problems:
+            print(f"schema: {problem}", file=sys.stderr)
+        if not problems:
+            print("schema is up to date and matches the migrations")
+        return 1 if problems else 0
+
+
+def _env_url() -> str | None:
+    try:
+        return db.resolve_database_url(None)
+    except db.ConfigurationError:
+        return None
+
+
+async def run_command(args: argparse.Namespace) -> int:
+    if args.command == "db":
+        return await run_db(args)
+    if args.command == "demo":
+        from jobqueue import demo
+
+        return await demo.run(database_url=args.database_url, job_count=args.jobs)
+
+    async def act(queue: queue_module.Queue) -> int:
+        if args.command == "enqueue":
+            job = await queue.enqueue_job(
+                args.type,
+                args.payload,
+                run_at=args.run_at,
+                max_attempts=args.max_attempts,
+                queue=args.queue,
+                priority=args.priority,
+            )
+            if args.json:
+                _print_job(job, as_json=True)
+            else:
+                print(job.id)
+        elif args.command == "status":
+            found = await queue.get_job_status(args.id)
+            if found is None:
+                raise UserError(f"no job with id {args.id}")
+            _print_job(found, args.json)
+        elif args.command == "stats":
+            total = await queue.get_queue_stats(queue=args.queue)
+            by_type = await queue.get_queue_stats_by_type(queue=args.queue)
+            if args.json:
+                print(json.dumps({**total, "by_type": by_type}, indent=2))
+            else:
+                print(_stats_table(total, by_type))
+        elif args.command == "complete":
+            job = await queue.complete_job(args.id, args.result)
+            print(f"job {job.id} is {job.status}")
+        elif args.command == "fail":
+            job = await queue.fail_job(args.id, args.error)
+            retry = f", retry at {job.run_at.isoformat()}" if job.status == "pending" else ""
+            print(
+                f"job {job.id} is {job.status} (attempt {job.attempts}/{job.max_attempts}{retry})"
+            )
+        elif args.command == "cleanup-stale-locks":
+            released = await queue.cleanup_stale_locks(args.threshold, queue=args.queue)
+            print(f"released {released} stale job{'s' if released != 1 else ''}")
+        return 0
+
+    return await _with_queue(args, act)
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    if not verbose:
+        # The pool logs every reconnection attempt; the CLI reports the failure itself.
+        logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
+        # The embedded server narrates each pg_ctl call it makes.
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
+
+
+def main(argv: collections.abc.Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        return asyncio.run(run_command(args))
+    except (
+        UserError,
+        ValueError,
+        TypeError,
+        types.JobQueueError,
+        migrations.MigrationError,
+    ) as error:
+        print(f"jobqueue: error: {error}", file=sys.stderr)
+    except psycopg.OperationalError as error:
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else repr(error)
+        print(f"jobqueue: error: cannot reach the database: {reason}", file=sys.stderr)
+    except psycopg.Error as error:
+        print(f"jobqueue: error: database error: {str(error).strip()}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("jobqueue: interrupted", file=sys.stderr)
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

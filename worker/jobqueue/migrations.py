@@ -1,0 +1,202 @@
+"""Versioned schema migrations: numbered plain-SQL files applied once each, in order.
+
+``sql/migrations/NNNN_name.sql`` are shipped in the wheel. ``migrate`` applies the missing
+ones in a single transaction under an advisory lock, so any number of pods may migrate at
+start-up at once: one applies, the others wait and then find nothing to do. Each applied
+file's checksum is kept in ``jobqueue_migrations``; editing a file after it shipped is
+reported, never silently accepted.
+
+``verify`` answers "is this database what this code expects?": every migration applied with
+the same checksum, and the live schema equal to a fresh replay of the migrations (made in a
+scratch schema inside a transaction that is rolled back, so nothing is left behind).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.resources
+import logging
+import re
+import typing
+
+import psycopg
+
+from jobqueue import sql
+
+logger = logging.getLogger(__name__)
+
+# Arbitrary but fixed: every jobqueue process migrating any database takes this lock.
+ADVISORY_LOCK_KEY: typing.Final = 0x6A6F6271_6D696772  # "jobqmigr"
+_FILE_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
+_SCRATCH_SCHEMA: typing.Final = "jobqueue_verify_scratch"
+
+
+class MigrationError(RuntimeError):
+    """The database's migration history does not fit the code's."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    @property
+    def label(self) -> str:
+        return f"{self.version:04d}_{self.name}"
+
+
+def load_migrations() -> list[Migration]:
+    """The migrations shipped with this package, in version order."""
+    folder = importlib.resources.files("jobqueue.sql").joinpath("migrations")
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        match = _FILE_NAME.match(entry.name)
+        if not match:
+            continue
+        text = entry.read_text(encoding="utf-8")
+        found.append(Migration(int(match["version"]), match["name"], text))
+    found.sort(key=lambda migration: migration.version)
+    versions = [migration.version for migration in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise MigrationError(f"migration versions must run 1, 2, 3, ... without gaps: {versions}")
+    return found
+
+
+def render(migrations: typing.Sequence[Migration]) -> str:
+    """The SQL that ``migrate`` would run, for ``jobqueue db migrate --print``."""
+    parts = [f"-- {migration.label}\n{migration.sql.strip()}\n" for migration in migrations]
+    return "\n".join(parts)
+
+
+async def _applied(conn: psycopg.AsyncConnection[typing.Any]) -> dict[int, tuple[str, str]]:
+    """``{version: (name, checksum)}`` recorded in the database; empty before the first run."""
+    cursor = await conn.execute(sql.query("migration_table_exists"))
+    row = await cursor.fetchone()
+    if not row or not row[0]:
+        return {}
+    cursor = await conn.execute(sql.query("migration_list"))
+    return {version: (name, checksum) for version, name, checksum in await cursor.fetchall()}
+
+
+def _check_history(applied: dict[int, tuple[str, str]], known: list[Migration]) -> None:
+    by_version = {migration.version: migration for migration in known}
+    for version, (name, checksum) in sorted(applied.items()):
+        migration = by_version.get(version)
+        if migration is None:
+            raise MigrationError(
+                f"the database has migration {version:04d}_{name}, which this version of"
+                " jobqueue does not know: it is newer than this code"
+            )
+        if checksum != migration.checksum:
+            raise MigrationError(
+                f"migration {migration.label} was changed after it was applied (checksum differs)"
+            )
+
+
+async def migrate(conn: psycopg.AsyncConnection[typing.Any]) -> list[Migration]:
+    """Apply the missing migrations; returns those this call applied (often none)."""
+    known = load_migrations()
+    async with conn.transaction():
+        await conn.execute(sql.query("migration_lock"), {"key": ADVISORY_LOCK_KEY})
+        await conn.execute(sql.query("migration_table_create"))
+        applied = await _applied(conn)
+        _check_history(applied, known)
+        pending = [migration for migration in known if migration.version not in applied]
+        for migration in pending:
+            logger.info("[Migrate] Applying %s", migration.label)
+            await conn.execute(migration.sql)
+            await conn.execute(
+                sql.query("migration_record"),
+                {
+                    "version": migration.version,
+                    "name": migration.name,
+                    "checksum": migration.checksum,
+                },
+            )
+    if not pending:
+        logger.info("[Migrate] Schema is up to date (version %d)", known[-1].version)
+    return pending
+
+
+async def pending_migrations(conn: psycopg.AsyncConnection[typing.Any]) -> list[Migration]:
+    known = load_migrations()
+    applied = await _applied(conn)
+    _check_history(applied, known)
+    return [migration for migration in known if migration.version not in applied]
+
+
+Fingerprint: typing.TypeAlias = dict[str, set[str]]
+"""Description lines grouped by the table or function they belong to."""
+
+
+async def schema_fingerprint(conn: psycopg.AsyncConnection[typing.Any], schema: str) -> Fingerprint:
+    """The description of ``schema``. Must run inside a transaction: it sets the search
+    path locally so that catalog functions print names unqualified."""
+    await conn.execute(sql.query("schema_search_path_set"), {"schema": schema})
+    cursor = await conn.execute(sql.query("schema_describe"), {"schema": schema})
+    fingerprint: Fingerprint = {}
+    for owner, line in await cursor.fetchall():
+        fingerprint.setdefault(owner, set()).add(line.replace(f"{schema}.", ""))
+    return fingerprint
+
+
+async def replayed_fingerprint(conn: psycopg.AsyncConnection[typing.Any]) -> Fingerprint:
+    """The fingerprint of a fresh replay of every migration; leaves nothing behind."""
+
+    class _Rollback(Exception):
+        pass
+
+    fingerprint: Fingerprint = {}
+    try:
+        async with conn.transaction():
+            await conn.execute(sql.query("schema_scratch_create"))
+            await conn.execute(sql.query("schema_search_path_set"), {"schema": _SCRATCH_SCHEMA})
+            for migration in load_migrations():
+                await conn.execute(migration.sql)
+            fingerprint = await schema_fingerprint(conn, _SCRATCH_SCHEMA)
+            raise _Rollback
+    except _Rollback:
+        pass
+    return fingerprint
+
+
+async def live_schema(conn: psycopg.AsyncConnection[typing.Any]) -> str | None:
+    """The schema that holds the ``jobs`` table on the current search path, if any."""
+    cursor = await conn.execute(sql.query("schema_of_jobs"))
+    row = await cursor.fetchone()
+    return str(row[0]) if row else None
+
+
+async def verify(conn: psycopg.AsyncConnection[typing.Any]) -> list[str]:
+    """Every way the database differs from what this code expects; empty when it fits."""
+    problems: list[str] = []
+    try:
+        pending = await pending_migrations(conn)
+    except MigrationError as error:
+        return [str(error)]
+    if pending:
+        labels = ", ".join(migration.label for migration in pending)
+        problems.append(f"schema is behind: not applied: {labels}")
+        return problems
+    schema = await live_schema(conn)
+    if schema is None:
+        return ["the jobs table is missing although every migration is recorded as applied"]
+    async with conn.transaction():
+        live = await schema_fingerprint(conn, schema)
+    expected = await replayed_fingerprint(conn)
+    # Only what the migrations own is compared: an application's own tables may share the
+    # schema, but an index added to ``jobs`` by hand is a difference worth reporting.
+    missing, extra = [], []
+    for owner, lines in expected.items():
+        live_lines = live.get(owner, set())
+        missing += sorted(lines - live_lines)
+        extra += sorted(live_lines - lines)
+    problems += [f"missing or changed: {line}" for line in missing]
+    problems += [f"not made by the migrations: {line}" for line in extra]
+    return problems

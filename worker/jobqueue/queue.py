@@ -1,0 +1,501 @@
+"""Queue operations: enqueue, status, stats, claim, complete, fail, stale-lock cleanup.
+
+``Queue`` holds a connection pool and runs the named queries of ``sql/queries.sql``; every
+operation is one statement, so it is atomic without an explicit transaction. The
+module-level functions (``enqueue_job`` and friends, as in the seed) use a default ``Queue``
+configured from ``DATABASE_URL``, one per event loop.
+
+Arguments are checked here, before any SQL runs, so that a caller's mistake is a
+``ValueError``/``TypeError`` naming the problem rather than a database error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections.abc
+import datetime
+import json
+import logging
+import math
+import typing
+import uuid
+import weakref
+
+import psycopg
+import psycopg_pool
+
+from jobqueue import db, sql, types
+
+logger = logging.getLogger("jobqueue.queue")
+
+DEFAULT_QUEUE: typing.Final = "default"
+DEFAULT_MAX_ATTEMPTS: typing.Final = 3
+DEFAULT_RETRY_DELAY_SECONDS: typing.Final = 30.0
+DEFAULT_STALE_THRESHOLD_MS: typing.Final = 300_000
+MAX_NAME_LENGTH: typing.Final = 200
+_INT32_MAX: typing.Final = 2**31 - 1
+# How many appended count deltas a stats read tolerates before it folds them together.
+_COUNTS_COMPACT_AFTER: typing.Final = 500
+_COUNTS_LOCK_KEY: typing.Final = 0x6A6F6271_636E7473  # "jobqcnts"
+
+Pool: typing.TypeAlias = psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[typing.Any]]
+
+
+# --- argument checks ------------------------------------------------------------------
+
+
+def check_name(value: object, what: str) -> str:
+    """A job type or queue name: a non-empty string of at most 200 characters."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string, not {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{what} must not be empty")
+    if len(value) > MAX_NAME_LENGTH:
+        raise ValueError(f"{what} is {len(value)} characters long; the limit is {MAX_NAME_LENGTH}")
+    return value
+
+
+def to_json_text(value: object, what: str) -> str | None:
+    """``value`` as JSON text for a jsonb column; ``None`` stays SQL NULL."""
+    if value is None:
+        return None
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except TypeError as error:
+        raise TypeError(f"{what} is not JSON-serialisable: {error}") from None
+    except ValueError as error:  # NaN or infinity, which JSON cannot carry
+        raise ValueError(f"{what} is not valid JSON: {error}") from None
+    if "\\u0000" in text:
+        raise ValueError(f"{what} contains a NUL character, which PostgreSQL jsonb cannot store")
+    return text
+
+
+def check_run_at(value: object) -> datetime.datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime.datetime):
+        raise TypeError(f"run_at must be a datetime, not {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(
+            "run_at must be timezone-aware (a naive datetime is ambiguous);"
+            " use e.g. datetime.now(timezone.utc)"
+        )
+    return value
+
+
+def check_int(value: object, what: str, *, minimum: int, maximum: int = _INT32_MAX) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an integer, not {type(value).__name__}")
+    if not minimum <= value <= maximum:
+        raise ValueError(f"{what} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def check_job_id(value: object) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"job id must be a UUID or a string, not {type(value).__name__}")
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ValueError(f"malformed job id {value!r}: expected a UUID") from None
+
+
+def check_seconds(value: object, what: str, *, allow_zero: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{what} must be a number, not {type(value).__name__}")
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+        raise ValueError(
+            f"{what} must be a {'non-negative' if allow_zero else 'positive'}"
+            f" finite number, got {value}"
+        )
+    return seconds
+
+
+def _check_new_job(job: types.NewJob) -> dict[str, typing.Any]:
+    return {
+        "type": check_name(job.type, "job type"),
+        "payload": to_json_text(job.payload, "payload"),
+        "run_at": check_run_at(job.run_at),
+        "max_attempts": None
+        if job.max_attempts is None
+        else check_int(job.max_attempts, "max_attempts", minimum=1),
+        "queue": None if job.queue is None else check_name(job.queue, "queue"),
+        "priority": check_int(job.priority, "priority", minimum=-_INT32_MAX),
+    }
+
+
+def empty_stats() -> types.QueueStats:
+    return {status.value: 0 for status in types.JobStatus}
+
+
+# --- the queue --------------------------------------------------------------------------
+
+
+class Queue:
+    """The queue API over one database. Use as ``async with Queue(url) as queue: ...``, or
+    call ``open()``/``close()``. ``queue`` is the default queue name for enqueue and claim."""
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        pool: Pool | None = None,
+        queue: str = DEFAULT_QUEUE,
+        retry_delay: float = DEFAULT_RETRY_DELAY_SECONDS,
+        pool_max_size: int = 10,
+    ) -> None:
+        self.queue = check_name(queue, "queue")
+        self.retry_delay = check_seconds(retry_delay, "retry_delay")
+        self._owns_pool = pool is None
+        self._database_url = database_url
+        self.pool: Pool = pool or db.make_pool(database_url, max_size=pool_max_size)
+
+    async def open(self) -> Queue:
+        if self._owns_pool:
+            # One direct connection first: it fails at once with the server's own reason
+            # (refused, bad password, no such database), where the pool would retry quietly
+            # until its timeout and then say only that it timed out.
+            probe = await psycopg.AsyncConnection.connect(
+                db.resolve_database_url(self._database_url), connect_timeout=10
+            )
+            await probe.close()
+            await self.pool.open(wait=True)
+        return self
+
+    async def close(self) -> None:
+        if self._owns_pool:
+            await self.pool.close()
+
+    async def __aenter__(self) -> Queue:
+        return await self.open()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _jobs(
+        self, query: str, params: collections.abc.Mapping[str, typing.Any]
+    ) -> list[types.Job]:
+        async with self.pool.connection() as conn:
+            cursor = conn.cursor(row_factory=db.job_row)
+            await cursor.execute(sql.query(query), params)
+            return await cursor.fetchall()
+
+    # enqueue ---------------------------------------------------------------------------
+
+    async def enqueue_job(
+        self,
+        type: str,
+        payload: typing.Any = None,
+        *,
+        run_at: datetime.datetime | None = None,
+        max_attempts: int | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        now: datetime.datetime | None = None,
+    ) -> types.Job:
+        """Add one job; returns it as stored (``.id`` is its UUID)."""
+        params = _check_new_job(types.NewJob(type, payload, run_at, max_attempts, queue, priority))
+        params["queue"] = params["queue"] or self.queue
+        params["now"] = check_run_at(now)
+        (job,) = await self._jobs("job_insert", params)
+        logger.info("[Queue] Enqueued job %s (type: %s)", job.id, job.type)
+        return job
+
+    async def enqueue_jobs(
+        self,
+        jobs: collections.abc.Iterable[types.NewJob],
+        *,
+        now: datetime.datetime | None = None,
+    ) -> list[types.Job]:
+        """Add many jobs in one statement (one round trip); returns them in the given order.
+        All are checked before any is written: one bad job enqueues none."""
+        checked = [_check_new_job(job) for job in jobs]
+        if not checked:
+            return []
+        ids = [uuid.uuid4() for _ in checked]
+        params = {
+            "ids": ids,
+            "types": [job["type"] for job in checked],
+            "payloads": [job["payload"] for job in checked],
+            "run_ats": [job["run_at"] for job in checked],
+            "max_attempts": [job["max_attempts"] for job in checked],
+            "queues": [job["queue"] or self.queue for job in checked],
+            "priorities": [job["priority"] for job in checked],
+            "now": check_run_at(now),
+        }
+        stored = {job.id: job for job in await self._jobs("job_insert_many", params)}
+        in_order = [stored[job_id] for job_id in ids]
+        for job in in_order:
+            logger.debug("[Queue] Enqueued job %s (type: %s)", job.id, job.type)
+        logger.info("[Queue] Enqueued %d jobs", len(in_order))
+        return in_order
+
+    # read ------------------------------------------------------------------------------
+
+    async def get_job_status(self, job_id: uuid.UUID | str) -> types.Job | None:
+        """The job with this id, or ``None`` when there is none."""
+        jobs = await self._jobs("job_get", {"id": check_job_id(job_id)})
+        return jobs[0] if jobs else None
+
+    async def _counts(self, queue: str | None) -> list[tuple[str, str, str, int]]:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(sql.query("job_counts_sum"), {"queue": queue})
+            rows = await cursor.fetchall()
+            if sum(row[4] for row in rows) > _COUNTS_COMPACT_AFTER:
+                await self._compact_counts(conn)
+        return [(row[0], row[1], row[2], int(row[3])) for row in rows]
+
+    @staticmethod
+    async def _compact_counts(conn: psycopg.AsyncConnection[typing.Any]) -> None:
+        async with conn.transaction():
+            cursor = await conn.execute(sql.query("job_counts_try_lock"), {"key": _COUNTS_LOCK_KEY})
+            row = await cursor.fetchone()
+            if row and row[0]:
+                await conn.execute(sql.query("job_counts_compact"))
+
+    async def get_queue_stats(
+        self, *, queue: str | None = None, type: str | None = None
+    ) -> types.QueueStats:
+        """``{pending, running, failed, done}``, zeros included; over every queue unless
+        ``queue`` is given, every type unless ``type`` is. Reads a few counter rows, never
+        the jobs table, so it costs the same with a million finished jobs as with none."""
+        if queue is not None:
+            check_name(queue, "queue")
+        if type is not None:
+            check_name(type, "job type")
+        stats = empty_stats()
+        for _, row_type, status, count in await self._counts(queue):
+            if type is None or row_type == type:
+                stats[status] += count
+        return stats
+
+    async def get_queue_stats_by_type(
+        self, *, queue: str | None = None
+    ) -> dict[str, types.QueueStats]:
+        """``{type: {pending, running, failed, done}}`` for every type that has had jobs."""
+        if queue is not None:
+            check_name(queue, "queue")
+        by_type: dict[str, types.QueueStats] = {}
+        for _, row_type, status, count in await self._counts(queue):
+            by_type.setdefault(row_type, empty_stats())[status] += count
+        return {row_type: by_type[row_type] for row_type in sorted(by_type)}
+
+    # claim and finish ------------------------------------------------------------------
+
+    async def claim_jobs(
+        self,
+        worker_id: str,
+        *,
+        limit: int = 1,
+        queue: str | None = None,
+        types_: collections.abc.Collection[str] | None = None,
+        now: datetime.datetime | None = None,
+    ) -> list[types.Job]:
+        """Claim up to ``limit`` ready jobs for ``worker_id`` in one statement (priority,
+        then ``run_at`` order). Each returned job is ``running``, locked by the worker, with
+        ``attempts`` already counting this run. ``types_`` limits the job types claimed."""
+        params = {
+            "worker_id": check_name(worker_id, "worker id"),
+            "limit": check_int(limit, "limit", minimum=1, maximum=10_000),
+            "queue": check_name(queue, "queue") if queue is not None else self.queue,
+            "types": None if types_ is None else [check_name(t, "job type") for t in types_],
+            "now": check_run_at(now),
+        }
+        jobs = await self._jobs("job_claim", params)
+        for job in jobs:
+            logger.info("[Queue] Dequeued job %s (type: %s) by %s", job.id, job.type, worker_id)
+        return jobs
+
+    async def _finish(
+        self, query: str, operation: str, job_id: uuid.UUID, params: dict[str, typing.Any]
+    ) -> types.Job:
+        jobs = await self._jobs(query, {"id": job_id, **params})
+        if jobs:
+            return jobs[0]
+        current = await self.get_job_status(job_id)
+        if current is None:
+            raise types.JobNotFoundError(job_id)
+        if params.get("worker_id") is not None and current.status in (
+            types.JobStatus.PENDING,
+            types.JobStatus.RUNNING,
+        ):
+            raise types.JobStateError(
+                current, operation, f"worker {params['worker_id']} no longer holds it"
+            )
+        raise types.JobStateError(current, operation, "it has already finished")
+
+    async def complete_job(
+        self,
+        job_id: uuid.UUID | str,
+        result: typing.Any = None,
+        *,
+        worker_id: str | None = None,
+        now: datetime.datetime | None = None,
+    ) -> types.Job:
+        """Mark a pending or running job ``done`` with ``result``. A job that already
+        finished raises ``JobStateError``; with ``worker_id``, so does a job that worker no
+        longer holds (its lock went stale and the job was handed to another)."""
+        params = {
+            "result": to_json_text(result, "result"),
+            "worker_id": None if worker_id is None else check_name(worker_id, "worker id"),
+            "now": check_run_at(now),
+        }
+        job = await self._finish("job_complete", "complete", check_job_id(job_id), params)
+        logger.info("[Queue] Job %s completed", job.id)
+        return job
+
+    async def fail_job(
+        self,
+        job_id: uuid.UUID | str,
+        error: str,
+        *,
+        retry_delay: float | None = None,
+        final: bool = False,
+        worker_id: str | None = None,
+        now: datetime.datetime | None = None,
+    ) -> types.Job:
+        """Record a failed attempt. While attempts remain the job goes back to ``pending``,
+        due ``retry_delay`` seconds from now (default: the queue's, 30 s); after the last
+        one, or with ``final=True``, it is ``failed``. Errors as for ``complete_job``."""
+        if not isinstance(error, str):
+            raise TypeError(f"error must be a string, not {type(error).__name__}")
+        delay = (
+            self.retry_delay if retry_delay is None else check_seconds(retry_delay, "retry_delay")
+        )
+        params = {
+            "error": error,
+            "retry_delay": delay,
+            "final": bool(final),
+            "worker_id": None if worker_id is None else check_name(worker_id, "worker id"),
+            "now": check_run_at(now),
+        }
+        job = await self._finish("job_fail", "fail", check_job_id(job_id), params)
+        if job.status is types.JobStatus.PENDING:
+            logger.warning(
+                "[Queue] Job %s failed (attempt %d/%d), retrying at %s: %s",
+                job.id,
+                job.attempts,
+                job.max_attempts,
+                job.run_at.isoformat(),
+                error,
+            )
+        else:
+            logger.error(
+                "[Queue] Job %s failed permanently after %d attempts: %s",
+                job.id,
+                job.attempts,
+                error,
+            )
+        return job
+
+    async def cleanup_stale_locks(
+        self,
+        threshold_ms: float = DEFAULT_STALE_THRESHOLD_MS,
+        *,
+        queue: str | None = None,
+        now: datetime.datetime | None = None,
+    ) -> int:
+        """Release running jobs with no sign of life (heartbeat, else lock time) for
+        ``threshold_ms``: back to pending, or failed when out of attempts. Returns how many
+        were released. Every queue unless ``queue`` is given."""
+        params = {
+            "threshold": check_seconds(threshold_ms, "threshold_ms", allow_zero=False) / 1000,
+            "queue": None if queue is None else check_name(queue, "queue"),
+            "now": check_run_at(now),
+        }
+        released = await self._jobs("job_rescue_stale", params)
+        for job in released:
+            logger.warning(
+                "[Queue] Released stale job %s (type: %s) -> %s", job.id, job.type, job.status
+            )
+        return len(released)
+
+    async def heartbeat(
+        self,
+        worker_id: str,
+        job_ids: collections.abc.Collection[uuid.UUID],
+        *,
+        now: datetime.datetime | None = None,
+    ) -> set[uuid.UUID]:
+        """Refresh the locks ``worker_id`` holds on ``job_ids``; returns the ids it still
+        holds (a missing one was released as stale and may be running elsewhere)."""
+        if not job_ids:
+            return set()
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                sql.query("job_heartbeat"),
+                {"ids": list(job_ids), "worker_id": worker_id, "now": check_run_at(now)},
+            )
+            return {row[0] for row in await cursor.fetchall()}
+
+
+# --- module-level API, as in the seed ------------------------------------------------------
+
+_defaults: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Queue] = weakref.WeakKeyDictionary()
+_default_settings: dict[str, typing.Any] = {}
+
+
+def configure(database_url: str | None = None, **settings: typing.Any) -> None:
+    """Set what the module-level functions connect to (default: ``$DATABASE_URL``).
+    ``settings`` are ``Queue`` keyword arguments, e.g. ``queue="books"``."""
+    _default_settings.clear()
+    _default_settings.update(settings, database_url=database_url)
+    _defaults.clear()
+
+
+async def default_queue() -> Queue:
+    """The ``Queue`` behind the module-level functions, opened on first use in this loop."""
+    loop = asyncio.get_running_loop()
+    queue = _defaults.get(loop)
+    if queue is None:
+        queue = Queue(**_default_settings)
+        _defaults[loop] = queue
+        await queue.open()
+    return queue
+
+
+async def close_default_queue() -> None:
+    queue = _defaults.pop(asyncio.get_running_loop(), None)
+    if queue is not None:
+        await queue.close()
+
+
+async def enqueue_job(
+    type: str,
+    payload: typing.Any = None,
+    *,
+    run_at: datetime.datetime | None = None,
+    max_attempts: int | None = None,
+    queue: str | None = None,
+    priority: int = 0,
+) -> types.Job:
+    return await (await default_queue()).enqueue_job(
+        type, payload, run_at=run_at, max_attempts=max_attempts, queue=queue, priority=priority
+    )
+
+
+async def enqueue_jobs(jobs: collections.abc.Iterable[types.NewJob]) -> list[types.Job]:
+    return await (await default_queue()).enqueue_jobs(jobs)
+
+
+async def get_job_status(job_id: uuid.UUID | str) -> types.Job | None:
+    return await (await default_queue()).get_job_status(job_id)
+
+
+async def get_queue_stats(*, queue: str | None = None, type: str | None = None) -> types.QueueStats:
+    return await (await default_queue()).get_queue_stats(queue=queue, type=type)
+
+
+async def complete_job(job_id: uuid.UUID | str, result: typing.Any = None) -> types.Job:
+    return await (await default_queue()).complete_job(job_id, result)
+
+
+async def fail_job(job_id: uuid.UUID | str, error: str) -> types.Job:
+    return await (await default_queue()).fail_job(job_id, error)
+
+
+async def cleanup_stale_locks(threshold_ms: float = DEFAULT_STALE_THRESHOLD_MS) -> int:
+    return await (await default_queue()).cleanup_stale_locks(threshold_ms)

@@ -1,0 +1,224 @@
+-- All of jobqueue's SQL, one named query a block. A block starts with "-- name: <name>"
+-- and runs to the next one. Parameters are psycopg named placeholders only. Wherever a
+-- query reads the clock it takes %(now)s, so tests can move time: NULL means now().
+
+-- name: job_insert
+INSERT INTO jobs (type, payload, run_at, max_attempts, queue, priority)
+VALUES (
+    %(type)s,
+    %(payload)s::jsonb,
+    coalesce(%(run_at)s, %(now)s, now()),
+    coalesce(%(max_attempts)s, 3),
+    %(queue)s,
+    %(priority)s
+)
+RETURNING *;
+
+-- name: job_insert_many
+-- One statement for a whole batch: each parameter is an array, one element a job.
+INSERT INTO jobs (id, type, payload, run_at, max_attempts, queue, priority)
+SELECT id, type, payload::jsonb, coalesce(run_at, %(now)s, now()), coalesce(max_attempts, 3),
+       queue, priority
+FROM unnest(
+    %(ids)s::uuid[], %(types)s::text[], %(payloads)s::text[], %(run_ats)s::timestamptz[],
+    %(max_attempts)s::integer[], %(queues)s::text[], %(priorities)s::integer[]
+) AS batch (id, type, payload, run_at, max_attempts, queue, priority)
+RETURNING *;
+
+-- name: job_get
+SELECT * FROM jobs WHERE id = %(id)s;
+
+-- name: job_claim
+-- Claims up to %(limit)s ready jobs of one queue in claim order; rows another claimer holds
+-- are skipped, never waited for, so no job is handed out twice. %(types)s NULL means any.
+WITH ready AS (
+    SELECT id
+    FROM jobs
+    WHERE status = 'pending'
+      AND queue = %(queue)s
+      AND run_at <= coalesce(%(now)s, now())
+      AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+    ORDER BY priority DESC, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs
+SET status = 'running',
+    attempts = jobs.attempts + 1,
+    locked_at = coalesce(%(now)s, now()),
+    locked_by = %(worker_id)s,
+    heartbeat_at = coalesce(%(now)s, now()),
+    updated_at = coalesce(%(now)s, now())
+FROM ready
+WHERE jobs.id = ready.id
+RETURNING jobs.*;
+
+-- name: job_complete
+-- Only a job still in play can be completed. With %(worker_id)s set, only while that worker
+-- holds it: a worker whose job was rescued must not overwrite the next run's outcome.
+UPDATE jobs
+SET status = 'done',
+    result = %(result)s::jsonb,
+    error = NULL,
+    locked_at = NULL,
+    locked_by = NULL,
+    heartbeat_at = NULL,
+    updated_at = coalesce(%(now)s, now())
+WHERE id = %(id)s
+  AND status IN ('pending', 'running')
+  AND (%(worker_id)s::text IS NULL OR (status = 'running' AND locked_by = %(worker_id)s))
+RETURNING *;
+
+-- name: job_fail
+-- A failure uses up an attempt: a running job spent one when it was claimed, a pending job
+-- failed by hand spends one now. While attempts remain the job goes back to pending after
+-- %(retry_delay)s seconds; after that it is failed for good.
+UPDATE jobs
+SET attempts = jobs.attempts + CASE WHEN jobs.status = 'pending' THEN 1 ELSE 0 END,
+    status = CASE
+        WHEN jobs.attempts + CASE WHEN jobs.status = 'pending' THEN 1 ELSE 0 END
+             < jobs.max_attempts AND NOT %(final)s
+        THEN 'pending' ELSE 'failed' END,
+    run_at = CASE
+        WHEN jobs.attempts + CASE WHEN jobs.status = 'pending' THEN 1 ELSE 0 END
+             < jobs.max_attempts AND NOT %(final)s
+        THEN coalesce(%(now)s, now()) + make_interval(secs => %(retry_delay)s)
+        ELSE jobs.run_at END,
+    error = %(error)s,
+    locked_at = NULL,
+    locked_by = NULL,
+    heartbeat_at = NULL,
+    updated_at = coalesce(%(now)s, now())
+WHERE id = %(id)s
+  AND status IN ('pending', 'running')
+  AND (%(worker_id)s::text IS NULL OR (status = 'running' AND locked_by = %(worker_id)s))
+RETURNING *;
+
+-- name: job_heartbeat
+-- Refreshes the locks a live worker holds; returns the ids it still holds.
+UPDATE jobs
+SET heartbeat_at = coalesce(%(now)s, now())
+WHERE id = ANY(%(ids)s::uuid[]) AND status = 'running' AND locked_by = %(worker_id)s
+RETURNING id;
+
+-- name: job_rescue_stale
+-- Running jobs whose last sign of life (heartbeat, else lock time) is older than the
+-- threshold belong to a dead worker: back to pending at once while attempts remain, else
+-- failed. The attempt the dead worker spent stays counted.
+UPDATE jobs
+SET status = CASE WHEN jobs.attempts < jobs.max_attempts THEN 'pending' ELSE 'failed' END,
+    run_at = CASE WHEN jobs.attempts < jobs.max_attempts
+        THEN coalesce(%(now)s, now()) ELSE jobs.run_at END,
+    error = format('stale lock: worker %%s stopped responding (no heartbeat since %%s)',
+                   coalesce(jobs.locked_by, 'unknown'),
+                   coalesce(jobs.heartbeat_at, jobs.locked_at, jobs.updated_at)),
+    locked_at = NULL,
+    locked_by = NULL,
+    heartbeat_at = NULL,
+    updated_at = coalesce(%(now)s, now())
+WHERE jobs.status = 'running'
+  AND (%(queue)s::text IS NULL OR jobs.queue = %(queue)s)
+  AND coalesce(jobs.heartbeat_at, jobs.locked_at, jobs.updated_at)
+      < coalesce(%(now)s, now()) - make_interval(secs => %(threshold)s)
+RETURNING *;
+
+-- name: job_counts_sum
+-- Current counts per queue, type and status, from the appended deltas (see migration 0002).
+SELECT queue, type, status, sum(delta)::bigint AS count, count(*) AS delta_rows
+FROM job_counts
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
+GROUP BY queue, type, status;
+
+-- name: job_counts_compact
+-- Folds the appended deltas into one row per (queue, type, status). Concurrent writers keep
+-- appending; rows they add after this statement's snapshot are left for the next compaction.
+WITH folded AS (
+    DELETE FROM job_counts RETURNING queue, type, status, delta
+)
+INSERT INTO job_counts (queue, type, status, delta)
+SELECT queue, type, status, sum(delta)
+FROM folded
+GROUP BY queue, type, status
+HAVING sum(delta) <> 0;
+
+-- name: job_counts_try_lock
+-- Only one compaction at a time; the others skip rather than queue up.
+SELECT pg_try_advisory_xact_lock(%(key)s) AS locked;
+
+-- name: migration_lock
+-- Every jobqueue process migrating this database waits here; the lock ends with the
+-- transaction that applies the migrations.
+SELECT pg_advisory_xact_lock(%(key)s);
+
+-- name: migration_table_create
+CREATE TABLE IF NOT EXISTS jobqueue_migrations (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    checksum text NOT NULL,
+    applied_at timestamp with time zone NOT NULL DEFAULT now()
+);
+
+-- name: migration_table_exists
+SELECT to_regclass('jobqueue_migrations') IS NOT NULL;
+
+-- name: migration_list
+SELECT version, name, checksum FROM jobqueue_migrations ORDER BY version;
+
+-- name: migration_record
+INSERT INTO jobqueue_migrations (version, name, checksum)
+VALUES (%(version)s, %(name)s, %(checksum)s);
+
+-- name: schema_search_path_set
+-- For the rest of the transaction, so that catalog functions print names unqualified.
+SELECT set_config('search_path', quote_ident(%(schema)s), true);
+
+-- name: schema_of_jobs
+SELECT n.nspname
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = to_regclass('jobs');
+
+-- name: schema_scratch_create
+-- Only ever inside a transaction that is rolled back (see migrations.replayed_fingerprint).
+CREATE SCHEMA jobqueue_verify_scratch;
+
+-- name: schema_describe
+-- Everything the migrations define in one schema, independent of the schema's name: owner
+-- (table or function) and one line of description per column, constraint, index, trigger
+-- and function body.
+SELECT c.relname,
+       'column ' || c.relname || '.' || a.attname || ' '
+       || format_type(a.atttypid, a.atttypmod)
+       || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+       || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p') AND c.relname <> 'jobqueue_migrations'
+UNION ALL
+SELECT c.relname,
+       'constraint ' || c.relname || '.' || k.conname || ' ' || pg_get_constraintdef(k.oid)
+FROM pg_constraint k
+JOIN pg_class c ON c.oid = k.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relname <> 'jobqueue_migrations'
+UNION ALL
+SELECT c.relname, 'index ' || pg_get_indexdef(i.indexrelid)
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relname <> 'jobqueue_migrations'
+UNION ALL
+SELECT c.relname, 'trigger ' || pg_get_triggerdef(t.oid)
+FROM pg_trigger t
+JOIN pg_class c ON c.oid = t.tgrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND NOT t.tgisinternal
+UNION ALL
+SELECT p.proname,
+       'function ' || p.proname || '(' || pg_get_function_arguments(p.oid) || ') '
+       || pg_get_function_result(p.oid) || ' ' || md5(p.prosrc)
+FROM pg_proc p
+JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = %(schema)s;

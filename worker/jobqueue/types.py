@@ -1,0 +1,94 @@
+"""The queue's data types: a job as stored, its status, and the errors the queue raises."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+import typing
+import uuid
+
+
+class JobStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    FAILED = "failed"
+    DONE = "done"
+
+
+JsonValue: typing.TypeAlias = (
+    "dict[str, JsonValue] | list[JsonValue] | str | int | float | bool | None"
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Job:
+    """One row of the ``jobs`` table: the seed's columns, then the queue's additions."""
+
+    id: uuid.UUID
+    type: str
+    status: JobStatus
+    payload: typing.Any
+    result: typing.Any
+    attempts: int
+    max_attempts: int
+    run_at: datetime.datetime
+    locked_at: datetime.datetime | None
+    locked_by: str | None
+    error: str | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    queue: str = "default"
+    priority: int = 0
+    heartbeat_at: datetime.datetime | None = None
+
+    def to_json(self) -> dict[str, JsonValue]:
+        """The job as JSON-ready values (ISO-8601 times, string id)."""
+        out: dict[str, JsonValue] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, datetime.datetime):
+                value = value.isoformat()
+            elif isinstance(value, uuid.UUID):
+                value = str(value)
+            out[field.name] = value
+        return out
+
+
+JOB_FIELDS: typing.Final = frozenset(field.name for field in dataclasses.fields(Job))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to enqueue, for ``enqueue_jobs``; the same arguments as ``enqueue_job``."""
+
+    type: str
+    payload: typing.Any = None
+    run_at: datetime.datetime | None = None
+    max_attempts: int | None = None
+    queue: str | None = None
+    priority: int = 0
+
+
+QueueStats: typing.TypeAlias = dict[str, int]
+"""``{"pending": n, "running": n, "failed": n, "done": n}``: every status, zeros included."""
+
+
+class JobQueueError(Exception):
+    """Base of the errors the queue raises about jobs (not about arguments)."""
+
+
+class JobNotFoundError(JobQueueError, LookupError):
+    def __init__(self, job_id: uuid.UUID) -> None:
+        super().__init__(f"no job with id {job_id}")
+        self.job_id = job_id
+
+
+class JobStateError(JobQueueError):
+    """The job exists but is not in a state that allows the operation."""
+
+    def __init__(self, job: Job, operation: str, detail: str = "") -> None:
+        message = f"cannot {operation} job {job.id}: it is {job.status}"
+        super().__init__(message + (f" ({detail})" if detail else ""))
+        self.job = job
+        self.operation = operation
