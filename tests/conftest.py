@@ -97,7 +97,9 @@ async def queue(database_url: str) -> collections.abc.AsyncIterator[jobqueue.Que
 
 
 @pytest.fixture
-async def conn(database_url: str) -> collections.abc.AsyncIterator[psycopg.AsyncConnection[typing.Any]]:
+async def conn(
+    database_url: str,
+) -> collections.abc.AsyncIterator[psycopg.AsyncConnection[typing.Any]]:
     """A plain autocommit connection to the test's database, for looking behind the API."""
     connection = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
     async with connection:

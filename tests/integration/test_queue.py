@@ -25,7 +25,7 @@ def at(seconds: float) -> datetime.datetime:
 async def table_counts(conn: psycopg.AsyncConnection[typing.Any]) -> dict[str, int]:
     cursor = await conn.execute("SELECT status, count(*) FROM jobs GROUP BY status")
     counts = queue_module.empty_stats()
-    counts.update({status: count for status, count in await cursor.fetchall()})
+    counts.update(dict(await cursor.fetchall()))
     return counts
 
 
@@ -40,8 +40,10 @@ async def test_enqueue_returns_the_stored_job(queue: jobqueue.Queue) -> None:
     assert job.status is jobqueue.JobStatus.PENDING
     assert job.payload == payload
     assert (job.attempts, job.max_attempts) == (0, 3)
-    assert job.result is None and job.error is None
-    assert job.locked_at is None and job.locked_by is None
+    assert job.result is None
+    assert job.error is None
+    assert job.locked_at is None
+    assert job.locked_by is None
     assert job.run_at.tzinfo is not None
     assert job.queue == "default"
     assert await queue.get_job_status(job.id) == job
@@ -202,7 +204,8 @@ async def test_complete_job(queue: jobqueue.Queue, caplog: pytest.LogCaptureFixt
         done = await queue.complete_job(job.id, {"result": "data"})
     assert done.status is jobqueue.JobStatus.DONE
     assert done.result == {"result": "data"}
-    assert done.locked_at is None and done.locked_by is None
+    assert done.locked_at is None
+    assert done.locked_by is None
     assert f"[Queue] Job {job.id} completed" in caplog.messages
 
 
@@ -248,13 +251,15 @@ async def test_retry_delay_and_final_failure_are_per_call(queue: jobqueue.Queue)
     assert retried.run_at == at(12.5)
     await queue.claim_jobs("w", now=at(13))
     final = await queue.fail_job(job.id, "bad payload", final=True, now=at(14))
-    assert final.status is jobqueue.JobStatus.FAILED and final.attempts == 2
+    assert final.status is jobqueue.JobStatus.FAILED
+    assert final.attempts == 2
 
 
 async def test_failing_a_pending_job_by_hand_uses_an_attempt(queue: jobqueue.Queue) -> None:
     job = await queue.enqueue_job("t", max_attempts=1)
     failed = await queue.fail_job(job.id, "Error message")
-    assert failed.status is jobqueue.JobStatus.FAILED and failed.attempts == 1
+    assert failed.status is jobqueue.JobStatus.FAILED
+    assert failed.attempts == 1
 
 
 async def test_worker_cannot_finish_a_job_it_no_longer_holds(queue: jobqueue.Queue) -> None:
@@ -281,13 +286,18 @@ async def test_cleanup_stale_locks_requeues_and_fails_by_attempts(queue: jobqueu
     assert await queue.cleanup_stale_locks(300_000, now=at(301)) == 2
     requeued = await queue.get_job_status(retryable.id)
     assert requeued is not None
-    assert requeued.status is jobqueue.JobStatus.PENDING and requeued.attempts == 1
-    assert requeued.locked_by is None and requeued.run_at == at(301)
-    assert requeued.error is not None and "dead" in requeued.error
+    assert requeued.status is jobqueue.JobStatus.PENDING
+    assert requeued.attempts == 1
+    assert requeued.locked_by is None
+    assert requeued.run_at == at(301)
+    assert requeued.error is not None
+    assert "dead" in requeued.error
     gone = await queue.get_job_status(exhausted.id)
-    assert gone is not None and gone.status is jobqueue.JobStatus.FAILED
+    assert gone is not None
+    assert gone.status is jobqueue.JobStatus.FAILED
     still = await queue.get_job_status(fresh.id)
-    assert still is not None and still.locked_by == "alive"
+    assert still is not None
+    assert still.locked_by == "alive"
 
 
 async def test_heartbeat_keeps_a_long_job_from_cleanup(queue: jobqueue.Queue) -> None:
@@ -318,18 +328,26 @@ async def test_stats_follow_every_change_by_type_and_queue(
 ) -> None:
     await queue.enqueue_jobs(jobqueue.NewJob("a") for _ in range(5))
     await queue.enqueue_jobs(jobqueue.NewJob("b", queue="other") for _ in range(3))
-    first, second, third = await queue.claim_jobs("w", limit=3)
+    first, second, _third = await queue.claim_jobs("w", limit=3)
     await queue.complete_job(first.id, None)
     await queue.fail_job(second.id, "x", final=True)
-    await conn.execute("DELETE FROM jobs WHERE type = 'b' AND status = 'pending' AND ctid IN "
-                       "(SELECT ctid FROM jobs WHERE type = 'b' LIMIT 1)")
+    await conn.execute(
+        "DELETE FROM jobs WHERE type = 'b' AND status = 'pending' AND ctid IN "
+        "(SELECT ctid FROM jobs WHERE type = 'b' LIMIT 1)"
+    )
     assert await queue.get_queue_stats() == {"pending": 4, "running": 1, "failed": 1, "done": 1}
     assert await queue.get_queue_stats() == await table_counts(conn)
     assert await queue.get_queue_stats(queue="other") == {
-        "pending": 2, "running": 0, "failed": 0, "done": 0
+        "pending": 2,
+        "running": 0,
+        "failed": 0,
+        "done": 0,
     }
     assert await queue.get_queue_stats(type="a") == {
-        "pending": 2, "running": 1, "failed": 1, "done": 1
+        "pending": 2,
+        "running": 1,
+        "failed": 1,
+        "done": 1,
     }
     by_type = await queue.get_queue_stats_by_type()
     assert list(by_type) == ["a", "b"]
@@ -348,11 +366,13 @@ async def test_stats_stay_exact_through_compaction(
         await queue.complete_job(job.id, None)
     cursor = await conn.execute("SELECT count(*) FROM job_counts")
     before = await cursor.fetchone()
-    assert before is not None and before[0] > 500
+    assert before is not None
+    assert before[0] > 500
     assert await queue.get_queue_stats() == await table_counts(conn)
     cursor = await conn.execute("SELECT count(*) FROM job_counts")
     after = await cursor.fetchone()
-    assert after is not None and after[0] <= 4
+    assert after is not None
+    assert after[0] <= 4
     assert await queue.get_queue_stats() == {"pending": 50, "running": 0, "failed": 0, "done": 250}
 
 
@@ -369,10 +389,12 @@ async def test_module_level_functions_use_database_url(
             job = await jobqueue.enqueue_job("parseBook", {"bookId": 1})
         assert f"[Queue] Enqueued job {job.id} (type: parseBook)" in caplog.messages
         status = await jobqueue.get_job_status(job.id)
-        assert status is not None and status.status == "pending"
+        assert status is not None
+        assert status.status == "pending"
         assert (await jobqueue.get_queue_stats())["pending"] == 1
         failed = await jobqueue.fail_job(job.id, "Error message")
-        assert failed.status == "pending" and failed.attempts == 1
+        assert failed.status == "pending"
+        assert failed.attempts == 1
         done = await jobqueue.complete_job(job.id, {"result": "data"})
         assert done.status == "done"
         assert await jobqueue.cleanup_stale_locks(300_000) == 0

@@ -1,0 +1,128 @@
+"""The ``jobqueue`` command, run as a real process against a real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+JOBQUEUE = str(pathlib.Path(sys.executable).with_name("jobqueue"))
+
+
+def run(
+    *args: str, database_url: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    done = subprocess.run(
+        [JOBQUEUE, *args], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"jobqueue {' '.join(args)} exited {done.returncode}: {done.stderr}")
+    return done
+
+
+def test_db_migrate_verify_and_print(empty_database_url: str) -> None:
+    behind = run("db", "verify", database_url=empty_database_url, check=False)
+    assert behind.returncode == 1
+    assert "schema is behind" in behind.stderr
+    printed = run("db", "migrate", "--print", database_url=empty_database_url)
+    assert "CREATE TABLE jobs" in printed.stdout
+    first = run("db", "migrate", database_url=empty_database_url)
+    assert first.stdout.startswith("applied: 0001_jobs, 0002_")
+    assert "[Migrate] Applying 0001_jobs" in first.stderr
+    again = run("db", "migrate", "--database-url", empty_database_url)
+    assert again.stdout.strip() == "schema is up to date"
+    assert run("db", "migrate", "--print", database_url=empty_database_url).stdout.strip() == ""
+    assert run("db", "verify", database_url=empty_database_url).returncode == 0
+
+
+def test_migrate_print_needs_no_database() -> None:
+    printed = run("db", "migrate", "--print")
+    assert "-- 0001_jobs" in printed.stdout
+    assert "-- 0002_" in printed.stdout
+
+
+def test_job_lifecycle_from_the_shell(database_url: str) -> None:
+    enqueued = run(
+        "enqueue",
+        "parseBook",
+        "--payload",
+        '{"bookId": 1, "filePath": "/books/a.epub"}',
+        "--max-attempts",
+        "2",
+        database_url=database_url,
+    )
+    job_id = uuid.UUID(enqueued.stdout.strip())
+    assert f"[Queue] Enqueued job {job_id} (type: parseBook)" in enqueued.stderr
+    status = json.loads(run("status", str(job_id), "--json", database_url=database_url).stdout)
+    assert status["status"] == "pending"
+    assert status["payload"]["bookId"] == 1
+    assert status["max_attempts"] == 2
+    human = run("status", str(job_id), database_url=database_url).stdout
+    assert "status: pending" in human
+    failed = run("fail", str(job_id), "--error", "disk full", database_url=database_url)
+    assert "is pending (attempt 1/2, retry at" in failed.stdout
+    done = run("complete", str(job_id), "--result", '{"chapters": 15}', database_url=database_url)
+    assert done.stdout.strip() == f"job {job_id} is done"
+    stats = json.loads(run("stats", "--json", database_url=database_url).stdout)
+    assert stats == {
+        "pending": 0,
+        "running": 0,
+        "failed": 0,
+        "done": 1,
+        "by_type": {"parseBook": {"pending": 0, "running": 0, "failed": 0, "done": 1}},
+    }
+    table = run("stats", database_url=database_url).stdout.splitlines()
+    assert table[0].split() == ["TYPE", "pending", "running", "failed", "done"]
+    assert table[1].split() == ["parseBook", "0", "0", "0", "1"]
+    again = run("complete", str(job_id), database_url=database_url, check=False)
+    assert again.returncode == 1
+    assert again.stderr.strip().endswith("it is done (it has already finished)")
+
+
+def test_enqueue_delayed_and_cleanup(database_url: str) -> None:
+    run("enqueue", "embedBook", "--run-at", "2999-01-01T00:00:00Z", database_url=database_url)
+    cleaned = run("cleanup-stale-locks", "--threshold", "5m", database_url=database_url)
+    assert cleaned.stdout.strip() == "released 0 stale jobs"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["enqueue", "t", "--payload", "{not json"], "invalid JSON"),
+        (["enqueue", "t", "--run-at", "2030-01-01T00:00:00"], "has no timezone"),
+        (["enqueue", "t", "--max-attempts", "0"], "max_attempts must be between 1"),
+        (["enqueue", ""], "job type must not be empty"),
+        (["status", "nope"], "malformed job id 'nope'"),
+        (["status", "00000000-0000-0000-0000-000000000000"], "no job with id"),
+        (["fail", "00000000-0000-0000-0000-000000000000", "--error", "x"], "no job with id"),
+        (["cleanup-stale-locks", "--threshold", "soon"], "invalid duration 'soon'"),
+    ],
+)
+def test_user_mistakes_are_one_clear_line(database_url: str, args: list[str], message: str) -> None:
+    done = run(*args, database_url=database_url, check=False)
+    assert done.returncode in (1, 2)
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_unreachable_database_is_one_clear_line() -> None:
+    done = run("stats", "--database-url", "postgresql://nobody@127.0.0.1:1/none", check=False)
+    assert done.returncode == 1
+    assert done.stderr.startswith("jobqueue: error: cannot reach the database:")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_database_url_is_one_clear_line() -> None:
+    done = run("stats", check=False)
+    assert done.returncode == 1
+    assert "no database configured" in done.stderr
+    assert "DATABASE_URL" in done.stderr

@@ -1,0 +1,61 @@
+"""The named-query file: well-formed, and every query used by the code exists (and back)."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import pytest
+
+from jobqueue import sql
+
+SOURCE_ROOTS = [
+    pathlib.Path(__file__).parents[2] / "worker",
+    pathlib.Path(__file__).parents[2] / "operator",
+]
+
+
+def test_parse_named_queries_splits_blocks() -> None:
+    text = "-- header\n-- name: a_one\nSELECT 1;\n\n-- name: b_two\n-- a comment\nSELECT 2;\n"
+    assert sql.parse_named_queries(text) == {
+        "a_one": "SELECT 1;",
+        "b_two": "-- a comment\nSELECT 2;",
+    }
+
+
+def test_a_repeated_or_empty_query_is_an_error() -> None:
+    with pytest.raises(ValueError, match="'a' is defined twice"):
+        sql.parse_named_queries("-- name: a\nSELECT 1;\n-- name: a\nSELECT 2;\n")
+    with pytest.raises(ValueError, match="'a' is empty"):
+        sql.parse_named_queries("-- name: a\n-- name: b\nSELECT 2;\n")
+
+
+def test_unknown_query_names_itself() -> None:
+    with pytest.raises(KeyError, match="no query named 'nope'"):
+        sql.query("nope")
+
+
+def test_code_and_query_file_agree() -> None:
+    used: set[str] = set()
+    for root in SOURCE_ROOTS:
+        for path in root.rglob("*.py"):
+            used |= set(re.findall(r"sql\.query\(\s*\"([a-z_0-9]+)\"", path.read_text()))
+    used |= {
+        "job_claim",
+        "job_insert",
+        "job_insert_many",
+        "job_get",
+        "job_complete",
+        "job_fail",
+        "job_rescue_stale",
+    } & set(sql.QUERIES)  # used through Queue._jobs(name, ...)
+    for path in (SOURCE_ROOTS[0] / "jobqueue").rglob("*.py"):
+        used |= set(re.findall(r"_jobs\(\s*\"([a-z_0-9]+)\"", path.read_text()))
+        used |= set(re.findall(r"_finish\(\s*\"([a-z_0-9]+)\"", path.read_text()))
+    assert used - set(sql.QUERIES) == set(), "code uses queries the file lacks"
+    assert set(sql.QUERIES) - used == set(), "queries.sql has queries no code uses"
+
+
+def test_queries_are_named_entity_first() -> None:
+    entities = ("job_", "migration_", "schema_")
+    assert [name for name in sql.QUERIES if not name.startswith(entities)] == []
