@@ -1,0 +1,455 @@
+#!/usr/bin/env python3
+"""Claim throughput of ONE process, in jobs per second.
+
+Each measurement starts from a fresh table (``TRUNCATE jobs``), enqueues ``--jobs`` no-op
+jobs with ``Queue.enqueue_jobs``, runs ``ANALYZE jobs``, and then times draining them (the
+enqueue is not timed):
+
+* ``queue claim+complete``: ``Queue.claim_jobs(worker, limit=B)``, then
+  ``Queue.complete_job(id, worker_id=worker)`` for each claimed job, as a worker does;
+* ``queue claim only``: ``Queue.claim_jobs`` alone (the jobs stay ``running``);
+* ``raw claim`` and ``raw claim+complete``: the same ``job_claim`` (and ``job_complete``)
+  statements from ``jobqueue.sql`` on one plain psycopg ``AsyncConnection``: no pool, no
+  argument checks, no ``Job`` rows. This is the limit the queue API can reach; the
+  ``vs raw`` column is the queue API's share of it, so ``1 - ratio`` is Python overhead;
+* ``seed claim``: the seed's claim shape, ``SELECT * FROM jobs WHERE status = 'pending'
+  AND run_at <= now() AND locked_at IS NULL FOR UPDATE SKIP LOCKED LIMIT 1`` and then an
+  ``UPDATE`` of that row, in one transaction, on one plain connection. Once on the current
+  schema (ready index, count and notify triggers) and once on a copy of the same jobs in a
+  table built by migration 0001 alone (the seed's schema: primary key only, no triggers),
+  which shows what the ready index and batching gain.
+
+``--no-count-triggers`` drops the ``job_counts`` triggers in the scratch database first, to
+show what they cost per statement; ``get_queue_stats()`` is wrong for that database then.
+
+The server is an embedded PostgreSQL (``pgserver``, started in a temporary folder) unless
+``DATABASE_URL`` is set; either way the benchmark creates its own scratch database on it and
+drops it at the end. Run from the repository root::
+
+    .venv/bin/python bench/claim.py                       # 20,000 jobs, batches 1 and 50
+    .venv/bin/python bench/claim.py --jobs 5000 --batch 1 10 100 --json
+    .venv/bin/python bench/claim.py --no-count-triggers
+    DATABASE_URL=postgresql://user:pw@host/db .venv/bin/python bench/claim.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections.abc
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+import typing
+import warnings
+
+import psycopg
+import psycopg.conninfo
+import psycopg.sql
+
+from jobqueue import db, embedded, migrations, sql, types
+from jobqueue import queue as queue_module
+
+WORKER: typing.Final = "bench-worker"
+JOB_TYPE: typing.Final = "noop"
+ENQUEUE_CHUNK: typing.Final = 1_000
+SEED_SCHEMA: typing.Final = "bench_seed"
+COUNT_TRIGGERS: typing.Final = (
+    "jobs_counts_insert",
+    "jobs_counts_update",
+    "jobs_counts_delete",
+    "jobs_counts_truncate",
+)
+
+# The seed's claim, statement for statement: find one ready row, then take it.
+SEED_SELECT: typing.Final = (
+    "SELECT * FROM jobs WHERE status = 'pending' AND run_at <= now() AND locked_at IS NULL"
+    " FOR UPDATE SKIP LOCKED LIMIT 1"
+)
+SEED_UPDATE: typing.Final = (
+    "UPDATE jobs SET status = 'running', locked_at = now(), locked_by = %(worker_id)s,"
+    " attempts = attempts + 1, updated_at = now() WHERE id = %(id)s"
+)
+
+Connection: typing.TypeAlias = psycopg.AsyncConnection[typing.Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Result:
+    name: str
+    batch: int
+    jobs: int
+    seconds: float
+    # The measurement this one is compared with in the "vs" column, if any.
+    baseline: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.name} @{self.batch}"
+
+    @property
+    def jobs_per_second(self) -> float:
+        return self.jobs / self.seconds if self.seconds > 0 else float("inf")
+
+
+# --- server and scratch database --------------------------------------------------------
+
+
+@contextlib.contextmanager
+def postgres_server() -> collections.abc.Iterator[tuple[str, str]]:
+    """``(url, description)`` of the server to use: ``$DATABASE_URL``, else an embedded one."""
+    given = os.environ.get(db.DATABASE_URL_ENV)
+    if given:
+        yield given, "DATABASE_URL"
+        return
+    with embedded.embedded_postgres() as url:
+        yield url, "embedded pgserver"
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(server_url: str, prefix: str) -> collections.abc.AsyncIterator[str]:
+    """A new, empty database on the server for this run; dropped afterwards."""
+    dbname = f"{prefix}_{os.getpid()}"
+    name = psycopg.sql.Identifier(dbname)
+    admin = await psycopg.AsyncConnection.connect(server_url, autocommit=True)
+    async with admin:
+        await admin.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        await admin.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(name))
+    try:
+        yield psycopg.conninfo.make_conninfo(server_url, dbname=dbname)
+    finally:
+        admin = await psycopg.AsyncConnection.connect(server_url, autocommit=True)
+        async with admin:
+            await admin.execute(
+                psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name)
+            )
+
+
+async def server_facts(conn: Connection) -> dict[str, str]:
+    cursor = await conn.execute(
+        "SELECT current_setting('server_version'), current_setting('fsync'),"
+        " current_setting('synchronous_commit'), current_setting('shared_buffers')"
+    )
+    row = await cursor.fetchone()
+    assert row is not None
+    names = ("server_version", "fsync", "synchronous_commit", "shared_buffers")
+    return dict(zip(names, (str(value) for value in row), strict=True))
+
+
+# --- the benchmark ----------------------------------------------------------------------
+
+
+class ClaimBench:
+    def __init__(self, queue: queue_module.Queue, conn: Connection, jobs: int) -> None:
+        self.queue = queue
+        self.conn = conn  # one plain autocommit connection: setup, raw SQL, seed shape
+        self.jobs = jobs
+        self.enqueue_seconds: list[float] = []
+
+    async def fresh_jobs(self) -> None:
+        """An empty jobs table, then ``self.jobs`` pending no-op jobs, analysed."""
+        await self.conn.execute("TRUNCATE jobs")
+        started = time.perf_counter()
+        for first in range(0, self.jobs, ENQUEUE_CHUNK):
+            count = min(ENQUEUE_CHUNK, self.jobs - first)
+            await self.queue.enqueue_jobs([types.NewJob(JOB_TYPE)] * count)
+        self.enqueue_seconds.append(time.perf_counter() - started)
+        await self.conn.execute("ANALYZE jobs")
+
+    async def check_all(self, processed: int, status: str, table: str = "jobs") -> None:
+        """Every job was handed out exactly once and ended in ``status``."""
+        cursor = await self.conn.execute(
+            psycopg.sql.SQL("SELECT count(*) FILTER (WHERE status = %s), count(*) FROM {}").format(
+                psycopg.sql.Identifier(*table.split("."))
+            ),
+            (status,),
+        )
+        row = await cursor.fetchone()
+        if processed != self.jobs or row != (self.jobs, self.jobs):
+            raise RuntimeError(
+                f"{table}: processed {processed} of {self.jobs} jobs;"
+                f" (in {status!r}, total) = {row}"
+            )
+
+    # queue API ---------------------------------------------------------------------------
+
+    async def queue_claim_complete(self, batch: int) -> Result:
+        await self.fresh_jobs()
+        processed = 0
+        started = time.perf_counter()
+        while claimed := await self.queue.claim_jobs(WORKER, limit=batch):
+            for job in claimed:
+                await self.queue.complete_job(job.id, worker_id=WORKER)
+            processed += len(claimed)
+        seconds = time.perf_counter() - started
+        await self.check_all(processed, "done")
+        return Result("queue claim+complete", batch, processed, seconds, "raw claim+complete")
+
+    async def queue_claim_only(self, batch: int) -> Result:
+        await self.fresh_jobs()
+        processed = 0
+        started = time.perf_counter()
+        while claimed := await self.queue.claim_jobs(WORKER, limit=batch):
+            processed += len(claimed)
+        seconds = time.perf_counter() - started
+        await self.check_all(processed, "running")
+        return Result("queue claim only", batch, processed, seconds, "raw claim")
+
+    # raw SQL: the same statements, one plain connection, tuples -------------------------
+
+    def _claim_params(self, batch: int) -> dict[str, typing.Any]:
+        return {
+            "worker_id": WORKER,
+            "limit": batch,
+            "queue": queue_module.DEFAULT_QUEUE,
+            "types": None,
+            "now": None,
+        }
+
+    async def raw_claim(self, batch: int) -> Result:
+        await self.fresh_jobs()
+        claim, params = sql.query("job_claim"), self._claim_params(batch)
+        processed = 0
+        started = time.perf_counter()
+        while True:
+            cursor = await self.conn.execute(claim, params)
+            rows = await cursor.fetchall()
+            if not rows:
+                break
+            processed += len(rows)
+        seconds = time.perf_counter() - started
+        await self.check_all(processed, "running")
+        return Result("raw claim", batch, processed, seconds)
+
+    async def raw_claim_complete(self, batch: int) -> Result:
+        await self.fresh_jobs()
+        claim, params = sql.query("job_claim"), self._claim_params(batch)
+        complete = sql.query("job_complete")
+        processed = 0
+        started = time.perf_counter()
+        while True:
+            cursor = await self.conn.execute(claim, params)
+            rows = await cursor.fetchall()
+            if not rows:
+                break
+            for row in rows:
+                done = {"id": row[0], "result": None, "worker_id": WORKER, "now": None}
+                await self.conn.execute(complete, done)
+            processed += len(rows)
+        seconds = time.perf_counter() - started
+        await self.check_all(processed, "done")
+        return Result("raw claim+complete", batch, processed, seconds)
+
+    # the seed's claim shape -------------------------------------------------------------
+
+    async def _seed_drain(self, conn: Connection) -> int:
+        processed = 0
+        while True:
+            async with conn.transaction():
+                cursor = await conn.execute(SEED_SELECT)
+                row = await cursor.fetchone()
+                if row is None:
+                    break
+                await conn.execute(SEED_UPDATE, {"worker_id": WORKER, "id": row[0]})
+            processed += 1
+        return processed
+
+    async def seed_claim_current_schema(self) -> Result:
+        await self.fresh_jobs()
+        started = time.perf_counter()
+        processed = await self._seed_drain(self.conn)
+        seconds = time.perf_counter() - started
+        await self.check_all(processed, "running")
+        return Result("seed claim, current schema", 1, processed, seconds, "raw claim")
+
+    async def seed_claim_seed_schema(self, url: str) -> Result:
+        """The same jobs copied into a table made by migration 0001 alone, in its own schema."""
+        await self.fresh_jobs()
+        seed_sql = migrations.load_migrations()[0].sql
+        schema = psycopg.sql.Identifier(SEED_SCHEMA)
+        await self.conn.execute(psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
+        await self.conn.execute(psycopg.sql.SQL("CREATE SCHEMA {}").format(schema))
+        seed = await psycopg.AsyncConnection.connect(
+            url, autocommit=True, options=f"-c search_path={SEED_SCHEMA}"
+        )
+        async with seed:
+            await seed.execute(seed_sql)
+            await seed.execute(
+                "INSERT INTO jobs (id, type, status, payload, result, attempts, max_attempts,"
+                " run_at, locked_at, locked_by, error, created_at, updated_at)"
+                " SELECT id, type, status, payload, result, attempts, max_attempts, run_at,"
+                " locked_at, locked_by, error, created_at, updated_at"
+                " FROM public.jobs ORDER BY priority DESC, run_at, id"
+            )
+            await seed.execute("ANALYZE jobs")
+            started = time.perf_counter()
+            processed = await self._seed_drain(seed)
+            seconds = time.perf_counter() - started
+        await self.check_all(processed, "running", f"{SEED_SCHEMA}.jobs")
+        await self.conn.execute(psycopg.sql.SQL("DROP SCHEMA {} CASCADE").format(schema))
+        return Result("seed claim, seed schema", 1, processed, seconds, "raw claim")
+
+
+async def drop_count_triggers(conn: Connection) -> None:
+    for trigger in COUNT_TRIGGERS:
+        await conn.execute(
+            psycopg.sql.SQL("DROP TRIGGER {} ON jobs").format(psycopg.sql.Identifier(trigger))
+        )
+
+
+async def run(args: argparse.Namespace, server_url: str) -> dict[str, typing.Any]:
+    async with scratch_database(server_url, "jobqueue_bench_claim") as url:
+        conn = await db.connect(url)
+        async with conn:
+            await migrations.migrate(conn)
+            facts = await server_facts(conn)
+            if args.no_count_triggers:
+                await drop_count_triggers(conn)
+            async with queue_module.Queue(url) as queue:
+                bench = ClaimBench(queue, conn, args.jobs)
+                results: list[Result] = []
+                for batch in args.batch:
+                    results.append(await bench.queue_claim_complete(batch))
+                    results.append(await bench.raw_claim_complete(batch))
+                    results.append(await bench.queue_claim_only(batch))
+                    results.append(await bench.raw_claim(batch))
+                if not args.no_seed:
+                    results.append(await bench.seed_claim_current_schema())
+                    results.append(await bench.seed_claim_seed_schema(url))
+    enqueue = sum(bench.enqueue_seconds) / len(bench.enqueue_seconds)
+    return {"facts": facts, "results": results, "enqueue_seconds": enqueue}
+
+
+# --- output -----------------------------------------------------------------------------
+
+
+def ratio(result: Result, by_key: dict[str, Result]) -> float | None:
+    if result.baseline is None:
+        return None
+    base = by_key.get(f"{result.baseline} @{result.batch}")
+    return None if base is None else result.jobs_per_second / base.jobs_per_second
+
+
+def report_json(args: argparse.Namespace, server: str, outcome: dict[str, typing.Any]) -> str:
+    results: list[Result] = outcome["results"]
+    by_key = {result.key: result for result in results}
+    return json.dumps(
+        {
+            "benchmark": "claim",
+            "server": server,
+            **outcome["facts"],
+            "jobs": args.jobs,
+            "count_triggers": not args.no_count_triggers,
+            "stats_valid": not args.no_count_triggers,
+            "enqueue_jobs_per_second": args.jobs / outcome["enqueue_seconds"],
+            "results": [
+                {
+                    **dataclasses.asdict(result),
+                    "jobs_per_second": round(result.jobs_per_second, 1),
+                    "vs_baseline": ratio(result, by_key),
+                }
+                for result in results
+            ],
+        },
+        indent=2,
+    )
+
+
+def report_table(args: argparse.Namespace, server: str, outcome: dict[str, typing.Any]) -> str:
+    facts: dict[str, str] = outcome["facts"]
+    results: list[Result] = outcome["results"]
+    by_key = {result.key: result for result in results}
+    lines = [
+        f"claim throughput, one process: {args.jobs:,} no-op jobs per measurement",
+        f"server: {server}, PostgreSQL {facts['server_version']}, fsync={facts['fsync']},"
+        f" synchronous_commit={facts['synchronous_commit']},"
+        f" shared_buffers={facts['shared_buffers']}",
+        "count triggers: "
+        + (
+            "DROPPED in the scratch database -- get_queue_stats() would be WRONG here;"
+            " these figures only show what the triggers cost"
+            if args.no_count_triggers
+            else "on (as shipped)"
+        ),
+        "",
+        f"{'measurement':<28} {'batch':>5} {'jobs':>7} {'seconds':>8} {'jobs/s':>9}  vs",
+        "-" * 72,
+    ]
+    for result in results:
+        share = ratio(result, by_key)
+        versus = f"{share:.2f} x {result.baseline}" if share is not None else ""
+        lines.append(
+            f"{result.name:<28} {result.batch:>5} {result.jobs:>7,} {result.seconds:>8.2f}"
+            f" {result.jobs_per_second:>9,.0f}  {versus}"
+        )
+    lines += [
+        "",
+        f"enqueue_jobs in chunks of {ENQUEUE_CHUNK:,}:"
+        f" {args.jobs / outcome['enqueue_seconds']:,.0f} jobs/s (setup, averaged)",
+    ]
+    seed = by_key.get("seed claim, seed schema @1")
+    if seed is not None:
+        for batch in args.batch:
+            ours = by_key.get(f"raw claim @{batch}")
+            if ours is not None:
+                lines.append(
+                    f"job_claim batch {batch} vs the seed's claim on the seed schema:"
+                    f" {ours.jobs_per_second / seed.jobs_per_second:.1f} x"
+                )
+    return "\n".join(lines)
+
+
+# --- command line -----------------------------------------------------------------------
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 10_000_000:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 10,000,000, got {value}")
+    return value
+
+
+def batch_size(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"batch must be between 1 and 10,000, got {value}")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Claim throughput of one process (see the module docstring)."
+    )
+    parser.add_argument("--jobs", type=positive, default=20_000, help="jobs per measurement")
+    parser.add_argument(
+        "--batch", type=batch_size, nargs="+", default=[1, 50], help="claim limits to measure"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--no-count-triggers",
+        action="store_true",
+        help="drop the job_counts triggers first (stats are then wrong): shows their cost",
+    )
+    parser.add_argument(
+        "--no-seed", action="store_true", help="skip the seed claim-shape comparison"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("jobqueue").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    with postgres_server() as (server_url, server):
+        outcome = asyncio.run(run(args, server_url))
+    print(report_json(args, server, outcome) if args.json else report_table(args, server, outcome))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
