@@ -7,17 +7,28 @@ enqueue is not timed):
 
 * ``queue claim+complete``: ``Queue.claim_jobs(worker, limit=B)``, then
   ``Queue.complete_job(id, worker_id=worker)`` for each claimed job, as a worker does;
+* ``queue claim+complete_jobs`` (batches above 1, when the queue has ``complete_jobs``):
+  each claimed batch completed by one ``Queue.complete_jobs`` statement instead;
 * ``queue claim only``: ``Queue.claim_jobs`` alone (the jobs stay ``running``);
 * ``raw claim`` and ``raw claim+complete``: the same ``job_claim`` (and ``job_complete``)
   statements from ``jobqueue.sql`` on one plain psycopg ``AsyncConnection``: no pool, no
-  argument checks, no ``Job`` rows. This is the limit the queue API can reach; the
-  ``vs raw`` column is the queue API's share of it, so ``1 - ratio`` is Python overhead;
+  argument checks, no ``Job`` rows. This is the limit the queue API can reach; the ``vs``
+  column is the queue API's share of it, so ``1 - ratio`` is Python overhead;
 * ``seed claim``: the seed's claim shape, ``SELECT * FROM jobs WHERE status = 'pending'
   AND run_at <= now() AND locked_at IS NULL FOR UPDATE SKIP LOCKED LIMIT 1`` and then an
-  ``UPDATE`` of that row, in one transaction, on one plain connection. Once on the current
-  schema (ready index, count and notify triggers) and once on a copy of the same jobs in a
-  table built by migration 0001 alone (the seed's schema: primary key only, no triggers),
-  which shows what the ready index and batching gain.
+  ``UPDATE`` of that row, in one transaction, on one plain connection, over a copy of the
+  same jobs in a table built by migration 0001 alone (the seed's schema: primary key only,
+  no triggers). Compared with ``raw claim`` it shows what the ready index and batching
+  gain. ``--seed-on-current-schema`` also runs it on the current table (ready index, count
+  and notify triggers).
+
+After each ``queue claim+complete`` drain the script checks that ``get_queue_stats()``
+agrees with ``SELECT status, count(*)``, and reports how many ``job_counts`` delta rows the
+drain left behind (they are folded together only when someone reads the stats).
+
+``--done-rows N`` writes N finished jobs before each measurement's pending ones, as history
+in a long-lived table: the seed's claim scans past them (with 100,000 it manages ~140
+claims/s, so a whole drain of 20,000 takes minutes), the ready index never sees them.
 
 ``--no-count-triggers`` drops the ``job_counts`` triggers in the scratch database first, to
 show what they cost per statement; ``get_queue_stats()`` is wrong for that database then.
@@ -28,7 +39,7 @@ drops it at the end. Run from the repository root::
 
     .venv/bin/python bench/claim.py                       # 20,000 jobs, batches 1 and 50
     .venv/bin/python bench/claim.py --jobs 5000 --batch 1 10 100 --json
-    .venv/bin/python bench/claim.py --no-count-triggers
+    .venv/bin/python bench/claim.py --no-count-triggers --no-seed
     DATABASE_URL=postgresql://user:pw@host/db .venv/bin/python bench/claim.py
 """
 
@@ -74,6 +85,15 @@ SEED_UPDATE: typing.Final = (
     "UPDATE jobs SET status = 'running', locked_at = now(), locked_by = %(worker_id)s,"
     " attempts = attempts + 1, updated_at = now() WHERE id = %(id)s"
 )
+
+# History for --done-rows: finished jobs from the past 30 days, written before the pending
+# ones, so they come first in the table as they would in a real one.
+INSERT_DONE: typing.Final = """
+INSERT INTO jobs (type, status, attempts, run_at, created_at, updated_at)
+SELECT 'noop', 'done', 1, stamp, stamp, stamp
+FROM generate_series(1, %(rows)s) AS g,
+     LATERAL (SELECT now() - make_interval(secs => 2592000 - g * 2592000.0 / %(rows)s)) AS t (stamp)
+"""
 
 Connection: typing.TypeAlias = psycopg.AsyncConnection[typing.Any]
 
@@ -144,15 +164,30 @@ async def server_facts(conn: Connection) -> dict[str, str]:
 
 
 class ClaimBench:
-    def __init__(self, queue: queue_module.Queue, conn: Connection, jobs: int) -> None:
+    def __init__(
+        self,
+        queue: queue_module.Queue,
+        conn: Connection,
+        jobs: int,
+        *,
+        count_triggers: bool,
+        done_rows: int = 0,
+    ) -> None:
         self.queue = queue
         self.conn = conn  # one plain autocommit connection: setup, raw SQL, seed shape
         self.jobs = jobs
+        self.count_triggers = count_triggers
+        self.done_rows = done_rows
         self.enqueue_seconds: list[float] = []
+        # job_counts rows left behind by each claim+complete drain, keyed by batch size.
+        self.count_rows_left: dict[int, int] = {}
 
     async def fresh_jobs(self) -> None:
-        """An empty jobs table, then ``self.jobs`` pending no-op jobs, analysed."""
+        """An empty jobs table, then ``self.done_rows`` finished jobs (history, written
+        first), then ``self.jobs`` pending no-op jobs, analysed."""
         await self.conn.execute("TRUNCATE jobs")
+        if self.done_rows:
+            await self.conn.execute(INSERT_DONE, {"rows": self.done_rows})
         started = time.perf_counter()
         for first in range(0, self.jobs, ENQUEUE_CHUNK):
             count = min(ENQUEUE_CHUNK, self.jobs - first)
@@ -162,6 +197,7 @@ class ClaimBench:
 
     async def check_all(self, processed: int, status: str, table: str = "jobs") -> None:
         """Every job was handed out exactly once and ended in ``status``."""
+        in_status = self.jobs + (self.done_rows if status == "done" else 0)
         cursor = await self.conn.execute(
             psycopg.sql.SQL("SELECT count(*) FILTER (WHERE status = %s), count(*) FROM {}").format(
                 psycopg.sql.Identifier(*table.split("."))
@@ -169,11 +205,21 @@ class ClaimBench:
             (status,),
         )
         row = await cursor.fetchone()
-        if processed != self.jobs or row != (self.jobs, self.jobs):
+        if processed != self.jobs or row != (in_status, self.jobs + self.done_rows):
             raise RuntimeError(
                 f"{table}: processed {processed} of {self.jobs} jobs;"
                 f" (in {status!r}, total) = {row}"
             )
+
+    async def check_stats(self) -> None:
+        """With the count triggers in place, ``get_queue_stats`` agrees with the table."""
+        if not self.count_triggers:
+            return
+        stats = await self.queue.get_queue_stats()
+        cursor = await self.conn.execute("SELECT status, count(*) FROM jobs GROUP BY status")
+        counted = dict(queue_module.empty_stats(), **dict(await cursor.fetchall()))
+        if stats != counted:
+            raise RuntimeError(f"get_queue_stats() = {stats}, but the table holds {counted}")
 
     # queue API ---------------------------------------------------------------------------
 
@@ -187,7 +233,26 @@ class ClaimBench:
             processed += len(claimed)
         seconds = time.perf_counter() - started
         await self.check_all(processed, "done")
+        cursor = await self.conn.execute("SELECT count(*) FROM job_counts")
+        row = await cursor.fetchone()
+        self.count_rows_left[batch] = int(row[0]) if row else 0
+        await self.check_stats()  # (which folds those rows together)
         return Result("queue claim+complete", batch, processed, seconds, "raw claim+complete")
+
+    async def queue_claim_complete_many(self, batch: int) -> Result:
+        """As ``queue_claim_complete``, but each claimed batch is completed by one
+        ``Queue.complete_jobs`` statement (present in newer versions of the queue)."""
+        await self.fresh_jobs()
+        processed = 0
+        started = time.perf_counter()
+        while claimed := await self.queue.claim_jobs(WORKER, limit=batch):
+            completed = await self.queue.complete_jobs(WORKER, [(job.id, None) for job in claimed])
+            processed += len(completed)
+        seconds = time.perf_counter() - started
+        await self.check_all(processed, "done")
+        return Result(
+            "queue claim+complete_jobs", batch, processed, seconds, "queue claim+complete"
+        )
 
     async def queue_claim_only(self, batch: int) -> Result:
         await self.fresh_jobs()
@@ -310,18 +375,32 @@ async def run(args: argparse.Namespace, server_url: str) -> dict[str, typing.Any
             if args.no_count_triggers:
                 await drop_count_triggers(conn)
             async with queue_module.Queue(url) as queue:
-                bench = ClaimBench(queue, conn, args.jobs)
+                bench = ClaimBench(
+                    queue,
+                    conn,
+                    args.jobs,
+                    count_triggers=not args.no_count_triggers,
+                    done_rows=args.done_rows,
+                )
                 results: list[Result] = []
                 for batch in args.batch:
                     results.append(await bench.queue_claim_complete(batch))
                     results.append(await bench.raw_claim_complete(batch))
+                    if batch > 1 and hasattr(queue, "complete_jobs"):
+                        results.append(await bench.queue_claim_complete_many(batch))
                     results.append(await bench.queue_claim_only(batch))
                     results.append(await bench.raw_claim(batch))
                 if not args.no_seed:
-                    results.append(await bench.seed_claim_current_schema())
                     results.append(await bench.seed_claim_seed_schema(url))
+                    if args.seed_on_current_schema:
+                        results.append(await bench.seed_claim_current_schema())
     enqueue = sum(bench.enqueue_seconds) / len(bench.enqueue_seconds)
-    return {"facts": facts, "results": results, "enqueue_seconds": enqueue}
+    return {
+        "facts": facts,
+        "results": results,
+        "enqueue_seconds": enqueue,
+        "count_rows_left": bench.count_rows_left,
+    }
 
 
 # --- output -----------------------------------------------------------------------------
@@ -343,9 +422,11 @@ def report_json(args: argparse.Namespace, server: str, outcome: dict[str, typing
             "server": server,
             **outcome["facts"],
             "jobs": args.jobs,
+            "done_rows": args.done_rows,
             "count_triggers": not args.no_count_triggers,
             "stats_valid": not args.no_count_triggers,
             "enqueue_jobs_per_second": args.jobs / outcome["enqueue_seconds"],
+            "job_counts_rows_left_by_batch": outcome["count_rows_left"],
             "results": [
                 {
                     **dataclasses.asdict(result),
@@ -364,7 +445,8 @@ def report_table(args: argparse.Namespace, server: str, outcome: dict[str, typin
     results: list[Result] = outcome["results"]
     by_key = {result.key: result for result in results}
     lines = [
-        f"claim throughput, one process: {args.jobs:,} no-op jobs per measurement",
+        f"claim throughput, one process: {args.jobs:,} no-op jobs per measurement"
+        + (f", after {args.done_rows:,} done rows" if args.done_rows else ""),
         f"server: {server}, PostgreSQL {facts['server_version']}, fsync={facts['fsync']},"
         f" synchronous_commit={facts['synchronous_commit']},"
         f" shared_buffers={facts['shared_buffers']}",
@@ -391,6 +473,11 @@ def report_table(args: argparse.Namespace, server: str, outcome: dict[str, typin
         f"enqueue_jobs in chunks of {ENQUEUE_CHUNK:,}:"
         f" {args.jobs / outcome['enqueue_seconds']:,.0f} jobs/s (setup, averaged)",
     ]
+    for batch, rows in outcome["count_rows_left"].items():
+        lines.append(
+            f"job_counts rows left after claim+complete of {args.jobs:,} jobs at batch {batch}:"
+            f" {rows:,} (folded only when stats are read)"
+        )
     seed = by_key.get("seed claim, seed schema @1")
     if seed is not None:
         for batch in args.batch:
@@ -406,27 +493,36 @@ def report_table(args: argparse.Namespace, server: str, outcome: dict[str, typin
 # --- command line -----------------------------------------------------------------------
 
 
-def positive(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 10_000_000:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 10,000,000, got {value}")
-    return value
+def int_between(low: int, high: int) -> collections.abc.Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:,} and {high:,}, got {value}")
+        return value
 
-
-def batch_size(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 10_000:
-        raise argparse.ArgumentTypeError(f"batch must be between 1 and 10,000, got {value}")
-    return value
+    return parse
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Claim throughput of one process (see the module docstring)."
     )
-    parser.add_argument("--jobs", type=positive, default=20_000, help="jobs per measurement")
     parser.add_argument(
-        "--batch", type=batch_size, nargs="+", default=[1, 50], help="claim limits to measure"
+        "--jobs", type=int_between(1, 10_000_000), default=20_000, help="jobs per measurement"
+    )
+    parser.add_argument(
+        "--batch",
+        type=int_between(1, 10_000),
+        nargs="+",
+        default=[1, 50],
+        help="claim limits to measure",
+    )
+    parser.add_argument(
+        "--done-rows",
+        type=int_between(0, 100_000_000),
+        default=0,
+        help="finished jobs in the table before the pending ones (history); slow for the"
+        " seed's claim: with 100,000 it claims ~130 jobs/s",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
@@ -436,6 +532,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--no-seed", action="store_true", help="skip the seed claim-shape comparison"
+    )
+    parser.add_argument(
+        "--seed-on-current-schema",
+        action="store_true",
+        help="also run the seed's claim on the current schema (ready index, triggers)",
     )
     return parser.parse_args(argv)
 

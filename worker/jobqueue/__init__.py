@@ -9,6 +9,7 @@ The public API is re-exported here; the modules behind it are private layers::
 """
 
 from jobqueue.db import ConfigurationError
+from jobqueue.handlers import register_all_handlers
 from jobqueue.migrations import MigrationError
 from jobqueue.queue import (
     Queue,
@@ -22,6 +23,15 @@ from jobqueue.queue import (
     get_job_status,
     get_queue_stats,
 )
+from jobqueue.runner import (
+    Completion,
+    JobHandler,
+    PayloadError,
+    Registry,
+    RetryPolicy,
+    handler,
+    register_handler,
+)
 from jobqueue.sync import SyncQueue
 from jobqueue.types import (
     Job,
@@ -32,19 +42,34 @@ from jobqueue.types import (
     NewJob,
     QueueStats,
 )
+from jobqueue.worker import (
+    Worker,
+    WorkerConfig,
+    get_worker_state,
+    init_job_system,
+    start_worker,
+    stop_worker,
+)
 
 __all__ = [
+    "Completion",
     "ConfigurationError",
     "Job",
+    "JobHandler",
     "JobNotFoundError",
     "JobQueueError",
     "JobStateError",
     "JobStatus",
     "MigrationError",
     "NewJob",
+    "PayloadError",
     "Queue",
     "QueueStats",
+    "Registry",
+    "RetryPolicy",
     "SyncQueue",
+    "Worker",
+    "WorkerConfig",
     "cleanup_stale_locks",
     "close_default_queue",
     "complete_job",
@@ -54,4 +79,11 @@ __all__ = [
     "fail_job",
     "get_job_status",
     "get_queue_stats",
+    "get_worker_state",
+    "handler",
+    "init_job_system",
+    "register_all_handlers",
+    "register_handler",
+    "start_worker",
+    "stop_worker",
 ]

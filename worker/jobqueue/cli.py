@@ -11,15 +11,17 @@ import argparse
 import asyncio
 import collections.abc
 import datetime
+import importlib
 import json
 import logging
+import os
 import re
 import sys
 import typing
 
 import psycopg
 
-from jobqueue import db, migrations, types
+from jobqueue import db, logs, migrations, probes, types
 from jobqueue import queue as queue_module
 
 _DURATION = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d)?\s*$")
@@ -62,6 +64,200 @@ def parse_aware_datetime(text: str) -> datetime.datetime:
             f"time {text!r} has no timezone: add one, e.g. +00:00 or Z"
         )
     return moment
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name, default)
+
+
+def _env_flag(name: str) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise UserError(f"{name}={value!r} is not a boolean: use true or false")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be above zero, got {text}")
+    return value
+
+
+def port_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, got {value}")
+    return value
+
+
+def comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def add_worker_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    """``jobqueue worker``: what a worker pod runs. Each option also comes from the
+    environment variable named in its help, so a Deployment can set them with ``env``."""
+    worker = commands.add_parser(
+        "worker", help="run a worker: claim and run jobs until stopped", parents=[common]
+    )
+    option = worker.add_argument
+    option(
+        "--queue",
+        default=_env("JOBQUEUE_QUEUE", "default"),
+        help="queue to work on [JOBQUEUE_QUEUE] (default: default)",
+    )
+    option(
+        "--concurrency",
+        type=positive_int,
+        default=_env("JOBQUEUE_CONCURRENCY", "2"),
+        help="jobs run at once [JOBQUEUE_CONCURRENCY] (default: 2)",
+    )
+    option(
+        "--poll-interval",
+        type=positive_number,
+        default=_env("JOBQUEUE_POLL_INTERVAL", "5000"),
+        metavar="MS",
+        help="fallback poll, ms [JOBQUEUE_POLL_INTERVAL] (default: 5000)",
+    )
+    option(
+        "--worker-id",
+        default=_env("JOBQUEUE_WORKER_ID"),
+        help="this worker's name [JOBQUEUE_WORKER_ID] (default: hostname-random)",
+    )
+    option(
+        "--types",
+        type=comma_list,
+        default=_env("JOBQUEUE_TYPES"),
+        metavar="A,B",
+        help="claim only these job types [JOBQUEUE_TYPES] (default: every registered)",
+    )
+    option(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module that registers handlers; repeatable"
+        " [JOBQUEUE_IMPORTS, comma-separated]",
+    )
+    option(
+        "--burst",
+        action="store_true",
+        default=None,
+        help="exit 0 once no job is ready [JOBQUEUE_BURST]",
+    )
+    option(
+        "--no-listen",
+        dest="no_listen",
+        action="store_true",
+        default=None,
+        help="poll only, no LISTEN/NOTIFY (e.g. PgBouncer in transaction mode)"
+        " [JOBQUEUE_NO_LISTEN]",
+    )
+    option(
+        "--metrics-port",
+        type=port_number,
+        default=_env("JOBQUEUE_METRICS_PORT"),
+        help="serve /metrics, /healthz, /readyz on this port [JOBQUEUE_METRICS_PORT]"
+        " (default: off)",
+    )
+    option(
+        "--grace-timeout",
+        type=float,
+        default=_env("JOBQUEUE_GRACE_TIMEOUT", "25"),
+        metavar="SECONDS",
+        help="on SIGTERM, wait this long for running jobs, then hand"
+        " them back [JOBQUEUE_GRACE_TIMEOUT] (default: 25)",
+    )
+    option(
+        "--heartbeat-interval",
+        type=positive_number,
+        default=_env("JOBQUEUE_HEARTBEAT_INTERVAL", "15"),
+        metavar="SECONDS",
+        help="refresh running jobs' locks this often [JOBQUEUE_HEARTBEAT_INTERVAL] (default: 15)",
+    )
+    option(
+        "--job-timeout",
+        type=positive_number,
+        default=_env("JOBQUEUE_JOB_TIMEOUT"),
+        metavar="SECONDS",
+        help="fail a run that takes longer, unless its handler sets"
+        " its own timeout [JOBQUEUE_JOB_TIMEOUT] (default: none)",
+    )
+    option(
+        "--log-format",
+        choices=logs.LOG_FORMATS,
+        default=_env("JOBQUEUE_LOG_FORMAT", "text"),
+        help="text or json [JOBQUEUE_LOG_FORMAT] (default: text)",
+    )
+
+
+def import_handler_modules(names: collections.abc.Iterable[str]) -> None:
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as error:  # any failure while importing user code is the user's
+            raise UserError(f"cannot import handler module {name!r}: {error}") from error
+
+
+async def run_worker(args: argparse.Namespace) -> int:
+    from jobqueue import handlers, worker
+
+    handlers.register_all_handlers()
+    import_handler_modules([*comma_list(_env("JOBQUEUE_IMPORTS") or ""), *args.imports])
+    config = worker.WorkerConfig(
+        queue=args.queue,
+        concurrency=args.concurrency,
+        poll_interval=args.poll_interval,
+        worker_id=args.worker_id,
+        types=args.types,
+        listen=not (
+            args.no_listen if args.no_listen is not None else _env_flag("JOBQUEUE_NO_LISTEN")
+        ),
+        burst=args.burst if args.burst is not None else _env_flag("JOBQUEUE_BURST"),
+        heartbeat_interval=args.heartbeat_interval,
+        grace_timeout=args.grace_timeout,
+        job_timeout=args.job_timeout,
+    )
+    running = worker.make_worker(config, database_url=args.database_url)
+    running.install_signal_handlers()
+    server = None
+    if args.metrics_port is not None:
+        server = probes.ProbeServer(running.healthy, running.ready, port=args.metrics_port)
+        await server.start()
+    try:
+        await worker.serve(running)
+    finally:
+        if server is not None:
+            await server.close()
+    if running.handler_threads_busy():
+        # A cancelled synchronous handler cannot be stopped, and the interpreter would wait
+        # for its thread at exit; its job is already back in the queue, so leave now.
+        logging.shutdown()
+        os._exit(0)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cleanup.add_argument("--queue", metavar="NAME", help="one queue (default: all)")
 
+    add_worker_parser(commands, common)
+
     demo = commands.add_parser(
         "demo",
         help="run the demo on an embedded PostgreSQL (or $DATABASE_URL)",
@@ -213,6 +411,8 @@ def _env_url() -> str | None:
 async def run_command(args: argparse.Namespace) -> int:
     if args.command == "db":
         return await run_db(args)
+    if args.command == "worker":
+        return await run_worker(args)
     if args.command == "demo":
         from jobqueue import demo
 
@@ -261,22 +461,9 @@ async def run_command(args: argparse.Namespace) -> int:
     return await _with_queue(args, act)
 
 
-def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
-    if not verbose:
-        # The pool logs every reconnection attempt; the CLI reports the failure itself.
-        logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
-        # The embedded server narrates each pg_ctl call it makes.
-        logging.getLogger("pgserver").setLevel(logging.WARNING)
-
-
 def main(argv: collections.abc.Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
+    logs.setup_logging(verbose=args.verbose, log_format=getattr(args, "log_format", "text"))
     try:
         return asyncio.run(run_command(args))
     except (

@@ -53,13 +53,19 @@ async def connect(database_url: str | None = None) -> psycopg.AsyncConnection[ty
 
 
 def make_pool(
-    database_url: str | None = None, *, min_size: int = 1, max_size: int = 10
+    database_url: str | None = None,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    timeout: float = 30.0,
 ) -> psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[typing.Any]]:
-    """A pool of autocommit connections; opened by the caller (``await pool.open()``)."""
+    """A pool of autocommit connections; opened by the caller (``await pool.open()``).
+    ``timeout``: how long a caller waits for a connection before ``PoolTimeout``."""
     return psycopg_pool.AsyncConnectionPool(
         resolve_database_url(database_url),
         min_size=min_size,
         max_size=max_size,
+        timeout=timeout,
         kwargs={"autocommit": True},
         open=False,
         name="jobqueue",

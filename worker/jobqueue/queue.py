@@ -146,21 +146,25 @@ class Queue:
         queue: str = DEFAULT_QUEUE,
         retry_delay: float = DEFAULT_RETRY_DELAY_SECONDS,
         pool_max_size: int = 10,
+        pool_timeout: float = 30.0,
     ) -> None:
         self.queue = check_name(queue, "queue")
         self.retry_delay = check_seconds(retry_delay, "retry_delay")
         self._owns_pool = pool is None
-        self._database_url = database_url
-        self.pool: Pool = pool or db.make_pool(database_url, max_size=pool_max_size)
+        if pool is not None and isinstance(pool.conninfo, str):
+            self.conninfo = pool.conninfo
+        else:
+            self.conninfo = db.resolve_database_url(database_url)
+        self.pool: Pool = pool or db.make_pool(
+            self.conninfo, max_size=pool_max_size, timeout=pool_timeout
+        )
 
     async def open(self) -> Queue:
         if self._owns_pool:
             # One direct connection first: it fails at once with the server's own reason
             # (refused, bad password, no such database), where the pool would retry quietly
             # until its timeout and then say only that it timed out.
-            probe = await psycopg.AsyncConnection.connect(
-                db.resolve_database_url(self._database_url), connect_timeout=10
-            )
+            probe = await psycopg.AsyncConnection.connect(self.conninfo, connect_timeout=10)
             await probe.close()
             await self.pool.open(wait=True)
         return self
@@ -176,12 +180,25 @@ class Queue:
         await self.close()
 
     async def _jobs(
-        self, query: str, params: collections.abc.Mapping[str, typing.Any]
+        self,
+        query: str,
+        params: collections.abc.Mapping[str, typing.Any],
+        conn: psycopg.AsyncConnection[typing.Any] | None = None,
     ) -> list[types.Job]:
+        if conn is None:
+            async with self.pool.connection() as pooled:
+                return await self._jobs(query, params, pooled)
+        cursor = conn.cursor(row_factory=db.job_row)
+        await cursor.execute(sql.query(query), params)
+        return await cursor.fetchall()
+
+    async def _ids(
+        self, query: str, params: collections.abc.Mapping[str, typing.Any]
+    ) -> set[uuid.UUID]:
+        """Runs a query whose rows start with a job id; returns those ids."""
         async with self.pool.connection() as conn:
-            cursor = conn.cursor(row_factory=db.job_row)
-            await cursor.execute(sql.query(query), params)
-            return await cursor.fetchall()
+            cursor = await conn.execute(sql.query(query), params)
+            return {row[0] for row in await cursor.fetchall()}
 
     # enqueue ---------------------------------------------------------------------------
 
@@ -209,9 +226,11 @@ class Queue:
         jobs: collections.abc.Iterable[types.NewJob],
         *,
         now: datetime.datetime | None = None,
+        conn: psycopg.AsyncConnection[typing.Any] | None = None,
     ) -> list[types.Job]:
         """Add many jobs in one statement (one round trip); returns them in the given order.
-        All are checked before any is written: one bad job enqueues none."""
+        All are checked before any is written: one bad job enqueues none. With ``conn``, the
+        insert joins that connection's current transaction."""
         checked = [_check_new_job(job) for job in jobs]
         if not checked:
             return []
@@ -226,7 +245,7 @@ class Queue:
             "priorities": [job["priority"] for job in checked],
             "now": check_run_at(now),
         }
-        stored = {job.id: job for job in await self._jobs("job_insert_many", params)}
+        stored = {job.id: job for job in await self._jobs("job_insert_many", params, conn)}
         in_order = [stored[job_id] for job_id in ids]
         for job in in_order:
             logger.debug("[Queue] Enqueued job %s (type: %s)", job.id, job.type)
@@ -310,9 +329,17 @@ class Queue:
         return jobs
 
     async def _finish(
-        self, query: str, operation: str, job_id: uuid.UUID, params: dict[str, typing.Any]
+        self,
+        query: str,
+        operation: str,
+        job_id: uuid.UUID,
+        params: dict[str, typing.Any],
+        follow_ups: collections.abc.Sequence[types.NewJob] = (),
     ) -> types.Job:
-        jobs = await self._jobs(query, {"id": job_id, **params})
+        async with self.pool.connection() as conn, conn.transaction():
+            jobs = await self._jobs(query, {"id": job_id, **params}, conn)
+            if jobs and follow_ups:
+                await self.enqueue_jobs(follow_ups, conn=conn)
         if jobs:
             return jobs[0]
         current = await self.get_job_status(job_id)
@@ -332,10 +359,12 @@ class Queue:
         job_id: uuid.UUID | str,
         result: typing.Any = None,
         *,
+        enqueue: collections.abc.Iterable[types.NewJob] = (),
         worker_id: str | None = None,
         now: datetime.datetime | None = None,
     ) -> types.Job:
-        """Mark a pending or running job ``done`` with ``result``. A job that already
+        """Mark a pending or running job ``done`` with ``result``, and enqueue the
+        ``enqueue`` jobs in the same transaction: both happen or neither. A job that already
         finished raises ``JobStateError``; with ``worker_id``, so does a job that worker no
         longer holds (its lock went stale and the job was handed to another)."""
         params = {
@@ -343,7 +372,10 @@ class Queue:
             "worker_id": None if worker_id is None else check_name(worker_id, "worker id"),
             "now": check_run_at(now),
         }
-        job = await self._finish("job_complete", "complete", check_job_id(job_id), params)
+        follow_ups = list(enqueue)
+        job = await self._finish(
+            "job_complete", "complete", check_job_id(job_id), params, follow_ups
+        )
         logger.info("[Queue] Job %s completed", job.id)
         return job
 
@@ -424,12 +456,64 @@ class Queue:
         holds (a missing one was released as stale and may be running elsewhere)."""
         if not job_ids:
             return set()
+        params = {"ids": list(job_ids), "worker_id": worker_id, "now": check_run_at(now)}
+        return await self._ids("job_heartbeat", params)
+
+    async def complete_jobs(
+        self,
+        worker_id: str,
+        results: collections.abc.Sequence[tuple[uuid.UUID, typing.Any]],
+        *,
+        now: datetime.datetime | None = None,
+    ) -> set[uuid.UUID]:
+        """Complete many of ``worker_id``'s running jobs in one statement; returns the ids
+        it still held (and so completed). Results are checked before anything is written."""
+        if not results:
+            return set()
+        params = {
+            "ids": [job_id for job_id, _ in results],
+            "results": [to_json_text(result, "result") for _, result in results],
+            "worker_id": worker_id,
+            "now": check_run_at(now),
+        }
+        completed = await self._ids("job_complete_many", params)
+        for job_id, _ in results:
+            if job_id in completed:
+                logger.info("[Queue] Job %s completed", job_id)
+        return completed
+
+    async def release_jobs(
+        self,
+        worker_id: str,
+        job_ids: collections.abc.Collection[uuid.UUID],
+        *,
+        now: datetime.datetime | None = None,
+    ) -> list[types.Job]:
+        """Put ``worker_id``'s unfinished jobs back to ``pending`` at once, giving back the
+        attempt (for a worker that is shutting down); returns the jobs released."""
+        if not job_ids:
+            return []
+        params = {"ids": list(job_ids), "worker_id": worker_id, "now": check_run_at(now)}
+        released = await self._jobs("job_release", params)
+        for job in released:
+            logger.warning("[Queue] Released job %s (type: %s) back to pending", job.id, job.type)
+        return released
+
+    async def next_run_at(
+        self,
+        *,
+        queue: str | None = None,
+        types_: collections.abc.Collection[str] | None = None,
+    ) -> datetime.datetime | None:
+        """When the earliest pending job of the queue is due (``None``: no pending job)."""
+        params = {
+            "queue": self.queue if queue is None else queue,
+            "types": None if types_ is None else list(types_),
+        }
         async with self.pool.connection() as conn:
-            cursor = await conn.execute(
-                sql.query("job_heartbeat"),
-                {"ids": list(job_ids), "worker_id": worker_id, "now": check_run_at(now)},
-            )
-            return {row[0] for row in await cursor.fetchall()}
+            cursor = await conn.execute(sql.query("job_next_run_at"), params)
+            row = await cursor.fetchone()
+        return row[0] if row else None
 
 
 # --- module-level API, as in the seed ------------------------------------------------------

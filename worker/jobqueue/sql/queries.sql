@@ -94,6 +94,49 @@ WHERE id = %(id)s
   AND (%(worker_id)s::text IS NULL OR (status = 'running' AND locked_by = %(worker_id)s))
 RETURNING *;
 
+-- name: job_complete_many
+-- A worker's finished jobs in one statement; returns the ids it still held and so completed.
+UPDATE jobs
+SET status = 'done',
+    result = batch.result::jsonb,
+    error = NULL,
+    locked_at = NULL,
+    locked_by = NULL,
+    heartbeat_at = NULL,
+    updated_at = coalesce(%(now)s, now())
+FROM unnest(%(ids)s::uuid[], %(results)s::text[]) AS batch (id, result)
+WHERE jobs.id = batch.id AND jobs.status = 'running' AND jobs.locked_by = %(worker_id)s
+RETURNING jobs.id;
+
+-- name: job_release
+-- Hands a stopping worker's unfinished jobs back at once. The run was cut short by the
+-- shutdown, not by the job, so its attempt is given back.
+UPDATE jobs
+SET status = 'pending',
+    attempts = greatest(jobs.attempts - 1, 0),
+    run_at = coalesce(%(now)s, now()),
+    locked_at = NULL,
+    locked_by = NULL,
+    heartbeat_at = NULL,
+    updated_at = coalesce(%(now)s, now())
+WHERE id = ANY(%(ids)s::uuid[]) AND status = 'running' AND locked_by = %(worker_id)s
+RETURNING *;
+
+-- name: job_next_run_at
+-- When the next pending job of a queue becomes due, so an idle worker can wake for it.
+SELECT min(run_at)
+FROM jobs
+WHERE status = 'pending'
+  AND queue = %(queue)s
+  AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]));
+
+-- name: job_ready_listen
+-- Workers listen here; the jobs_notify_ready trigger sends the queue name of new ready jobs.
+LISTEN jobqueue_ready;
+
+-- name: connection_ping
+SELECT 1;
+
 -- name: job_heartbeat
 -- Refreshes the locks a live worker holds; returns the ids it still holds.
 UPDATE jobs

@@ -1,0 +1,43 @@
+"""Logging set-up for the command line: the seed's plain lines, or one JSON object a line
+for clusters (``--log-format json``), which log collectors parse without rules."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import sys
+import typing
+
+LOG_FORMATS: typing.Final = ("text", "json")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, typing.Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup_logging(*, verbose: bool = False, log_format: str = "text") -> None:
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not verbose:
+        # The pool logs every reconnection attempt; callers report failures themselves.
+        logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
+        # The embedded server narrates each pg_ctl call it makes.
+        logging.getLogger("pgserver").setLevel(logging.WARNING)

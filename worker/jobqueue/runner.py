@@ -1,0 +1,343 @@
+"""Handlers and running one job (S9, S13).
+
+A handler is any object with a ``type`` and a ``handle(payload, job)`` method returning a
+JSON-serialisable result, as in the seed. ``async def handle`` runs on the event loop; a
+plain ``def handle`` runs in the worker's thread pool, so a blocking handler cannot stall
+other jobs. Optional attributes tune a handler:
+
+- ``timeout``: seconds a run may take; beyond it the run fails with ``timed out after Ns``.
+- ``retry``: a ``RetryPolicy`` (fixed delay, the seed's 30 s, or exponential with jitter).
+- ``validate_payload(payload)``: returns the payload to pass on, or raises ``PayloadError``
+  (or ``ValueError``/``TypeError``/``KeyError``) when the payload does not fit the handler.
+
+``run_job`` executes one job and reports an ``Outcome``; it never raises for a handler's
+fault, so the worker goes on whatever a handler does. Writing the outcome is the worker's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections.abc
+import concurrent.futures
+import dataclasses
+import functools
+import inspect
+import logging
+import random
+import time
+import traceback
+import typing
+
+from jobqueue import queue as queue_module
+from jobqueue import types
+
+logger = logging.getLogger("jobqueue.runner")
+
+_Payload_contra = typing.TypeVar("_Payload_contra", contravariant=True)
+_Result_co = typing.TypeVar("_Result_co", covariant=True)
+_Function = typing.TypeVar("_Function", bound=collections.abc.Callable[..., typing.Any])
+
+MAX_ERROR_LENGTH: typing.Final = 4000
+TRACEBACK_FRAMES: typing.Final = 8
+
+
+class JobHandler(typing.Protocol[_Payload_contra, _Result_co]):
+    """What the worker needs of a handler (the seed's ``JobHandler<Payload, Result>``)."""
+
+    @property
+    def type(self) -> str: ...
+
+    def handle(
+        self, payload: _Payload_contra, job: types.Job
+    ) -> _Result_co | collections.abc.Awaitable[_Result_co]: ...
+
+
+class PayloadError(ValueError):
+    """The payload does not fit the handler: the job fails at once, without retries."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Completion:
+    """A handler's result plus jobs to enqueue in the same transaction that completes this
+    job: either the job is done and the follow-ups exist, or neither."""
+
+    result: typing.Any = None
+    enqueue: collections.abc.Sequence[types.NewJob] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How long a failed job waits before its next attempt.
+
+    ``RetryPolicy()`` is the seed's fixed 30 s. ``RetryPolicy.exponential()`` doubles the
+    delay each attempt up to ``max_delay``, and ``jitter`` (0 to 1) takes up to that
+    fraction off at random so that jobs failing together do not retry together."""
+
+    delay: float = queue_module.DEFAULT_RETRY_DELAY_SECONDS
+    exponential_backoff: bool = False
+    max_delay: float = 3600.0
+    jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        queue_module.check_seconds(self.delay, "retry delay")
+        queue_module.check_seconds(self.max_delay, "max_delay")
+        if not 0.0 <= self.jitter <= 1.0:
+            raise ValueError(f"jitter must be between 0 and 1, got {self.jitter}")
+
+    @classmethod
+    def exponential(
+        cls, base: float = 5.0, *, max_delay: float = 3600.0, jitter: float = 0.5
+    ) -> RetryPolicy:
+        return cls(delay=base, exponential_backoff=True, max_delay=max_delay, jitter=jitter)
+
+    def delay_after(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1 for the first)."""
+        delay = self.delay
+        if self.exponential_backoff:
+            delay = min(self.max_delay, self.delay * 2.0 ** max(attempt - 1, 0))
+        if self.jitter:
+            delay *= 1.0 - self.jitter * (rng or random).random()
+        return delay
+
+
+DEFAULT_RETRY: typing.Final = RetryPolicy()
+
+
+# --- registry -------------------------------------------------------------------------------
+
+
+class Registry:
+    """Handlers by job type. Registering a type twice is an error, not a silent swap."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, JobHandler[typing.Any, typing.Any]] = {}
+
+    def register(
+        self, handler: JobHandler[typing.Any, typing.Any]
+    ) -> JobHandler[typing.Any, typing.Any]:
+        job_type = queue_module.check_name(getattr(handler, "type", None), "handler type")
+        if not callable(getattr(handler, "handle", None)):
+            raise TypeError(f"handler for {job_type!r} has no handle(payload, job) method")
+        if job_type in self._handlers:
+            raise ValueError(f"a handler for job type {job_type!r} is already registered")
+        self._handlers[job_type] = handler
+        return handler
+
+    def unregister(self, job_type: str) -> None:
+        self._handlers.pop(job_type, None)
+
+    def get(self, job_type: str) -> JobHandler[typing.Any, typing.Any] | None:
+        return self._handlers.get(job_type)
+
+    def types(self) -> list[str]:
+        return sorted(self._handlers)
+
+    def __contains__(self, job_type: object) -> bool:
+        return job_type in self._handlers
+
+
+REGISTRY: typing.Final = Registry()
+
+
+def register_handler(
+    handler: JobHandler[typing.Any, typing.Any],
+) -> JobHandler[typing.Any, typing.Any]:
+    """Register ``handler`` with the default registry (the one workers use)."""
+    return REGISTRY.register(handler)
+
+
+def _typed_dict_checker(
+    annotation: object,
+) -> collections.abc.Callable[[typing.Any], typing.Any] | None:
+    """For a TypedDict payload annotation: a check of required keys and plain value types."""
+    if not (isinstance(annotation, type) and typing.is_typeddict(annotation)):
+        return None
+    hints = typing.get_type_hints(annotation)
+    required: frozenset[str] = getattr(annotation, "__required_keys__", frozenset())
+    name = annotation.__name__
+
+    def check(payload: typing.Any) -> typing.Any:
+        if not isinstance(payload, dict):
+            raise PayloadError(f"payload must be an object ({name}), not {_json_kind(payload)}")
+        missing = sorted(required - payload.keys())
+        if missing:
+            raise PayloadError(f"payload is missing {', '.join(missing)} ({name})")
+        for key, hint in hints.items():
+            plain = typing.get_origin(hint) or hint
+            if key in payload and isinstance(plain, type) and plain is not typing.Any:
+                value = payload[key]
+                accepted = (int, float) if plain is float else plain
+                if not isinstance(value, accepted) or (
+                    plain in (int, float) and isinstance(value, bool)
+                ):
+                    raise PayloadError(
+                        f"payload field {key!r} must be {plain.__name__},"
+                        f" not {_json_kind(value)} ({name})"
+                    )
+        return payload
+
+    return check
+
+
+def _json_kind(value: object) -> str:
+    kinds = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return "a number"
+    return kinds.get(type(value), type(value).__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class FunctionHandler:
+    """A handler made from a function by ``@handler``."""
+
+    type: str
+    function: collections.abc.Callable[..., typing.Any]
+    timeout: float | None = None
+    retry: RetryPolicy | None = None
+
+    def handle(self, payload: typing.Any, job: types.Job) -> typing.Any:
+        return self.function(payload, job)
+
+    @functools.cached_property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.function)
+
+    @functools.cached_property
+    def _payload_check(self) -> collections.abc.Callable[[typing.Any], typing.Any] | None:
+        hints = typing.get_type_hints(self.function)
+        first = next(iter(inspect.signature(self.function).parameters), None)
+        return _typed_dict_checker(hints.get(first)) if first else None
+
+    def validate_payload(self, payload: typing.Any) -> typing.Any:
+        return self._payload_check(payload) if self._payload_check else payload
+
+
+def handler(
+    job_type: str,
+    *,
+    timeout: float | None = None,
+    retry: RetryPolicy | None = None,
+    registry: Registry | None = None,
+) -> collections.abc.Callable[[_Function], _Function]:
+    """Register a function ``(payload, job) -> result`` as the handler of ``job_type``. When
+    the payload parameter is annotated with a TypedDict, payloads are checked against it."""
+
+    def register(function: _Function) -> _Function:
+        made = FunctionHandler(job_type, function, timeout, retry)
+        (registry or REGISTRY).register(made)
+        return function
+
+    return register
+
+
+# --- running one job --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one run: a result to store, or an error and whether to retry."""
+
+    job: types.Job
+    duration: float
+    result: typing.Any = None
+    enqueue: collections.abc.Sequence[types.NewJob] = ()
+    error: str | None = None
+    retryable: bool = True
+    retry_delay: float = DEFAULT_RETRY.delay
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error is None
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"
+
+
+def describe_error(error: BaseException) -> str:
+    """``"KeyError: 'bookId'"``: the exception's type and message, kept short."""
+    message = str(error)
+    return _short(f"{type(error).__name__}: {message}" if message else type(error).__name__)
+
+
+def _trimmed_traceback(error: BaseException) -> str:
+    frames = traceback.extract_tb(error.__traceback__)[-TRACEBACK_FRAMES:]
+    return "".join(traceback.format_list(frames)).rstrip()
+
+
+async def run_job(
+    job: types.Job,
+    registry: Registry,
+    executor: concurrent.futures.Executor | None = None,
+    *,
+    default_timeout: float | None = None,
+) -> Outcome:
+    """Run ``job`` with its handler and report the outcome; handler failures, timeouts and
+    bad payloads become a failed ``Outcome``. Only cancellation propagates."""
+    logger.info("[Runner] Executing job %s (type: %s)", job.id, job.type)
+    started = time.monotonic()
+    found = registry.get(job.type)
+    if found is None:
+        return _failed(job, started, f"no handler registered for job type {job.type!r}", None)
+    retry: RetryPolicy = getattr(found, "retry", None) or DEFAULT_RETRY
+    timeout: float | None = getattr(found, "timeout", None) or default_timeout
+    try:
+        validate = getattr(found, "validate_payload", None)
+        payload = validate(job.payload) if callable(validate) else job.payload
+    except (PayloadError, ValueError, TypeError, KeyError) as error:
+        return _failed(job, started, f"invalid payload: {describe_error(error)}", None)
+    try:
+        async with asyncio.timeout(timeout):
+            value = await _call(found, payload, job, executor)
+    except TimeoutError:
+        return _failed(job, started, f"timed out after {timeout:g}s", retry)
+    except PayloadError as error:
+        return _failed(job, started, f"invalid payload: {describe_error(error)}", None)
+    except Exception as error:  # a handler's failure is the job's, not the worker's
+        logger.warning(
+            "[Runner] Job %s raised %s\n%s",
+            job.id,
+            describe_error(error),
+            _trimmed_traceback(error),
+        )
+        return _failed(job, started, describe_error(error), retry)
+    if isinstance(value, Completion):
+        result, follow_ups = value.result, list(value.enqueue)
+    else:
+        result, follow_ups = value, []
+    try:
+        queue_module.to_json_text(result, "result")
+    except (TypeError, ValueError) as error:  # the same result would fail again: no retry
+        return _failed(job, started, f"handler returned an unusable result: {error}", None)
+    duration = time.monotonic() - started
+    logger.info("[Runner] Job %s completed in %dms", job.id, round(duration * 1000))
+    return Outcome(job, duration, result=result, enqueue=follow_ups)
+
+
+async def _call(
+    found: JobHandler[typing.Any, typing.Any],
+    payload: typing.Any,
+    job: types.Job,
+    executor: concurrent.futures.Executor | None,
+) -> typing.Any:
+    if getattr(found, "is_async", False) or inspect.iscoroutinefunction(found.handle):
+        return await typing.cast(collections.abc.Awaitable[typing.Any], found.handle(payload, job))
+    loop = asyncio.get_running_loop()
+    value = await loop.run_in_executor(executor, functools.partial(found.handle, payload, job))
+    if inspect.isawaitable(value):
+        value = await value
+    return value
+
+
+def _failed(job: types.Job, started: float, error: str, retry: RetryPolicy | None) -> Outcome:
+    duration = time.monotonic() - started
+    logger.warning("[Runner] Job %s failed in %dms: %s", job.id, round(duration * 1000), error)
+    return Outcome(
+        job,
+        duration,
+        error=_short(error),
+        retryable=retry is not None,
+        retry_delay=retry.delay_after(job.attempts) if retry else 0.0,
+    )

@@ -1,0 +1,636 @@
+"""The worker: claims jobs, runs them with bounded concurrency, writes their outcomes (S10-S14).
+
+One supervisor loop claims as many ready jobs as there are free slots, in one statement,
+and starts a task per job. It sleeps until something can have changed: a ``jobqueue_ready``
+NOTIFY for its queue (instant pickup), a slot freeing up, the next delayed job falling due,
+a jittered poll (the fallback, and the only wake-up with ``listen=False``, e.g. behind
+PgBouncer in transaction mode), or a stop.
+
+Outcomes go to a writer task that completes every finished job it has in one statement, so
+under load completions batch themselves and at low load nothing waits. A job stays locked
+(and heartbeated) until its outcome is written; a database error only delays the write.
+
+Stopping is soft, then hard: ``stop()`` stops claiming and lets running jobs finish within
+``grace_timeout``; after that, or on ``stop(hard=True)`` (a second signal), the jobs still
+running are cancelled and handed back to ``pending`` at once, their attempt given back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections.abc
+import concurrent.futures
+import contextlib
+import dataclasses
+import datetime
+import logging
+import random
+import signal
+import socket
+import threading
+import time
+import typing
+import uuid
+
+import psycopg
+
+from jobqueue import handlers, metrics, runner, sql, types
+from jobqueue import queue as queue_module
+
+logger = logging.getLogger("jobqueue.worker")
+
+READY_CHANNEL: typing.Final = "jobqueue_ready"
+# Errors that mean "the database is unavailable right now": retried, never fatal.
+DATABASE_ERRORS: typing.Final = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
+
+
+def default_worker_id() -> str:
+    """``<hostname>-<random>``: the pod name in Kubernetes, unique across restarts."""
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerConfig:
+    """How a worker runs. Times in seconds except ``poll_interval`` (ms, as in the seed)."""
+
+    queue: str = queue_module.DEFAULT_QUEUE
+    concurrency: int = 2
+    poll_interval: float = 5000.0
+    worker_id: str | None = None
+    types: collections.abc.Sequence[str] | None = None
+    listen: bool = True
+    burst: bool = False
+    heartbeat_interval: float = 15.0
+    grace_timeout: float = 25.0
+    job_timeout: float | None = None
+    max_backoff: float = 30.0
+
+    def __post_init__(self) -> None:
+        queue_module.check_name(self.queue, "queue")
+        queue_module.check_int(self.concurrency, "concurrency", minimum=1, maximum=10_000)
+        queue_module.check_seconds(self.poll_interval, "poll_interval", allow_zero=False)
+        queue_module.check_seconds(self.heartbeat_interval, "heartbeat_interval", allow_zero=False)
+        queue_module.check_seconds(self.grace_timeout, "grace_timeout")
+        if self.job_timeout is not None:
+            queue_module.check_seconds(self.job_timeout, "job_timeout", allow_zero=False)
+        if self.worker_id is not None:
+            queue_module.check_name(self.worker_id, "worker id")
+
+
+class _Backoff:
+    """Exponential delays with jitter for retrying a database that went away."""
+
+    def __init__(self, maximum: float) -> None:
+        self.maximum = maximum
+        self.failures = 0
+
+    def next(self) -> float:
+        self.failures += 1
+        return min(self.maximum, 0.1 * 2.0**self.failures) * random.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class _HandlerThreads(concurrent.futures.ThreadPoolExecutor):
+    """The thread pool for synchronous handlers, counting the calls in progress."""
+
+    def __init__(self, max_workers: int) -> None:
+        super().__init__(max_workers=max_workers, thread_name_prefix="jobqueue-handler")
+        self.busy = 0
+        self._busy_lock = threading.Lock()
+
+    def submit(
+        self,
+        fn: collections.abc.Callable[..., typing.Any],
+        /,
+        *args: typing.Any,
+        **kwargs: typing.Any,
+    ) -> concurrent.futures.Future[typing.Any]:
+        def counted() -> typing.Any:
+            with self._busy_lock:
+                self.busy += 1
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with self._busy_lock:
+                    self.busy -= 1
+
+        return super().submit(counted)
+
+
+class Worker:
+    """One worker process's job loop. ``await worker.run()`` runs it until it is stopped
+    (or, with ``burst``, until no job is ready)."""
+
+    def __init__(
+        self,
+        queue: queue_module.Queue,
+        config: WorkerConfig | None = None,
+        *,
+        registry: runner.Registry | None = None,
+    ) -> None:
+        self.queue = queue
+        self.config = config or WorkerConfig()
+        self.registry = registry or runner.REGISTRY
+        self.worker_id = self.config.worker_id or default_worker_id()
+        self.types = list(self.config.types) if self.config.types else self.registry.types()
+        unknown = sorted(set(self.types) - set(self.registry.types()))
+        if unknown:
+            raise ValueError(f"no handler registered for job types: {', '.join(unknown)}")
+        if not self.types:
+            raise ValueError("no job handlers are registered: nothing to run")
+        self.started_at: datetime.datetime | None = None
+        self.processed = 0
+        self.failed = 0
+        self.is_running = False
+        self.listening = False
+        self.last_claim_ok = False
+        self.last_tick = time.monotonic()
+        self._active: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._held: set[uuid.UUID] = set()  # locked by us: running, or outcome not yet written
+        self._outcomes: asyncio.Queue[runner.Outcome] = asyncio.Queue()
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._hard_stop = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._executor: _HandlerThreads | None = None
+        self._labels = {"queue": self.config.queue}
+
+    # --- state ----------------------------------------------------------------------------
+
+    @property
+    def active_jobs(self) -> int:
+        return len(self._active)
+
+    def state(self) -> dict[str, typing.Any]:
+        """The seed's ``getWorkerState()``: ``{is_running, active_jobs, ...}``."""
+        return {
+            "is_running": self.is_running,
+            "active_jobs": self.active_jobs,
+            "worker_id": self.worker_id,
+            "queue": self.config.queue,
+            "concurrency": self.config.concurrency,
+            "types": list(self.types),
+            "processed": self.processed,
+            "failed": self.failed,
+            "started_at": self.started_at,
+            "listening": self.listening,
+            "stopping": self._stopping.is_set(),
+        }
+
+    def healthy(self) -> tuple[bool, str]:
+        """Liveness: the supervisor has ticked recently (it ticks at least every poll)."""
+        limit = 3 * self.config.poll_interval / 1000 + 60
+        age = time.monotonic() - self.last_tick
+        if self.is_running and age > limit:
+            return False, f"supervisor loop has not run for {age:.0f}s"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        """Readiness: running, not stopping, and the last claim reached the database."""
+        if not self.is_running or self._stopping.is_set():
+            return False, "not running"
+        if not self.last_claim_ok:
+            return False, "cannot claim jobs: database unavailable"
+        return True, "ok"
+
+    # --- control --------------------------------------------------------------------------
+
+    def stop(self, *, hard: bool = False) -> None:
+        """Stop claiming; running jobs get ``grace_timeout`` to finish. ``hard``: cancel them
+        now and hand them back to pending."""
+        self._stopping.set()
+        if hard:
+            self._hard_stop.set()
+        self._wakeup.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT once: graceful stop; twice: hard stop (S14)."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if self._stopping.is_set():
+            logger.warning(
+                "[Worker] Received %s again, cancelling %d active jobs", name, self.active_jobs
+            )
+            self.stop(hard=True)
+        else:
+            logger.info("[Worker] Received %s, initiating graceful shutdown...", name)
+            self.stop()
+
+    # --- main loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        if self.is_running:
+            raise RuntimeError(f"worker {self.worker_id} is already running")
+        self.is_running = True
+        self.started_at = datetime.datetime.now(datetime.UTC)
+        self._stopped.clear()
+        logger.info("[Worker] Starting worker %s", self.worker_id)
+        logger.info(
+            "[Worker] queue=%s concurrency=%d poll_interval=%gms types=%s listen=%s",
+            self.config.queue,
+            self.config.concurrency,
+            self.config.poll_interval,
+            ",".join(self.types),
+            self.config.listen,
+        )
+        metrics.CONCURRENCY.labels(**self._labels).set(self.config.concurrency)
+        metrics.WORKER_INFO.info({"worker_id": self.worker_id, "queue": self.config.queue})
+        self._executor = _HandlerThreads(self.config.concurrency)
+        helpers = [
+            asyncio.create_task(self._write_outcomes(), name="jobqueue-writer"),
+            asyncio.create_task(self._heartbeat(), name="jobqueue-heartbeat"),
+        ]
+        if self.config.listen:
+            helpers.append(asyncio.create_task(self._listen(), name="jobqueue-listen"))
+        try:
+            await self._supervise()
+        finally:
+            await self._drain()
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self.is_running = False
+            self.listening = False
+            metrics.ACTIVE_JOBS.labels(**self._labels).set(0)
+            self._stopped.set()
+            logger.info("[Worker] Worker %s stopped", self.worker_id)
+
+    async def _supervise(self) -> None:
+        backoff = _Backoff(self.config.max_backoff)
+        while not self._stopping.is_set():
+            self.last_tick = time.monotonic()
+            free = self.config.concurrency - len(self._active)
+            # Cleared before looking, so that anything after this point wakes us; with no
+            # free slot only a finishing job (or a stop) matters, and it sets the event.
+            self._wakeup.clear()
+            timeout: float | None = None  # no free slot: wait for one
+            if free > 0:
+                try:
+                    jobs = await self.queue.claim_jobs(
+                        self.worker_id, limit=free, queue=self.config.queue, types_=self.types
+                    )
+                except DATABASE_ERRORS as error:
+                    self._database_error("claim", error)
+                    await self._sleep(backoff.next())
+                    continue
+                self.last_claim_ok = True
+                backoff.reset()
+                metrics.CLAIM_BATCH.labels(**self._labels).observe(len(jobs))
+                for job in jobs:
+                    self._start(job)
+                if len(jobs) == free:
+                    continue  # there may be more ready: claim again once a slot frees
+                if self.config.burst and not jobs and not self._active and self._outcomes.empty():
+                    logger.info("[Worker] No job is ready: burst mode ends")
+                    return
+                timeout = await self._idle_timeout()
+            await self._sleep(timeout)
+
+    async def _idle_timeout(self) -> float:
+        """How long to sleep when no job is ready: the jittered poll interval, or less when
+        a delayed job falls due sooner."""
+        poll = self.config.poll_interval / 1000 * random.uniform(0.8, 1.0)
+        try:
+            due = await self.queue.next_run_at(queue=self.config.queue, types_=self.types)
+        except DATABASE_ERRORS as error:
+            self._database_error("next_run_at", error)
+            return poll
+        if due is None:
+            return poll
+        until_due = (due - datetime.datetime.now(datetime.UTC)).total_seconds()
+        return max(0.0, min(poll, until_due))
+
+    async def _sleep(self, seconds: float | None) -> None:
+        """Sleep until woken (NOTIFY, free slot, stop) or ``seconds`` pass."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wakeup.wait()
+
+    def _database_error(self, operation: str, error: BaseException) -> None:
+        self.last_claim_ok = self.last_claim_ok and operation != "claim"
+        metrics.DATABASE_ERRORS.labels(operation=operation, **self._labels).inc()
+        logger.error(
+            "[Worker] Database error during %s, will retry: %s",
+            operation,
+            runner.describe_error(error),
+        )
+
+    # --- one job --------------------------------------------------------------------------
+
+    def _start(self, job: types.Job) -> None:
+        self._held.add(job.id)
+        wait = (datetime.datetime.now(datetime.UTC) - job.run_at).total_seconds()
+        metrics.QUEUE_WAIT.labels(type=job.type, **self._labels).observe(max(wait, 0.0))
+        task = asyncio.create_task(self._run_one(job), name=f"jobqueue-job-{job.id}")
+        self._active[job.id] = task
+        metrics.ACTIVE_JOBS.labels(**self._labels).set(len(self._active))
+
+    async def _run_one(self, job: types.Job) -> None:
+        try:
+            outcome = await runner.run_job(
+                job, self.registry, self._executor, default_timeout=self.config.job_timeout
+            )
+            metrics.JOB_DURATION.labels(type=job.type, **self._labels).observe(outcome.duration)
+            self._outcomes.put_nowait(outcome)
+        finally:
+            self._active.pop(job.id, None)
+            metrics.ACTIVE_JOBS.labels(**self._labels).set(len(self._active))
+            self._wakeup.set()
+
+    # --- writing outcomes -----------------------------------------------------------------
+
+    async def _write_outcomes(self) -> None:
+        backoff = _Backoff(self.config.max_backoff)
+        while True:
+            batch = [await self._outcomes.get()]
+            while not self._outcomes.empty() and len(batch) < 1000:
+                batch.append(self._outcomes.get_nowait())
+            unwritten = batch
+            while unwritten:
+                try:
+                    unwritten = await self._write(unwritten)
+                    backoff.reset()
+                except DATABASE_ERRORS as error:
+                    self._database_error("complete", error)
+                    await asyncio.sleep(backoff.next())
+            for _ in batch:
+                self._outcomes.task_done()
+
+    async def _write(self, batch: list[runner.Outcome]) -> list[runner.Outcome]:
+        """Write outcomes; returns those not yet written when an error interrupts."""
+        plain = [o for o in batch if o.succeeded and not o.enqueue]
+        if plain:
+            completed = await self.queue.complete_jobs(
+                self.worker_id, [(o.job.id, o.result) for o in plain]
+            )
+            for outcome in plain:
+                self._written(outcome, "done" if outcome.job.id in completed else "lost")
+        rest = [o for o in batch if not (o.succeeded and not o.enqueue)]
+        for index, outcome in enumerate(rest):
+            try:
+                await self._write_one(outcome)
+            except DATABASE_ERRORS:
+                if index == 0:
+                    raise
+                return rest[index:]
+        return []
+
+    async def _write_one(self, outcome: runner.Outcome) -> None:
+        job = outcome.job
+        try:
+            if outcome.succeeded:
+                await self.queue.complete_job(
+                    job.id, outcome.result, enqueue=outcome.enqueue, worker_id=self.worker_id
+                )
+                self._written(outcome, "done")
+                return
+            written = await self.queue.fail_job(
+                job.id,
+                outcome.error or "failed",
+                retry_delay=outcome.retry_delay,
+                final=not outcome.retryable,
+                worker_id=self.worker_id,
+            )
+            self._written(outcome, "retried" if written.status == "pending" else "failed")
+        except types.JobStateError:
+            self._written(outcome, "lost")
+
+    def _written(self, outcome: runner.Outcome, result: str) -> None:
+        self._held.discard(outcome.job.id)
+        if result == "lost":
+            logger.warning(
+                "[Worker] Job %s was taken from this worker (its lock went stale);"
+                " this run's outcome is dropped",
+                outcome.job.id,
+            )
+        elif result == "done":
+            self.processed += 1
+        else:
+            self.failed += 1
+        metrics.JOBS.labels(type=outcome.job.type, outcome=result, **self._labels).inc()
+
+    # --- heartbeats and notifications -----------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_interval)
+            held = set(self._held)
+            if not held:
+                continue
+            try:
+                still = await self.queue.heartbeat(self.worker_id, held)
+            except DATABASE_ERRORS as error:
+                self._database_error("heartbeat", error)
+                continue
+            for job_id in (held - still) & self._held:
+                logger.warning(
+                    "[Worker] Lost the lock on job %s (released as stale); it may run elsewhere",
+                    job_id,
+                )
+
+    async def _listen(self) -> None:
+        """Keep a LISTEN connection; every notification for our queue wakes the supervisor.
+        On a lost connection: log, back off, re-listen, and claim once in case a
+        notification was missed meanwhile."""
+        backoff = _Backoff(self.config.max_backoff)
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.queue.conninfo, autocommit=True)
+                async with conn:
+                    await conn.execute(sql.query("job_ready_listen"))
+                    if not self.listening:
+                        logger.info("[Worker] Listening for new jobs on %s", READY_CHANNEL)
+                    self.listening = True
+                    backoff.reset()
+                    self._wakeup.set()
+                    while True:
+                        async for notice in conn.notifies(timeout=30.0):
+                            if notice.payload == self.config.queue:
+                                self._wakeup.set()
+                        # No notice for a while: prove the connection is still alive.
+                        await conn.execute(sql.query("connection_ping"))
+            except DATABASE_ERRORS as error:
+                self.listening = False
+                self._database_error("listen", error)
+                await asyncio.sleep(backoff.next())
+
+    # --- stopping -------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        """Soft stop, then hard: wait for running jobs up to the grace timeout (or a hard
+        stop), cancel the rest and hand them back, then let the writer finish."""
+        tasks = set(self._active.values())
+        if tasks:
+            logger.info("[Worker] Waiting for %d active jobs to complete...", len(tasks))
+            hard = asyncio.create_task(self._hard_stop.wait())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.grace_timeout):
+                    pending = set(tasks)
+                    while pending and not hard.done():
+                        await asyncio.wait(pending | {hard}, return_when=asyncio.FIRST_COMPLETED)
+                        pending = {task for task in pending if not task.done()}
+            hard.cancel()
+        unfinished = {job_id: task for job_id, task in self._active.items() if not task.done()}
+        if unfinished:
+            logger.warning(
+                "[Worker] Cancelling %d jobs still running; they go back to pending",
+                len(unfinished),
+            )
+            for task in unfinished.values():
+                task.cancel()
+            await asyncio.gather(*unfinished.values(), return_exceptions=True)
+            await self._release(list(unfinished))
+        try:
+            async with asyncio.timeout(max(self.config.grace_timeout, 5.0)):
+                await self._outcomes.join()
+        except TimeoutError:
+            logger.error(
+                "[Worker] Could not record %d outcomes before stopping; those jobs will be"
+                " released as stale and run again",
+                self._outcomes.qsize(),
+            )
+
+    async def _release(self, job_ids: list[uuid.UUID]) -> None:
+        backoff = _Backoff(2.0)
+        for _ in range(10):
+            try:
+                released = await self.queue.release_jobs(self.worker_id, job_ids)
+            except DATABASE_ERRORS as error:
+                self._database_error("release", error)
+                await asyncio.sleep(backoff.next())
+                continue
+            for job in released:
+                metrics.JOBS.labels(type=job.type, outcome="released", **self._labels).inc()
+            self._held.difference_update(job_ids)
+            return
+        logger.error(
+            "[Worker] Could not hand back %d jobs; they will be released as stale", len(job_ids)
+        )
+
+    def handler_threads_busy(self) -> bool:
+        """Whether a synchronous handler is still running in a thread. Threads cannot be
+        cancelled: a process that must exit now has to leave without joining them."""
+        return self._executor is not None and self._executor.busy > 0
+
+
+# --- running a worker: the seed's API and the command's ---------------------------------------
+
+
+async def open_queue_when_available(worker_queue: queue_module.Queue, worker: Worker) -> bool:
+    """Open the queue's pool, retrying while the database is unavailable; ``False`` when
+    the worker was stopped first."""
+    backoff = _Backoff(worker.config.max_backoff)
+    while not worker._stopping.is_set():
+        try:
+            await worker_queue.open()
+            return True
+        except DATABASE_ERRORS as error:
+            worker._database_error("connect", error)
+            await worker._sleep(backoff.next())
+    return False
+
+
+def make_worker(
+    config: WorkerConfig,
+    *,
+    database_url: str | None = None,
+    registry: runner.Registry | None = None,
+) -> Worker:
+    """A worker with a queue (pool not yet opened) of its own, sized for its needs: one
+    connection claims, one writes outcomes, one heartbeats, one spare."""
+    worker_queue = queue_module.Queue(
+        database_url, queue=config.queue, pool_max_size=4, pool_timeout=5.0
+    )
+    return Worker(worker_queue, config, registry=registry)
+
+
+async def serve(worker: Worker) -> None:
+    """Open the worker's queue (waiting for the database), run the worker, close."""
+    try:
+        if await open_queue_when_available(worker.queue, worker):
+            await worker.run()
+    finally:
+        await worker.queue.close()
+        worker._stopped.set()
+
+
+_current: dict[str, typing.Any] = {}
+
+
+def start_worker(
+    *,
+    poll_interval: float = 5000.0,
+    concurrency: int = 2,
+    worker_id: str | None = None,
+    database_url: str | None = None,
+    registry: runner.Registry | None = None,
+    **settings: typing.Any,
+) -> Worker:
+    """Start the process's worker as a task on the running event loop (the seed's
+    ``startWorker``); ``settings`` are further ``WorkerConfig`` fields."""
+    running = _current.get("worker")
+    if running is not None and not running._stopped.is_set():
+        raise RuntimeError(f"worker {running.worker_id} is already running; stop it first")
+    config = WorkerConfig(
+        poll_interval=poll_interval, concurrency=concurrency, worker_id=worker_id, **settings
+    )
+    worker = make_worker(config, database_url=database_url, registry=registry)
+    _current["worker"] = worker
+    _current["task"] = asyncio.get_running_loop().create_task(serve(worker))
+    return worker
+
+
+async def stop_worker(*, hard: bool = False) -> None:
+    """Stop the process's worker and wait until its running jobs are finished (the seed's
+    ``stopWorker``); ``hard`` cancels them and hands them back instead."""
+    worker: Worker | None = _current.get("worker")
+    if worker is None:
+        return
+    worker.stop(hard=hard)
+    task: asyncio.Task[None] = _current["task"]
+    await task
+
+
+def get_worker_state() -> dict[str, typing.Any]:
+    """``{is_running, active_jobs, worker_id, processed, failed, started_at, ...}``."""
+    worker: Worker | None = _current.get("worker")
+    if worker is None:
+        return {
+            "is_running": False,
+            "active_jobs": 0,
+            "worker_id": None,
+            "processed": 0,
+            "failed": 0,
+            "started_at": None,
+        }
+    return worker.state()
+
+
+def init_job_system(
+    poll_interval: float = 5000.0,
+    concurrency: int = 2,
+    worker_id: str | None = None,
+    *,
+    handle_signals: bool = True,
+    **settings: typing.Any,
+) -> Worker:
+    """What a service calls at start-up (the seed's ``initJobSystem``): register the
+    built-in handlers, start the worker, and stop it gracefully on SIGTERM/SIGINT."""
+
+    handlers.register_all_handlers()
+    worker = start_worker(
+        poll_interval=poll_interval, concurrency=concurrency, worker_id=worker_id, **settings
+    )
+    if handle_signals:
+        worker.install_signal_handlers()
+    return worker
