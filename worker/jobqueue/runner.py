@@ -206,7 +206,10 @@ class FunctionHandler:
 
     @functools.cached_property
     def _payload_check(self) -> collections.abc.Callable[[typing.Any], typing.Any] | None:
-        hints = typing.get_type_hints(self.function)
+        try:
+            hints = typing.get_type_hints(self.function)
+        except (NameError, TypeError):  # an annotation that cannot be resolved: no check
+            return None
         first = next(iter(inspect.signature(self.function).parameters), None)
         return _typed_dict_checker(hints.get(first)) if first else None
 
@@ -288,6 +291,8 @@ async def run_job(
         payload = validate(job.payload) if callable(validate) else job.payload
     except (PayloadError, ValueError, TypeError, KeyError) as error:
         return _failed(job, started, f"invalid payload: {describe_error(error)}", None)
+    except Exception as error:  # a broken validator: the handler's fault, maybe fixed soon
+        return _failed(job, started, f"payload check failed: {describe_error(error)}", retry)
     try:
         async with asyncio.timeout(timeout):
             value = await _call(found, payload, job, executor)

@@ -337,9 +337,15 @@ class Worker:
 
     async def _run_one(self, job: types.Job) -> None:
         try:
-            outcome = await runner.run_job(
-                job, self.registry, self._executor, default_timeout=self.config.job_timeout
-            )
+            try:
+                outcome = await runner.run_job(
+                    job, self.registry, self._executor, default_timeout=self.config.job_timeout
+                )
+            except Exception as error:  # run_job reports handler faults; this is ours
+                logger.exception("[Worker] Internal error running job %s", job.id)
+                outcome = runner.Outcome(
+                    job, 0.0, error=f"internal error: {runner.describe_error(error)}"
+                )
             metrics.JOB_DURATION.labels(type=job.type, **self._labels).observe(outcome.duration)
             self._outcomes.put_nowait(outcome)
         finally:
@@ -445,7 +451,11 @@ class Worker:
         backoff = _Backoff(self.config.max_backoff)
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(self.queue.conninfo, autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(
+                    self.queue.conninfo,
+                    autocommit=True,
+                    application_name=f"jobqueue-listen {self.worker_id}"[:63],
+                )
                 async with conn:
                     await conn.execute(sql.query("job_ready_listen"))
                     if not self.listening:
