@@ -219,7 +219,9 @@ async def test_notify_wakes_an_idle_worker_at_once(
     for _ in range(5):
         enqueued = time.monotonic()
         job = await queue.enqueue_job("quick")
-        await waiting.eventually(lambda: _async_true(job.id in finished), what="pickup")
+        await waiting.eventually(
+            lambda job_id=job.id: _async_true(job_id in finished), what="pickup"
+        )
         latencies.append(finished[job.id] - enqueued)
     assert max(latencies) < 5.0, latencies
 
@@ -325,7 +327,8 @@ async def test_heartbeats_keep_a_long_job_safe_from_cleanup(
 
     async def heartbeat_moved_on() -> bool:
         current = await job_status(queue, job.id)
-        assert current.heartbeat_at is not None and claimed.locked_at is not None
+        assert current.heartbeat_at is not None
+        assert claimed.locked_at is not None
         return (current.heartbeat_at - claimed.locked_at).total_seconds() > 1.0
 
     await waiting.eventually(heartbeat_moved_on, what="heartbeats")
