@@ -42,6 +42,8 @@ def hold_sync(payload: dict[str, typing.Any], job: jobqueue.Job) -> dict[str, ty
 
 @jobqueue.handler("test.record")
 async def record(payload: dict[str, typing.Any], job: jobqueue.Job) -> dict[str, typing.Any]:
+    """Records the run; ``pause`` seconds of pretend work first, if given."""
+    await asyncio.sleep(payload.get("pause", 0))
     _record(payload, job)
     return {"ok": True}
 
