@@ -67,3 +67,39 @@ DATABASE_ERRORS: typing.Final = prometheus_client.Counter(
 WORKER_INFO: typing.Final = prometheus_client.Info(
     "jobqueue_worker", "The worker's identity and settings."
 )
+
+
+class WorkerMetrics:
+    """One worker's handles on the metrics above, its label values bound once: looking up
+    a labelled child costs more than the update itself, on a path run for every job."""
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        self.active_jobs = ACTIVE_JOBS.labels(queue=queue)
+        self.concurrency = CONCURRENCY.labels(queue=queue)
+        self.claim_batch = CLAIM_BATCH.labels(queue=queue)
+        self._jobs: dict[tuple[str, str], prometheus_client.Counter] = {}
+        self._durations: dict[str, prometheus_client.Histogram] = {}
+        self._waits: dict[str, prometheus_client.Histogram] = {}
+
+    def job_finished(self, job_type: str, outcome: str) -> None:
+        key = (job_type, outcome)
+        child = self._jobs.get(key)
+        if child is None:
+            child = self._jobs[key] = JOBS.labels(queue=self.queue, type=job_type, outcome=outcome)
+        child.inc()
+
+    def job_duration(self, job_type: str, seconds: float) -> None:
+        child = self._durations.get(job_type)
+        if child is None:
+            child = self._durations[job_type] = JOB_DURATION.labels(queue=self.queue, type=job_type)
+        child.observe(seconds)
+
+    def queue_wait(self, job_type: str, seconds: float) -> None:
+        child = self._waits.get(job_type)
+        if child is None:
+            child = self._waits[job_type] = QUEUE_WAIT.labels(queue=self.queue, type=job_type)
+        child.observe(seconds)
+
+    def database_error(self, operation: str) -> None:
+        DATABASE_ERRORS.labels(queue=self.queue, operation=operation).inc()

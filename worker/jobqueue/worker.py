@@ -155,7 +155,7 @@ class Worker:
         self._hard_stop = asyncio.Event()
         self._stopped = asyncio.Event()
         self._executor: _HandlerThreads | None = None
-        self._labels = {"queue": self.config.queue}
+        self._metrics = metrics.WorkerMetrics(self.config.queue)
 
     # --- state ----------------------------------------------------------------------------
 
@@ -242,7 +242,7 @@ class Worker:
             ",".join(self.types),
             self.config.listen,
         )
-        metrics.CONCURRENCY.labels(**self._labels).set(self.config.concurrency)
+        self._metrics.concurrency.set(self.config.concurrency)
         metrics.WORKER_INFO.info({"worker_id": self.worker_id, "queue": self.config.queue})
         self._executor = _HandlerThreads(self.config.concurrency)
         helpers = [
@@ -261,7 +261,7 @@ class Worker:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self.is_running = False
             self.listening = False
-            metrics.ACTIVE_JOBS.labels(**self._labels).set(0)
+            self._metrics.active_jobs.set(0)
             self._stopped.set()
             logger.info("[Worker] Worker %s stopped", self.worker_id)
 
@@ -285,7 +285,7 @@ class Worker:
                     continue
                 self.last_claim_ok = True
                 backoff.reset()
-                metrics.CLAIM_BATCH.labels(**self._labels).observe(len(jobs))
+                self._metrics.claim_batch.observe(len(jobs))
                 for job in jobs:
                     self._start(job)
                 if len(jobs) == free:
@@ -318,7 +318,7 @@ class Worker:
 
     def _database_error(self, operation: str, error: BaseException) -> None:
         self.last_claim_ok = self.last_claim_ok and operation != "claim"
-        metrics.DATABASE_ERRORS.labels(operation=operation, **self._labels).inc()
+        self._metrics.database_error(operation)
         logger.error(
             "[Worker] Database error during %s, will retry: %s",
             operation,
@@ -330,10 +330,10 @@ class Worker:
     def _start(self, job: types.Job) -> None:
         self._held.add(job.id)
         wait = (datetime.datetime.now(datetime.UTC) - job.run_at).total_seconds()
-        metrics.QUEUE_WAIT.labels(type=job.type, **self._labels).observe(max(wait, 0.0))
+        self._metrics.queue_wait(job.type, max(wait, 0.0))
         task = asyncio.create_task(self._run_one(job), name=f"jobqueue-job-{job.id}")
         self._active[job.id] = task
-        metrics.ACTIVE_JOBS.labels(**self._labels).set(len(self._active))
+        self._metrics.active_jobs.set(len(self._active))
 
     async def _run_one(self, job: types.Job) -> None:
         try:
@@ -346,11 +346,11 @@ class Worker:
                 outcome = runner.Outcome(
                     job, 0.0, error=f"internal error: {runner.describe_error(error)}"
                 )
-            metrics.JOB_DURATION.labels(type=job.type, **self._labels).observe(outcome.duration)
+            self._metrics.job_duration(job.type, outcome.duration)
             self._outcomes.put_nowait(outcome)
         finally:
             self._active.pop(job.id, None)
-            metrics.ACTIVE_JOBS.labels(**self._labels).set(len(self._active))
+            self._metrics.active_jobs.set(len(self._active))
             self._wakeup.set()
 
     # --- writing outcomes -----------------------------------------------------------------
@@ -423,7 +423,7 @@ class Worker:
             self.processed += 1
         else:
             self.failed += 1
-        metrics.JOBS.labels(type=outcome.job.type, outcome=result, **self._labels).inc()
+        self._metrics.job_finished(outcome.job.type, result)
 
     # --- heartbeats and notifications -----------------------------------------------------
 
@@ -520,7 +520,7 @@ class Worker:
                 await asyncio.sleep(backoff.next())
                 continue
             for job in released:
-                metrics.JOBS.labels(type=job.type, outcome="released", **self._labels).inc()
+                self._metrics.job_finished(job.type, "released")
             self._held.difference_update(job_ids)
             return
         logger.error(
