@@ -26,7 +26,8 @@ def test_demo_on_database_url(empty_database_url: str) -> None:
     assert done.returncode == 0, done.stderr
     assert "enqueued 6 jobs" in done.stdout
     assert done.stdout.count(" done ") == 5
-    assert "no documentation topic named 'no-such-topic'" in done.stdout
+    assert "LookupError: no documentation topic named 'no-such-topic'" in done.stdout
+    assert "[Worker] Starting worker demo-worker" in done.stderr
     assert "queue stats: {'pending': 0, 'running': 0, 'failed': 1, 'done': 5}" in done.stdout
 
 

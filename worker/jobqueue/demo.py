@@ -1,8 +1,8 @@
 """``jobqueue demo``: the queue end to end on an embedded PostgreSQL (or ``$DATABASE_URL``).
 
 It migrates, enqueues word-count jobs over the documentation topics that ship with Python
-(``pydoc_data.topics``) plus one job with a payload that cannot be processed, claims and
-runs them, and prints each job's outcome and the queue statistics.
+(``pydoc_data.topics``) plus one job that cannot succeed, runs a worker until no job is
+ready, and prints each job's outcome and the queue statistics.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 import re
 import typing
 
-from jobqueue import db, embedded, migrations, types
+from jobqueue import db, embedded, migrations, runner, types, worker
 from jobqueue import queue as queue_module
 
 _WORD = re.compile(r"\w+")
@@ -29,9 +29,14 @@ def topic_texts(count: int) -> dict[str, str]:
     return {name: topics[name] for name in chosen}
 
 
-def count_words(payload: dict[str, typing.Any]) -> dict[str, typing.Any]:
-    topic = payload.get("topic")
+class TopicPayload(typing.TypedDict):
+    topic: str
+
+
+def count_words(payload: TopicPayload, job: types.Job) -> dict[str, typing.Any]:
+    """The demo's job: words in one documentation topic, and its most common long words."""
     texts = topic_texts(10_000)
+    topic = payload["topic"]
     if topic not in texts:
         raise LookupError(f"no documentation topic named {topic!r}")
     words = [word.lower() for word in _WORD.findall(texts[topic])]
@@ -43,19 +48,17 @@ async def _run_on(database_url: str, job_count: int) -> int:
     conn = await db.connect(database_url)
     async with conn:
         await migrations.migrate(conn)
-    async with queue_module.Queue(database_url, retry_delay=0) as queue:
+    registry = runner.Registry()
+    registry.register(
+        runner.FunctionHandler("countWords", count_words, retry=runner.RetryPolicy(delay=0.0))
+    )
+    async with queue_module.Queue(database_url) as queue:
         specs = [types.NewJob("countWords", {"topic": name}) for name in topic_texts(job_count)]
         specs.append(types.NewJob("countWords", {"topic": "no-such-topic"}, max_attempts=2))
         enqueued = await queue.enqueue_jobs(specs)
         print(f"enqueued {len(enqueued)} jobs")
-        while claimed := await queue.claim_jobs(DEMO_WORKER, limit=4, types_=["countWords"]):
-            for job in claimed:
-                try:
-                    result = count_words(job.payload)
-                except LookupError as error:
-                    await queue.fail_job(job.id, str(error), worker_id=DEMO_WORKER)
-                else:
-                    await queue.complete_job(job.id, result, worker_id=DEMO_WORKER)
+        config = worker.WorkerConfig(concurrency=4, burst=True, worker_id=DEMO_WORKER)
+        await worker.serve(worker.make_worker(config, database_url=database_url, registry=registry))
         print(f"\n{'JOB':<36}  {'STATUS':<7}  {'TRIES':>5}  RESULT")
         for job in enqueued:
             final = await queue.get_job_status(job.id)

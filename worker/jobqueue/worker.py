@@ -290,7 +290,9 @@ class Worker:
                     self._start(job)
                 if len(jobs) == free:
                     continue  # there may be more ready: claim again once a slot frees
-                if self.config.burst and not jobs and not self._active and self._outcomes.empty():
+                # Burst ends once nothing is ready and every outcome is written (a retry
+                # written with no delay is ready again at once).
+                if self.config.burst and not jobs and not self._held:
                     logger.info("[Worker] No job is ready: burst mode ends")
                     return
                 timeout = await self._idle_timeout()
@@ -371,6 +373,7 @@ class Worker:
                     await asyncio.sleep(backoff.next())
             for _ in batch:
                 self._outcomes.task_done()
+            self._wakeup.set()  # written retries may be ready; burst mode may be over
 
     async def _write(self, batch: list[runner.Outcome]) -> list[runner.Outcome]:
         """Write outcomes; returns those not yet written when an error interrupts."""
