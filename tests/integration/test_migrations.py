@@ -120,7 +120,7 @@ async def test_replay_yields_the_migrated_schema(
         live = await migrations.schema_fingerprint(conn, schema)
     replayed = await migrations.replayed_fingerprint(conn)
     assert replayed == live
-    assert {"jobs", "job_counts", "job_counts_record", "jobs_notify_ready"} <= set(live)
+    assert {"jobs", "job_counts", "jobs_record_change"} <= set(live)
     assert any("jobs_ready_idx" in line for line in live["jobs"])
     cursor = await conn.execute("SELECT to_regnamespace('jobqueue_verify_scratch')")
     assert await cursor.fetchone() == (None,), "the scratch schema was left behind"
@@ -139,7 +139,7 @@ async def test_verify_reports_a_schema_behind(empty_database_url: str) -> None:
         ("DROP INDEX jobs_ready_idx", "missing or changed: index CREATE INDEX jobs_ready_idx"),
         ("CREATE INDEX extra_idx ON jobs (type)", "not made by the migrations: index CREATE"),
         ("ALTER TABLE jobs ALTER COLUMN max_attempts SET DEFAULT 5", "column jobs.max_attempts"),
-        ("DROP TRIGGER jobs_counts_update ON jobs", "trigger CREATE TRIGGER jobs_counts_update"),
+        ("DROP TRIGGER jobs_after_update ON jobs", "trigger CREATE TRIGGER jobs_after_update"),
         ("UPDATE jobqueue_migrations SET checksum = 'x' WHERE version = 1", "was changed"),
         ("INSERT INTO jobqueue_migrations VALUES (999, 'future', 'x')", "newer than this code"),
     ],

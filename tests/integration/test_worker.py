@@ -431,3 +431,24 @@ async def test_module_level_worker_api(database_url: str, monkeypatch: pytest.Mo
         await jobqueue.stop_worker()
     assert worker.state()["is_running"] is False
     assert jobqueue.get_worker_state()["is_running"] is False
+
+
+async def test_workers_fold_the_count_deltas_without_readers(
+    queue: jobqueue.Queue,
+    registry: runner.Registry,
+    run_worker: typing.Any,
+    conn: psycopg.AsyncConnection[typing.Any],
+) -> None:
+    @jobqueue.handler("quick", registry=registry)
+    async def quick(payload: object, job: types.Job) -> None:
+        return None
+
+    for _ in range(20):
+        await queue.enqueue_job("quick")
+    run_worker(concurrency=1, counts_compact_interval=0.05)
+
+    async def folded() -> bool:
+        cursor = await conn.execute("SELECT count(*), sum(done) FROM job_counts")
+        return await cursor.fetchone() == (1, 20)
+
+    await waiting.eventually(folded, what="deltas folded to one row")

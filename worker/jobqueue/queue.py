@@ -259,21 +259,36 @@ class Queue:
         jobs = await self._jobs("job_get", {"id": check_job_id(job_id)})
         return jobs[0] if jobs else None
 
-    async def _counts(self, queue: str | None) -> list[tuple[str, str, str, int]]:
+    async def _counts(self, queue: str | None) -> dict[str, types.QueueStats]:
+        """``{type: stats}`` summed over the queue (or all queues)."""
         async with self.pool.connection() as conn:
             cursor = await conn.execute(sql.query("job_counts_sum"), {"queue": queue})
             rows = await cursor.fetchall()
-            if sum(row[4] for row in rows) > _COUNTS_COMPACT_AFTER:
+            if sum(row[6] for row in rows) > _COUNTS_COMPACT_AFTER:
                 await self._compact_counts(conn)
-        return [(row[0], row[1], row[2], int(row[3])) for row in rows]
+        by_type: dict[str, types.QueueStats] = {}
+        statuses = [status.value for status in types.JobStatus]
+        for row in rows:
+            stats = by_type.setdefault(row[1], empty_stats())
+            for status, count in zip(statuses, row[2:6], strict=True):
+                stats[status] += int(count)
+        return by_type
+
+    async def compact_counts(self) -> bool:
+        """Fold the statistics' appended deltas together (workers call this every few
+        seconds); ``False`` when another process was already doing it."""
+        async with self.pool.connection() as conn:
+            return await self._compact_counts(conn)
 
     @staticmethod
-    async def _compact_counts(conn: psycopg.AsyncConnection[typing.Any]) -> None:
+    async def _compact_counts(conn: psycopg.AsyncConnection[typing.Any]) -> bool:
         async with conn.transaction():
             cursor = await conn.execute(sql.query("job_counts_try_lock"), {"key": _COUNTS_LOCK_KEY})
             row = await cursor.fetchone()
-            if row and row[0]:
-                await conn.execute(sql.query("job_counts_compact"))
+            if not (row and row[0]):
+                return False
+            await conn.execute(sql.query("job_counts_compact"))
+            return True
 
     async def get_queue_stats(
         self, *, queue: str | None = None, type: str | None = None
@@ -286,9 +301,10 @@ class Queue:
         if type is not None:
             check_name(type, "job type")
         stats = empty_stats()
-        for _, row_type, status, count in await self._counts(queue):
+        for row_type, counts in (await self._counts(queue)).items():
             if type is None or row_type == type:
-                stats[status] += count
+                for status, count in counts.items():
+                    stats[status] += count
         return stats
 
     async def get_queue_stats_by_type(
@@ -297,9 +313,7 @@ class Queue:
         """``{type: {pending, running, failed, done}}`` for every type that has had jobs."""
         if queue is not None:
             check_name(queue, "queue")
-        by_type: dict[str, types.QueueStats] = {}
-        for _, row_type, status, count in await self._counts(queue):
-            by_type.setdefault(row_type, empty_stats())[status] += count
+        by_type = await self._counts(queue)
         return {row_type: by_type[row_type] for row_type in sorted(by_type)}
 
     # claim and finish ------------------------------------------------------------------
@@ -336,10 +350,13 @@ class Queue:
         params: dict[str, typing.Any],
         follow_ups: collections.abc.Sequence[types.NewJob] = (),
     ) -> types.Job:
-        async with self.pool.connection() as conn, conn.transaction():
-            jobs = await self._jobs(query, {"id": job_id, **params}, conn)
-            if jobs and follow_ups:
-                await self.enqueue_jobs(follow_ups, conn=conn)
+        if follow_ups:
+            async with self.pool.connection() as conn, conn.transaction():
+                jobs = await self._jobs(query, {"id": job_id, **params}, conn)
+                if jobs:
+                    await self.enqueue_jobs(follow_ups, conn=conn)
+        else:  # one statement is atomic alone: no BEGIN/COMMIT round trips
+            jobs = await self._jobs(query, {"id": job_id, **params})
         if jobs:
             return jobs[0]
         current = await self.get_job_status(job_id)

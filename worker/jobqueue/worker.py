@@ -64,6 +64,7 @@ class WorkerConfig:
     grace_timeout: float = 25.0
     job_timeout: float | None = None
     max_backoff: float = 30.0
+    counts_compact_interval: float = 10.0
 
     def __post_init__(self) -> None:
         queue_module.check_name(self.queue, "queue")
@@ -251,6 +252,7 @@ class Worker:
         ]
         if self.config.listen:
             helpers.append(asyncio.create_task(self._listen(), name="jobqueue-listen"))
+        helpers.append(asyncio.create_task(self._compact_counts(), name="jobqueue-counts"))
         try:
             await self._supervise()
         finally:
@@ -446,6 +448,16 @@ class Worker:
                     "[Worker] Lost the lock on job %s (released as stale); it may run elsewhere",
                     job_id,
                 )
+
+    async def _compact_counts(self) -> None:
+        """Fold the statistics' deltas now and then, so they stay a few rows however many
+        jobs pass and however rarely anyone reads the stats (one worker at a time does)."""
+        while True:
+            await asyncio.sleep(self.config.counts_compact_interval * random.uniform(0.8, 1.2))
+            try:
+                await self.queue.compact_counts()
+            except DATABASE_ERRORS as error:
+                self._database_error("compact_counts", error)
 
     async def _listen(self) -> None:
         """Keep a LISTEN connection; every notification for our queue wakes the supervisor.

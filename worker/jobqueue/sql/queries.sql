@@ -166,23 +166,25 @@ WHERE jobs.status = 'running'
 RETURNING *;
 
 -- name: job_counts_sum
--- Current counts per queue, type and status, from the appended deltas (see migration 0002).
-SELECT queue, type, status, sum(delta)::bigint AS count, count(*) AS delta_rows
+-- Current counts per queue and type, from the appended deltas (see migration 0002).
+SELECT queue, type,
+       sum(pending)::bigint, sum(running)::bigint, sum(failed)::bigint, sum(done)::bigint,
+       count(*) AS delta_rows
 FROM job_counts
 WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
-GROUP BY queue, type, status;
+GROUP BY queue, type;
 
 -- name: job_counts_compact
--- Folds the appended deltas into one row per (queue, type, status). Concurrent writers keep
+-- Folds the appended deltas into one row per (queue, type). Concurrent writers keep
 -- appending; rows they add after this statement's snapshot are left for the next compaction.
 WITH folded AS (
-    DELETE FROM job_counts RETURNING queue, type, status, delta
+    DELETE FROM job_counts RETURNING *
 )
-INSERT INTO job_counts (queue, type, status, delta)
-SELECT queue, type, status, sum(delta)
+INSERT INTO job_counts (queue, type, pending, running, failed, done)
+SELECT queue, type, sum(pending), sum(running), sum(failed), sum(done)
 FROM folded
-GROUP BY queue, type, status
-HAVING sum(delta) <> 0;
+GROUP BY queue, type
+HAVING (sum(pending), sum(running), sum(failed), sum(done)) <> (0, 0, 0, 0);
 
 -- name: job_counts_try_lock
 -- Only one compaction at a time; the others skip rather than queue up.

@@ -19,61 +19,69 @@ CREATE INDEX jobs_ready_idx ON jobs (queue, priority DESC, run_at, id) WHERE sta
 CREATE INDEX jobs_running_idx ON jobs (queue, heartbeat_at) WHERE status = 'running';
 
 -- Queue statistics without counting the jobs table: every statement that changes jobs
--- appends one row per (queue, type, status) it changed, with the net change. Appends never
--- contend with each other; readers sum the few rows, and a compaction folds them together.
+-- appends one row per (queue, type) it changed, holding the net change of each status.
+-- Appends never contend with each other; readers sum the few rows, and a compaction (run by
+-- workers every few seconds, and by readers when rows pile up) folds them together.
 CREATE TABLE job_counts (
     queue text NOT NULL,
     type text NOT NULL,
-    status text NOT NULL,
-    delta bigint NOT NULL
+    pending bigint NOT NULL DEFAULT 0,
+    running bigint NOT NULL DEFAULT 0,
+    failed bigint NOT NULL DEFAULT 0,
+    done bigint NOT NULL DEFAULT 0
 );
 
-CREATE FUNCTION job_counts_record() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO job_counts (queue, type, status, delta)
-        SELECT queue, type, status, count(*) FROM inserted_rows GROUP BY 1, 2, 3;
-    ELSIF TG_OP = 'UPDATE' THEN
-        INSERT INTO job_counts (queue, type, status, delta)
-        SELECT queue, type, status, sum(change)
-        FROM (
-            SELECT queue, type, status, 1 AS change FROM updated_rows
-            UNION ALL
-            SELECT queue, type, status, -1 FROM replaced_rows
-        ) AS changes
-        GROUP BY 1, 2, 3
-        HAVING sum(change) <> 0;
-    ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO job_counts (queue, type, status, delta)
-        SELECT queue, type, status, -count(*) FROM deleted_rows GROUP BY 1, 2, 3;
-    ELSIF TG_OP = 'TRUNCATE' THEN
-        DELETE FROM job_counts;
-    END IF;
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER jobs_counts_insert AFTER INSERT ON jobs
-    REFERENCING NEW TABLE AS inserted_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION job_counts_record();
-CREATE TRIGGER jobs_counts_update AFTER UPDATE ON jobs
-    REFERENCING OLD TABLE AS replaced_rows NEW TABLE AS updated_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION job_counts_record();
-CREATE TRIGGER jobs_counts_delete AFTER DELETE ON jobs
-    REFERENCING OLD TABLE AS deleted_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION job_counts_record();
-CREATE TRIGGER jobs_counts_truncate AFTER TRUNCATE ON jobs
-    FOR EACH STATEMENT EXECUTE FUNCTION job_counts_record();
-
--- Wakes idle workers at once when a job becomes ready (LISTEN/NOTIFY), one notification
--- per statement and queue rather than one per row.
-CREATE FUNCTION jobs_notify_ready() RETURNS trigger LANGUAGE plpgsql AS $$
+-- One trigger function for every change to jobs, so each statement pays for one trigger
+-- call and one pass over its changed rows: it records the counts and, when the statement
+-- made jobs ready, wakes idle workers of those queues at once (one NOTIFY per queue, not
+-- per row) through the jobqueue_ready channel.
+CREATE FUNCTION jobs_record_change() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     ready_queue text;
 BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        DELETE FROM job_counts;
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO job_counts (queue, type, pending, running, failed, done)
+        SELECT queue, type,
+               count(*) FILTER (WHERE status = 'pending'),
+               count(*) FILTER (WHERE status = 'running'),
+               count(*) FILTER (WHERE status = 'failed'),
+               count(*) FILTER (WHERE status = 'done')
+        FROM new_rows
+        GROUP BY queue, type;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO job_counts (queue, type, pending, running, failed, done)
+        SELECT queue, type, pending, running, failed, done
+        FROM (
+            SELECT queue, type,
+                   coalesce(sum(change) FILTER (WHERE status = 'pending'), 0) AS pending,
+                   coalesce(sum(change) FILTER (WHERE status = 'running'), 0) AS running,
+                   coalesce(sum(change) FILTER (WHERE status = 'failed'), 0) AS failed,
+                   coalesce(sum(change) FILTER (WHERE status = 'done'), 0) AS done
+            FROM (
+                SELECT queue, type, status, 1 AS change FROM new_rows
+                UNION ALL
+                SELECT queue, type, status, -1 FROM old_rows
+            ) AS changes
+            GROUP BY queue, type
+        ) AS net
+        WHERE (pending, running, failed, done) <> (0, 0, 0, 0);
+    ELSE
+        INSERT INTO job_counts (queue, type, pending, running, failed, done)
+        SELECT queue, type,
+               -count(*) FILTER (WHERE status = 'pending'),
+               -count(*) FILTER (WHERE status = 'running'),
+               -count(*) FILTER (WHERE status = 'failed'),
+               -count(*) FILTER (WHERE status = 'done')
+        FROM old_rows
+        GROUP BY queue, type;
+        RETURN NULL;
+    END IF;
     FOR ready_queue IN
-        SELECT DISTINCT queue FROM changed_rows
-        WHERE status = 'pending' AND run_at <= now()
+        SELECT DISTINCT queue FROM new_rows WHERE status = 'pending' AND run_at <= now()
     LOOP
         PERFORM pg_notify('jobqueue_ready', ready_queue);
     END LOOP;
@@ -81,9 +89,14 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER jobs_notify_insert AFTER INSERT ON jobs
-    REFERENCING NEW TABLE AS changed_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION jobs_notify_ready();
-CREATE TRIGGER jobs_notify_update AFTER UPDATE ON jobs
-    REFERENCING NEW TABLE AS changed_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION jobs_notify_ready();
+CREATE TRIGGER jobs_after_insert AFTER INSERT ON jobs
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION jobs_record_change();
+CREATE TRIGGER jobs_after_update AFTER UPDATE ON jobs
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION jobs_record_change();
+CREATE TRIGGER jobs_after_delete AFTER DELETE ON jobs
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION jobs_record_change();
+CREATE TRIGGER jobs_after_truncate AFTER TRUNCATE ON jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION jobs_record_change();
