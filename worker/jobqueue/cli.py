@@ -260,20 +260,30 @@ async def run_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--database-url",
-        metavar="URL",
-        help=f"PostgreSQL URL (default: ${db.DATABASE_URL_ENV})",
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database-url", metavar="URL", help=f"PostgreSQL URL (default: ${db.DATABASE_URL_ENV})"
     )
-    common.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    parser.add_argument(
+        "--log-level",
+        choices=logs.LOG_LEVELS,
+        help="info shows the seed's line per job; warning only problems"
+        " [JOBQUEUE_LOG_LEVEL] (default: info)",
+    )
 
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jobqueue",
         description="A job queue on PostgreSQL: migrations, queue operations, workers.",
-        parents=[common],
     )
+    add_common_options(parser)
+    parser.set_defaults(log_level=os.environ.get("JOBQUEUE_LOG_LEVEL", "info"))
+    # Subcommands accept the same options after their name; their parsers leave a value
+    # unset unless given, so one given before the subcommand is not overwritten.
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    add_common_options(common)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     db_parser = commands.add_parser("db", help="schema migrations", parents=[common])
@@ -463,7 +473,10 @@ async def run_command(args: argparse.Namespace) -> int:
 
 def main(argv: collections.abc.Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logs.setup_logging(verbose=args.verbose, log_format=getattr(args, "log_format", "text"))
+    logs.setup_logging(
+        level="debug" if args.verbose else args.log_level,
+        log_format=getattr(args, "log_format", "text"),
+    )
     try:
         return asyncio.run(run_command(args))
     except (

@@ -10,6 +10,7 @@ import sys
 import typing
 
 LOG_FORMATS: typing.Final = ("text", "json")
+LOG_LEVELS: typing.Final = ("debug", "info", "warning", "error")
 
 
 class JsonFormatter(logging.Formatter):
@@ -25,9 +26,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def setup_logging(*, verbose: bool = False, log_format: str = "text") -> None:
+def setup_logging(*, level: str = "info", log_format: str = "text") -> None:
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
+    if level not in LOG_LEVELS:
+        raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+    verbose = level == "debug"
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
@@ -35,7 +39,7 @@ def setup_logging(*, verbose: bool = False, log_format: str = "text") -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.setLevel(level.upper())
     if not verbose:
         # The pool logs every reconnection attempt; callers report failures themselves.
         logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
