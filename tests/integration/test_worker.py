@@ -452,3 +452,14 @@ async def test_workers_fold_the_count_deltas_without_readers(
         return await cursor.fetchone() == (1, 20)
 
     await waiting.eventually(folded, what="deltas folded to one row")
+
+
+async def test_no_listen_workers_use_no_prepared_statements(database_url: str) -> None:
+    """PgBouncer in transaction mode cannot keep prepared statements between transactions."""
+    for listen, expected in ((False, None), (True, 5)):
+        config = worker_module.WorkerConfig(listen=listen, types=["noop"])
+        registry = runner.Registry()
+        jobqueue.register_all_handlers(registry)
+        worker = worker_module.make_worker(config, database_url=database_url, registry=registry)
+        async with worker.queue, worker.queue.pool.connection() as conn:
+            assert conn.prepare_threshold == expected

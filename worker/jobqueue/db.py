@@ -58,15 +58,18 @@ def make_pool(
     min_size: int = 1,
     max_size: int = 10,
     timeout: float = 30.0,
+    prepared_statements: bool = True,
 ) -> psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[typing.Any]]:
     """A pool of autocommit connections; opened by the caller (``await pool.open()``).
-    ``timeout``: how long a caller waits for a connection before ``PoolTimeout``."""
+    ``timeout``: how long a caller waits for a connection before ``PoolTimeout``.
+    ``prepared_statements=False`` for PgBouncer in transaction mode, where a statement
+    prepared on one server connection is unknown on the next."""
     return psycopg_pool.AsyncConnectionPool(
         resolve_database_url(database_url),
         min_size=min_size,
         max_size=max_size,
         timeout=timeout,
-        kwargs={"autocommit": True},
+        kwargs={"autocommit": True, "prepare_threshold": 5 if prepared_statements else None},
         open=False,
         name="jobqueue",
     )

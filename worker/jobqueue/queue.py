@@ -136,7 +136,8 @@ def empty_stats() -> types.QueueStats:
 
 class Queue:
     """The queue API over one database. Use as ``async with Queue(url) as queue: ...``, or
-    call ``open()``/``close()``. ``queue`` is the default queue name for enqueue and claim."""
+    call ``open()``/``close()``. ``queue`` is the default queue name for enqueue and claim;
+    ``prepared_statements=False`` when connecting through PgBouncer in transaction mode."""
 
     def __init__(
         self,
@@ -147,6 +148,7 @@ class Queue:
         retry_delay: float = DEFAULT_RETRY_DELAY_SECONDS,
         pool_max_size: int = 10,
         pool_timeout: float = 30.0,
+        prepared_statements: bool = True,
     ) -> None:
         self.queue = check_name(queue, "queue")
         self.retry_delay = check_seconds(retry_delay, "retry_delay")
@@ -156,7 +158,10 @@ class Queue:
         else:
             self.conninfo = db.resolve_database_url(database_url)
         self.pool: Pool = pool or db.make_pool(
-            self.conninfo, max_size=pool_max_size, timeout=pool_timeout
+            self.conninfo,
+            max_size=pool_max_size,
+            timeout=pool_timeout,
+            prepared_statements=prepared_statements,
         )
 
     async def open(self) -> Queue:

@@ -574,7 +574,13 @@ def make_worker(
     """A worker with a queue (pool not yet opened) of its own, sized for its needs: one
     connection claims, one writes outcomes, one heartbeats, one spare."""
     worker_queue = queue_module.Queue(
-        database_url, queue=config.queue, pool_max_size=4, pool_timeout=5.0
+        database_url,
+        queue=config.queue,
+        pool_max_size=4,
+        pool_timeout=5.0,
+        # Without LISTEN the worker can sit behind PgBouncer in transaction mode, which
+        # cannot keep a prepared statement from one transaction to the next.
+        prepared_statements=config.listen,
     )
     return Worker(worker_queue, config, registry=registry)
 
