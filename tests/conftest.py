@@ -20,7 +20,8 @@ import psycopg.conninfo
 import pytest
 
 import jobqueue
-from jobqueue import embedded, migrations
+from jobqueue import embedded, migrations, runner
+from jobqueue import worker as worker_module
 
 TEMPLATE_DB: typing.Final = "jobqueue_test_template"
 _database_numbers = itertools.count(1)
@@ -31,13 +32,15 @@ def url_for(server_url: str, dbname: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> collections.abc.Iterator[str]:
+def server_url() -> collections.abc.Iterator[str]:
     """A PostgreSQL server on which the tests may create databases."""
     given = os.environ.get("DATABASE_URL")
     if given:
         yield given
         return
-    with embedded.embedded_postgres(tmp_path_factory.mktemp("pgdata")) as url:
+    # Not under pytest's tmp_path: pytest keeps that tree private to root (0700), and the
+    # embedded server, when run as root, runs PostgreSQL as another user that must enter it.
+    with embedded.embedded_postgres() as url:
         yield url
 
 
@@ -104,3 +107,29 @@ async def conn(
     connection = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
     async with connection:
         yield connection
+
+
+@pytest.fixture
+def registry() -> runner.Registry:
+    return runner.Registry()
+
+
+@pytest.fixture
+async def run_worker(
+    database_url: str, registry: runner.Registry
+) -> collections.abc.AsyncIterator[collections.abc.Callable[..., worker_module.Worker]]:
+    """Starts workers on the test's database; stops them (hard) at the end."""
+    started: list[tuple[worker_module.Worker, asyncio.Task[None]]] = []
+
+    def start(**settings: typing.Any) -> worker_module.Worker:
+        settings.setdefault("worker_id", f"w{len(started)}")
+        worker = worker_module.make_worker(
+            worker_module.WorkerConfig(**settings), database_url=database_url, registry=registry
+        )
+        started.append((worker, asyncio.create_task(worker_module.serve(worker))))
+        return worker
+
+    yield start
+    for worker, task in started:
+        worker.stop(hard=True)
+        await asyncio.wait_for(task, timeout=30)

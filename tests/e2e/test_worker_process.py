@@ -7,9 +7,11 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import typing
 import urllib.error
 import urllib.request
@@ -283,13 +285,18 @@ def test_bad_worker_settings_are_one_clear_line(
 
 
 @pytest.fixture
-def private_server(tmp_path: pathlib.Path) -> collections.abc.Iterator[dict[str, typing.Any]]:
-    """A PostgreSQL server of this test's own, which the test may restart."""
-    state: dict[str, typing.Any] = {"dir": tmp_path / "private-pg"}
+def private_server() -> collections.abc.Iterator[dict[str, typing.Any]]:
+    """A PostgreSQL server of this test's own, which the test may restart. Its folder is
+    outside pytest's private tmp tree, which the server's own user could not enter."""
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="jobqueue-restart-"))
+    state: dict[str, typing.Any] = {"dir": folder / "pgdata"}
     state["context"] = embedded.embedded_postgres(state["dir"])
     state["url"] = state["context"].__enter__()
-    yield state
-    state["context"].__exit__(None, None, None)
+    try:
+        yield state
+    finally:
+        state["context"].__exit__(None, None, None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_worker_survives_a_database_restart(

@@ -7,33 +7,51 @@ import pathlib
 import subprocess
 import sys
 
+from jobqueue.books import samples
+
 JOBQUEUE = str(pathlib.Path(sys.executable).with_name("jobqueue"))
 
 
-def demo(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def demo(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [JOBQUEUE, "demo", "--jobs", "5"],
+        [JOBQUEUE, "demo", *args],
         capture_output=True,
         text=True,
         env=env,
-        timeout=90,
+        timeout=120,
         check=False,
     )
 
 
-def test_demo_on_database_url(empty_database_url: str) -> None:
-    done = demo({**os.environ, "DATABASE_URL": empty_database_url})
-    assert done.returncode == 0, done.stderr
-    assert "enqueued 6 jobs" in done.stdout
-    assert done.stdout.count(" done ") == 5
-    assert "LookupError: no documentation topic named 'no-such-topic'" in done.stdout
-    assert "[Worker] Starting worker demo-worker" in done.stderr
-    assert "queue stats: {'pending': 0, 'running': 0, 'failed': 1, 'done': 5}" in done.stdout
-
-
-def test_demo_starts_its_own_postgres() -> None:
+def test_demo_starts_its_own_postgres_and_runs_the_pipeline() -> None:
     env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
     done = demo(env)
     assert done.returncode == 0, done.stderr
-    assert "starting an embedded PostgreSQL" in done.stdout
-    assert "'done': 5" in done.stdout
+    out = done.stdout
+    assert "starting an embedded PostgreSQL" in out
+    assert "enqueued 4 parseBook jobs" in out
+    assert "12/12 jobs" in out
+    assert "The Python Language Reference, Retold" in out
+    assert "Смотритель маяка" in out
+    assert "山中的图书馆" in out
+    assert out.count("summary: ") == 4
+    assert 'closest passages to "what happens when an exception is raised"' in out
+    assert "queue stats: {'pending': 0, 'running': 0, 'failed': 0, 'done': 12}" in out
+    assert "Traceback" not in done.stderr
+
+
+def test_demo_takes_epub_paths(empty_database_url: str, tmp_path: pathlib.Path) -> None:
+    book = samples.write_epub(
+        tmp_path / "given.epub",
+        title="A Given Book",
+        authors=["Some One"],
+        language="en",
+        chapters=[("Only", "The only chapter has a sentence. And another one.")],
+    )
+    junk = tmp_path / "junk.epub"
+    junk.write_text("not a book")
+    done = demo({**os.environ, "DATABASE_URL": empty_database_url}, str(book), str(junk))
+    assert done.returncode == 0, done.stderr
+    assert "enqueued 2 parseBook jobs" in done.stdout
+    assert "A Given Book" in done.stdout
+    assert "2     failed: invalid payload: PayloadError: not an EPUB" in done.stdout

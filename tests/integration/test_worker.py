@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections.abc
 import datetime
 import time
 import typing
@@ -22,32 +21,6 @@ UTC = datetime.UTC
 
 class Payload(typing.TypedDict):
     bookId: int
-
-
-@pytest.fixture
-def registry() -> runner.Registry:
-    return runner.Registry()
-
-
-@pytest.fixture
-async def run_worker(
-    database_url: str, registry: runner.Registry
-) -> collections.abc.AsyncIterator[collections.abc.Callable[..., worker_module.Worker]]:
-    """Starts workers on the test's database; stops them (hard) at the end."""
-    started: list[tuple[worker_module.Worker, asyncio.Task[None]]] = []
-
-    def start(**settings: typing.Any) -> worker_module.Worker:
-        settings.setdefault("worker_id", f"w{len(started)}")
-        worker = worker_module.make_worker(
-            worker_module.WorkerConfig(**settings), database_url=database_url, registry=registry
-        )
-        started.append((worker, asyncio.create_task(worker_module.serve(worker))))
-        return worker
-
-    yield start
-    for worker, task in started:
-        worker.stop(hard=True)
-        await asyncio.wait_for(task, timeout=30)
 
 
 async def job_status(queue: jobqueue.Queue, job_id: uuid.UUID) -> types.Job:

@@ -51,3 +51,18 @@ async def record(payload: dict[str, typing.Any], job: jobqueue.Job) -> dict[str,
 @jobqueue.handler("test.fail")
 def fail(payload: dict[str, typing.Any], job: jobqueue.Job) -> None:
     raise RuntimeError(f"failing on purpose (attempt {job.attempts})")
+
+
+class LetterEmbedder:
+    """A toy embedder for testing JOBQUEUE_EMBEDDER=module:factory: counts of a, b, c."""
+
+    name = "letters"
+
+    def embed(self, texts: typing.Sequence[str]) -> list[list[float]]:
+        from jobqueue.books import embedding
+
+        return [embedding.normalised([t.count("a"), t.count("b"), t.count("c")]) for t in texts]
+
+
+def make_letter_embedder() -> LetterEmbedder:
+    return LetterEmbedder()

@@ -17,12 +17,16 @@ import logging
 import os
 import re
 import sys
+import textwrap
 import typing
 
 import psycopg
 
 from jobqueue import db, logs, migrations, probes, types
 from jobqueue import queue as queue_module
+
+if typing.TYPE_CHECKING:
+    from jobqueue.books import store as store_types
 
 _DURATION = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d)?\s*$")
 _UNIT_MS: typing.Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -273,6 +277,46 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+async def run_books(args: argparse.Namespace) -> int:
+    from jobqueue.books import embedding, store  # only these commands need them
+
+    conn = await db.connect(args.database_url)
+    async with conn:
+        if args.books_command == "list":
+            for book in await store.library(conn):
+                print(
+                    f"{book['id']}: {book['title']} by {', '.join(book['authors']) or '?'}"
+                    f" ({book['language'] or '?'}, {book['chapter_count']} chapters,"
+                    f" {book['word_count']} words, {book['passages']} passages)"
+                )
+            return 0
+        embedder = await asyncio.to_thread(embedding.load_embedder)
+        (vector,) = await asyncio.to_thread(embedder.embed, [args.text])
+        matches = await store.similar(
+            conn, embedder.name, vector, limit=args.limit, book_id=args.book
+        )
+    if args.json:
+        print(json.dumps([_match_json(match) for match in matches], ensure_ascii=False, indent=2))
+        return 0
+    if not matches:
+        print("no passages yet: run embedBook jobs first")
+    for match in matches:
+        print(f"{match.score:.3f}  {match.book_title} / {match.chapter_title}")
+        print(f"       {textwrap.shorten(match.text, 160)}")
+    return 0
+
+
+def _match_json(match: store_types.Match) -> dict[str, typing.Any]:
+    return {
+        "bookId": match.book_id,
+        "bookTitle": match.book_title,
+        "chapterIndex": match.chapter_index,
+        "chapterTitle": match.chapter_title,
+        "text": match.text,
+        "score": round(match.score, 6),
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jobqueue",
@@ -349,12 +393,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_worker_parser(commands, common)
 
+    books_parser = commands.add_parser(
+        "books", help="the books the book jobs have read", parents=[common]
+    )
+    books_commands = books_parser.add_subparsers(
+        dest="books_command", required=True, metavar="ACTION"
+    )
+    books_commands.add_parser("list", help="every parsed book", parents=[common])
+    similar = books_commands.add_parser(
+        "similar", help="passages closest in meaning to a text", parents=[common]
+    )
+    similar.add_argument("text", help="what to look for")
+    similar.add_argument("--limit", type=positive_int, default=5, help="how many (default 5)")
+    similar.add_argument("--book", metavar="ID", help="only this book")
+    similar.add_argument("--json", action="store_true", help="print JSON")
+
     demo = commands.add_parser(
         "demo",
-        help="run the demo on an embedded PostgreSQL (or $DATABASE_URL)",
+        help="the book pipeline end to end on an embedded PostgreSQL (or $DATABASE_URL)",
         parents=[common],
     )
-    demo.add_argument("--jobs", type=int, default=12, help="how many jobs to run")
+    demo.add_argument(
+        "epubs", nargs="*", metavar="EPUB", help="books to run through (default: samples)"
+    )
+    demo.add_argument(
+        "--show-logs", action="store_true", help="show the worker's log lines as well"
+    )
     return parser
 
 
@@ -423,10 +487,12 @@ async def run_command(args: argparse.Namespace) -> int:
         return await run_db(args)
     if args.command == "worker":
         return await run_worker(args)
+    if args.command == "books":
+        return await run_books(args)
     if args.command == "demo":
         from jobqueue import demo
 
-        return await demo.run(database_url=args.database_url, job_count=args.jobs)
+        return await demo.run(args.database_url, args.epubs, show_logs=args.show_logs)
 
     async def act(queue: queue_module.Queue) -> int:
         if args.command == "enqueue":

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import concurrent.futures
+import contextvars
 import dataclasses
 import functools
 import inspect
@@ -237,6 +238,24 @@ def handler(
 
 # --- running one job --------------------------------------------------------------------------
 
+_current_queue: contextvars.ContextVar[queue_module.Queue] = contextvars.ContextVar(
+    "jobqueue_current_queue"
+)
+
+
+def current_queue() -> queue_module.Queue:
+    """The queue of the worker running this job: handlers use its connection pool
+    (``current_queue().pool``) for their own reads and writes."""
+    try:
+        return _current_queue.get()
+    except LookupError:
+        raise RuntimeError("current_queue() is only available while a worker runs a job") from None
+
+
+def set_current_queue(job_queue: queue_module.Queue) -> None:
+    """For the worker: the queue that ``current_queue()`` returns in this task."""
+    _current_queue.set(job_queue)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Outcome:
@@ -330,7 +349,9 @@ async def _call(
     if getattr(found, "is_async", False) or inspect.iscoroutinefunction(found.handle):
         return await typing.cast(collections.abc.Awaitable[typing.Any], found.handle(payload, job))
     loop = asyncio.get_running_loop()
-    value = await loop.run_in_executor(executor, functools.partial(found.handle, payload, job))
+    # The thread runs in a copy of this task's context, so current_queue() works there too.
+    call = functools.partial(contextvars.copy_context().run, found.handle, payload, job)
+    value = await loop.run_in_executor(executor, call)
     if inspect.isawaitable(value):
         value = await value
     return value

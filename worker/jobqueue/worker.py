@@ -340,6 +340,7 @@ class Worker:
         self._metrics.active_jobs.set(len(self._active))
 
     async def _run_one(self, job: types.Job) -> None:
+        runner.set_current_queue(self.queue)  # this task's context only
         try:
             try:
                 outcome = await runner.run_job(
@@ -571,12 +572,13 @@ def make_worker(
     database_url: str | None = None,
     registry: runner.Registry | None = None,
 ) -> Worker:
-    """A worker with a queue (pool not yet opened) of its own, sized for its needs: one
-    connection claims, one writes outcomes, one heartbeats, one spare."""
+    """A worker with a queue (pool not yet opened) of its own."""
     worker_queue = queue_module.Queue(
         database_url,
         queue=config.queue,
-        pool_max_size=4,
+        # Claims, outcome writes and heartbeats take one connection each at most; handlers
+        # that use current_queue() share the rest.
+        pool_max_size=min(3 + config.concurrency, 20),
         pool_timeout=5.0,
         # Without LISTEN the worker can sit behind PgBouncer in transaction mode, which
         # cannot keep a prepared statement from one transaction to the next.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typing
 
 from jobqueue import runner, types
+from jobqueue.handlers import books
 
 
 class NoopHandler:
@@ -17,7 +18,12 @@ class NoopHandler:
         return None
 
 
-BUILT_IN: typing.Final[tuple[runner.JobHandler[typing.Any, typing.Any], ...]] = (NoopHandler(),)
+BUILT_IN: typing.Final[tuple[runner.JobHandler[typing.Any, typing.Any], ...]] = (
+    NoopHandler(),
+    books.ParseBookHandler(),
+    books.EmbedBookHandler(),
+    books.SummarizeBookHandler(),
+)
 
 
 def register_all_handlers(registry: runner.Registry | None = None) -> None:

@@ -1,0 +1,1 @@
+"""The book domain: EPUB reading, book storage, embeddings and summaries."""

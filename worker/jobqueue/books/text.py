@@ -1,0 +1,132 @@
+"""Text for the book handlers: sentences, passages and extractive summaries, in any script.
+
+Sentence ends are found by punctuation, not by a language model: Latin and Cyrillic text
+ends a sentence at ``.``, ``!``, ``?`` or ``…`` followed by a space and an upper-case letter,
+digit or quote (so "e.g. this" and "3.14" stay whole); CJK text ends one at ``。！？``
+with no space needed. Words are runs of letters and digits, except in CJK scripts, which
+have no spaces: there every character pair (bigram) counts as a term.
+
+A summary takes the sentences whose terms are most particular to their chapter (TF-IDF
+against the other chapters of the book), and keeps them in the chapter's order.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import re
+import typing
+
+_CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_CJK_CHAR = re.compile(f"[{_CJK}]")
+_WORD = re.compile(rf"[^\W\d_{_CJK}][^\W_{_CJK}]*(?:['’][^\W_{_CJK}]+)*|\d+(?:[.,]\d+)*")
+# A sentence ends after Western punctuation (maybe closed by a quote or bracket) followed by
+# space and something that can start a sentence, or after CJK punctuation, space or not.
+# Lookbehinds only, so the split keeps every character.
+_WESTERN_END = r"(?:(?<=[.!?…])|(?<=[.!?…][”\"'’»)\]]))"
+_CJK_END = r"(?:(?<=[。！？])|(?<=[。！？][”」』）\"]))"
+_SENTENCE_END = re.compile(
+    _WESTERN_END
+    + r"\s+(?=[\"'“‘«(\[]?[A-ZА-ЯЁ0-9"
+    + _CJK
+    + r"])"
+    + r"|"
+    + _CJK_END
+    + r"\s*(?=[^\s”」』）\"])"
+)
+_CJK_PUNCTUATION: typing.Final = "。！？”」』）"
+_PARAGRAPH = re.compile(r"\n\s*\n")
+_SPACE = re.compile(r"\s+")
+SUMMARY_SENTENCES: typing.Final = 3
+PASSAGE_WORDS: typing.Final = 120
+
+
+def words(text: str) -> list[str]:
+    """Terms of ``text``: lower-cased words, and CJK characters one by one."""
+    found = [word.lower() for word in _WORD.findall(text)]
+    return found + _CJK_CHAR.findall(text)
+
+
+def word_count(text: str) -> int:
+    """Words for Latin or Cyrillic text, characters for CJK (the usual count there)."""
+    return len(words(text))
+
+
+def terms(text: str) -> list[str]:
+    """What sentences are compared by: words, and CJK character bigrams."""
+    found = [word.lower() for word in _WORD.findall(text)]
+    for run in re.findall(f"[{_CJK}]+", text):
+        found += [run[i : i + 2] for i in range(max(len(run) - 1, 1))]
+    return found
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of ``text``, whitespace folded, paragraphs never joined."""
+    out: list[str] = []
+    for paragraph in _PARAGRAPH.split(text):
+        folded = _SPACE.sub(" ", paragraph).strip()
+        if not folded:
+            continue
+        out += [part.strip() for part in _SENTENCE_END.split(folded) if part.strip()]
+    return out
+
+
+def join_sentences(parts: typing.Iterable[str]) -> str:
+    """Sentences back into text: a space between them, except after CJK punctuation."""
+    out = ""
+    for part in parts:
+        if out and not out.endswith(tuple(_CJK_PUNCTUATION)):
+            out += " "
+        out += part
+    return out
+
+
+def passages(text: str, target_words: int = PASSAGE_WORDS) -> list[str]:
+    """Split a chapter into passages of about ``target_words`` words, at sentence ends;
+    a passage never spans two paragraphs unless both are short."""
+    out: list[str] = []
+    current: list[str] = []
+    size = 0
+    for paragraph in _PARAGRAPH.split(text):
+        for sentence in sentences(paragraph):
+            count = word_count(sentence)
+            if current and size + count > target_words:
+                out.append(join_sentences(current))
+                current, size = [], 0
+            current.append(sentence)
+            size += count
+        if size >= target_words / 2:
+            out.append(join_sentences(current))
+            current, size = [], 0
+    if current:
+        out.append(join_sentences(current))
+    return out
+
+
+def summarize(
+    chapter: str, others: typing.Sequence[str] = (), count: int = SUMMARY_SENTENCES
+) -> str:
+    """An extractive summary: the ``count`` sentences of ``chapter`` whose terms are most
+    particular to it (TF-IDF over ``others``, the book's other chapters), in order."""
+    candidates = sentences(chapter)
+    if len(candidates) <= count:
+        return join_sentences(candidates)
+    documents = [set(terms(other)) for other in others]
+    chapter_terms = collections.Counter(terms(chapter))
+    total = len(documents) + 1
+
+    def weight(term: str) -> float:
+        seen_in = 1 + sum(1 for document in documents if term in document)
+        return (1 + math.log(chapter_terms[term])) * math.log(1 + total / seen_in)
+
+    def score(sentence: str) -> float:
+        sentence_terms = set(terms(sentence))
+        if not sentence_terms:
+            return 0.0
+        # Divided by the square root of the length: long sentences are not favoured
+        # just for being long, nor very short ones for being short.
+        return sum(weight(term) for term in sentence_terms) / math.sqrt(len(sentence_terms))
+
+    ranked = sorted(range(len(candidates)), key=lambda i: (-score(candidates[i]), i))
+    chosen = sorted(ranked[:count])
+    return join_sentences(candidates[i] for i in chosen)
