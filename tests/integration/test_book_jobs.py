@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import pathlib
+import subprocess
+import sys
 import typing
 
 import psycopg
@@ -241,3 +245,38 @@ async def test_books_dir_confines_file_paths(
     for refused in (2, 3):
         assert statuses[refused][0] == "failed"
         assert "outside the books directory" in statuses[refused][1]
+
+
+async def test_books_commands_find_the_closest_passages(
+    queue: jobqueue.Queue, run_worker: typing.Any, book_path: pathlib.Path, database_url: str
+) -> None:
+    await queue.enqueue_job("parseBook", {"bookId": 5, "filePath": str(book_path)})
+    run_worker(concurrency=2)
+    await all_finished(queue, 3)
+    env = {**os.environ, "DATABASE_URL": database_url}
+    jobqueue_command = str(pathlib.Path(sys.executable).with_name("jobqueue"))
+
+    def books(*args: str) -> str:
+        done = subprocess.run(
+            [jobqueue_command, "--log-level", "warning", "books", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    listing = books("list")
+    assert listing.startswith("5: Three Subjects by Ada Writer, Bo Coauthor (en, 3 chapters,")
+    for query, chapter in [
+        ("database transactions commit and row locks", "Database Transactions"),
+        ("thunderstorms and snow over the mountain peaks", "Mountain Weather"),
+        ("the kitten and the cat purr", "Cats at Home"),
+    ]:
+        matches = json.loads(books("similar", query, "--json", "--limit", "2"))
+        assert matches[0]["chapterTitle"] == chapter, (query, matches)
+        assert matches[0]["bookId"] == "5"
+        assert matches[0]["score"] >= matches[1]["score"]
+    assert "Three Subjects / " in books("similar", "weather", "--book", "5")

@@ -91,10 +91,27 @@ def test_default_embedder_is_semantic_and_normalised() -> None:
 
 
 def test_embedder_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(embedding.EmbedderError, match="use 'static' or 'module:factory'"):
+    with pytest.raises(embedding.EmbedderError, match="use static, minilm or 'module:factory'"):
         embedding.load_embedder("nonsense")
     with pytest.raises(embedding.EmbedderError, match="No module named"):
         embedding.load_embedder("no_such_module_x:make")
     custom = embedding.load_embedder("jobqueue_test_handlers:make_letter_embedder")
     assert custom.name == "letters"
     assert custom.embed(["ab"]) == [[0.7071067811865475, 0.7071067811865475, 0.0]]
+
+
+def test_the_stronger_embedder_explains_its_extra() -> None:
+    try:
+        import sentence_transformers  # noqa: F401
+    except ImportError:
+        with pytest.raises(embedding.EmbedderError, match=r"pip install 'jobqueue\[minilm\]'"):
+            embedding.MiniLMEmbedder()
+        return
+    embedder = embedding.MiniLMEmbedder()  # installed: it must work for real
+    cat, kitten, market = embedder.embed(
+        ["The cat sat on the mat.", "A kitten rested on the rug.", "Stock markets fell sharply."]
+    )
+    assert len(cat) == 384
+    assert sum(a * b for a, b in zip(cat, kitten, strict=True)) > sum(
+        a * b for a, b in zip(cat, market, strict=True)
+    )
