@@ -251,7 +251,7 @@ async def test_polling_without_listen(
     assert worker.listening is False
 
 
-async def test_delayed_job_starts_on_time_without_notify(
+async def test_delayed_job_starts_on_time(
     queue: jobqueue.Queue, registry: runner.Registry, run_worker: typing.Any
 ) -> None:
     started: dict[str, datetime.datetime] = {}
@@ -260,11 +260,32 @@ async def test_delayed_job_starts_on_time_without_notify(
     async def later(payload: object, job: types.Job) -> None:
         started["at"] = datetime.datetime.now(UTC)
 
-    run_worker(listen=False, poll_interval=600_000)
+    worker = run_worker(poll_interval=600_000)  # a poll would come only after 10 minutes
+
+    async def idle_and_listening() -> bool:
+        return worker.listening and worker.last_claim_ok
+
+    await waiting.eventually(idle_and_listening, what="worker idle")
     due = datetime.datetime.now(UTC) + datetime.timedelta(seconds=1)
     job = await queue.enqueue_job("later", run_at=due)
     await until_status(queue, job.id, "done")
-    assert due <= started["at"] < due + datetime.timedelta(seconds=5)
+    assert due <= started["at"] < due + datetime.timedelta(seconds=3)
+
+
+async def test_a_polling_worker_finds_delayed_jobs_and_starts_them_on_time(
+    queue: jobqueue.Queue, registry: runner.Registry, run_worker: typing.Any
+) -> None:
+    started: dict[str, datetime.datetime] = {}
+
+    @jobqueue.handler("later", registry=registry)
+    async def later(payload: object, job: types.Job) -> None:
+        started["at"] = datetime.datetime.now(UTC)
+
+    due = datetime.datetime.now(UTC) + datetime.timedelta(seconds=1)
+    job = await queue.enqueue_job("later", run_at=due)
+    run_worker(listen=False, poll_interval=600_000)  # its first claim finds the job not due
+    await until_status(queue, job.id, "done")
+    assert due <= started["at"] < due + datetime.timedelta(seconds=3)
 
 
 async def test_worker_claims_only_types_it_has_handlers_for(

@@ -33,8 +33,9 @@ CREATE TABLE job_counts (
 
 -- One trigger function for every change to jobs, so each statement pays for one trigger
 -- call and one pass over its changed rows: it records the counts and, when the statement
--- made jobs ready, wakes idle workers of those queues at once (one NOTIFY per queue, not
--- per row) through the jobqueue_ready channel.
+-- left jobs pending, wakes idle workers of those queues (one NOTIFY per queue, not per row)
+-- through the jobqueue_ready channel. Jobs due later wake them too: a worker then sleeps
+-- until the earliest is due, so a delayed job starts on time, not at the next poll.
 CREATE FUNCTION jobs_record_change() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     ready_queue text;
@@ -81,7 +82,7 @@ BEGIN
         RETURN NULL;
     END IF;
     FOR ready_queue IN
-        SELECT DISTINCT queue FROM new_rows WHERE status = 'pending' AND run_at <= now()
+        SELECT DISTINCT queue FROM new_rows WHERE status = 'pending'
     LOOP
         PERFORM pg_notify('jobqueue_ready', ready_queue);
     END LOOP;
