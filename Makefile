@@ -21,13 +21,16 @@ lint: $(STAMP)
 	$(BIN)/ruff check worker operator tests bench
 	$(BIN)/ruff format --check worker operator tests bench
 	$(BIN)/mypy
+	$(BIN)/mypy --strict bench
 
 test: lint
 	$(BIN)/pytest
 
 bench: $(STAMP)
+	$(BIN)/python bench/worker.py
 	$(BIN)/python bench/claim.py
 	$(BIN)/python bench/stats.py
+	$(BIN)/python bench/books.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

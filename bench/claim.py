@@ -6,7 +6,8 @@ jobs with ``Queue.enqueue_jobs``, runs ``ANALYZE jobs``, and then times draining
 enqueue is not timed):
 
 * ``queue claim+complete``: ``Queue.claim_jobs(worker, limit=B)``, then
-  ``Queue.complete_job(id, worker_id=worker)`` for each claimed job, as a worker does;
+  ``Queue.complete_job(id, worker_id=worker)`` for each claimed job (one statement each:
+  without follow-up jobs it opens no transaction);
 * ``queue claim+complete_jobs`` (batches above 1, when the queue has ``complete_jobs``):
   each claimed batch completed by one ``Queue.complete_jobs`` statement instead;
 * ``queue claim only``: ``Queue.claim_jobs`` alone (the jobs stay ``running``);
@@ -19,19 +20,24 @@ enqueue is not timed):
   ``UPDATE`` of that row, in one transaction, on one plain connection, over a copy of the
   same jobs in a table built by migration 0001 alone (the seed's schema: primary key only,
   no triggers). Compared with ``raw claim`` it shows what the ready index and batching
-  gain. ``--seed-on-current-schema`` also runs it on the current table (ready index, count
-  and notify triggers).
+  gain. ``--seed-on-current-schema`` also runs it on the current table (ready index, the
+  ``jobs_after_*`` triggers).
 
 After each ``queue claim+complete`` drain the script checks that ``get_queue_stats()``
 agrees with ``SELECT status, count(*)``, and reports how many ``job_counts`` delta rows the
-drain left behind (they are folded together only when someone reads the stats).
+drain left behind: one per statement that changed jobs (per queue and type). They are
+folded together when someone reads the stats, or by a running worker every ~10 s; no
+worker runs here.
 
 ``--done-rows N`` writes N finished jobs before each measurement's pending ones, as history
 in a long-lived table: the seed's claim scans past them (with 100,000 it manages ~140
 claims/s, so a whole drain of 20,000 takes minutes), the ready index never sees them.
 
-``--no-count-triggers`` drops the ``job_counts`` triggers in the scratch database first, to
-show what they cost per statement; ``get_queue_stats()`` is wrong for that database then.
+``--no-count-triggers`` drops the four ``jobs_after_*`` triggers (insert, update, delete,
+truncate) in the scratch database first, to show what they cost per statement. Their one
+function, ``jobs_record_change()``, records the ``job_counts`` deltas AND sends the
+``jobqueue_ready`` NOTIFY, so without them both are off: ``get_queue_stats()`` is wrong
+for that database and idle workers would not be woken.
 
 The server is an embedded PostgreSQL (``pgserver``, started in a temporary folder) unless
 ``DATABASE_URL`` is set; either way the benchmark creates its own scratch database on it and
@@ -46,35 +52,31 @@ drops it at the end. Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import asyncio
-import collections.abc
-import contextlib
 import dataclasses
 import json
-import logging
-import os
 import sys
 import time
 import typing
-import warnings
 
 import psycopg
-import psycopg.conninfo
 import psycopg.sql
 
-from jobqueue import db, embedded, migrations, sql, types
+import _common
+from jobqueue import db, migrations, sql, types
 from jobqueue import queue as queue_module
 
 WORKER: typing.Final = "bench-worker"
 JOB_TYPE: typing.Final = "noop"
 ENQUEUE_CHUNK: typing.Final = 1_000
 SEED_SCHEMA: typing.Final = "bench_seed"
-COUNT_TRIGGERS: typing.Final = (
-    "jobs_counts_insert",
-    "jobs_counts_update",
-    "jobs_counts_delete",
-    "jobs_counts_truncate",
+# One function, jobs_record_change(), behind all four: job_counts deltas and NOTIFY.
+TRIGGERS: typing.Final = (
+    "jobs_after_insert",
+    "jobs_after_update",
+    "jobs_after_delete",
+    "jobs_after_truncate",
 )
+SERVER_SETTINGS: typing.Final = ("server_version", "fsync", "synchronous_commit", "shared_buffers")
 
 # The seed's claim, statement for statement: find one ready row, then take it.
 SEED_SELECT: typing.Final = (
@@ -95,7 +97,7 @@ FROM generate_series(1, %(rows)s) AS g,
      LATERAL (SELECT now() - make_interval(secs => 2592000 - g * 2592000.0 / %(rows)s)) AS t (stamp)
 """
 
-Connection: typing.TypeAlias = psycopg.AsyncConnection[typing.Any]
+Connection: typing.TypeAlias = _common.Connection
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -116,50 +118,6 @@ class Result:
         return self.jobs / self.seconds if self.seconds > 0 else float("inf")
 
 
-# --- server and scratch database --------------------------------------------------------
-
-
-@contextlib.contextmanager
-def postgres_server() -> collections.abc.Iterator[tuple[str, str]]:
-    """``(url, description)`` of the server to use: ``$DATABASE_URL``, else an embedded one."""
-    given = os.environ.get(db.DATABASE_URL_ENV)
-    if given:
-        yield given, "DATABASE_URL"
-        return
-    with embedded.embedded_postgres() as url:
-        yield url, "embedded pgserver"
-
-
-@contextlib.asynccontextmanager
-async def scratch_database(server_url: str, prefix: str) -> collections.abc.AsyncIterator[str]:
-    """A new, empty database on the server for this run; dropped afterwards."""
-    dbname = f"{prefix}_{os.getpid()}"
-    name = psycopg.sql.Identifier(dbname)
-    admin = await psycopg.AsyncConnection.connect(server_url, autocommit=True)
-    async with admin:
-        await admin.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        await admin.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(name))
-    try:
-        yield psycopg.conninfo.make_conninfo(server_url, dbname=dbname)
-    finally:
-        admin = await psycopg.AsyncConnection.connect(server_url, autocommit=True)
-        async with admin:
-            await admin.execute(
-                psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name)
-            )
-
-
-async def server_facts(conn: Connection) -> dict[str, str]:
-    cursor = await conn.execute(
-        "SELECT current_setting('server_version'), current_setting('fsync'),"
-        " current_setting('synchronous_commit'), current_setting('shared_buffers')"
-    )
-    row = await cursor.fetchone()
-    assert row is not None
-    names = ("server_version", "fsync", "synchronous_commit", "shared_buffers")
-    return dict(zip(names, (str(value) for value in row), strict=True))
-
-
 # --- the benchmark ----------------------------------------------------------------------
 
 
@@ -170,13 +128,13 @@ class ClaimBench:
         conn: Connection,
         jobs: int,
         *,
-        count_triggers: bool,
+        triggers: bool,
         done_rows: int = 0,
     ) -> None:
         self.queue = queue
         self.conn = conn  # one plain autocommit connection: setup, raw SQL, seed shape
         self.jobs = jobs
-        self.count_triggers = count_triggers
+        self.triggers = triggers
         self.done_rows = done_rows
         self.enqueue_seconds: list[float] = []
         # job_counts rows left behind by each claim+complete drain, keyed by batch size.
@@ -212,8 +170,8 @@ class ClaimBench:
             )
 
     async def check_stats(self) -> None:
-        """With the count triggers in place, ``get_queue_stats`` agrees with the table."""
-        if not self.count_triggers:
+        """With the triggers in place, ``get_queue_stats`` agrees with the table."""
+        if not self.triggers:
             return
         stats = await self.queue.get_queue_stats()
         cursor = await self.conn.execute("SELECT status, count(*) FROM jobs GROUP BY status")
@@ -233,9 +191,9 @@ class ClaimBench:
             processed += len(claimed)
         seconds = time.perf_counter() - started
         await self.check_all(processed, "done")
-        cursor = await self.conn.execute("SELECT count(*) FROM job_counts")
-        row = await cursor.fetchone()
-        self.count_rows_left[batch] = int(row[0]) if row else 0
+        self.count_rows_left[batch] = await _common.count(
+            self.conn, "SELECT count(*) FROM job_counts"
+        )
         await self.check_stats()  # (which folds those rows together)
         return Result("queue claim+complete", batch, processed, seconds, "raw claim+complete")
 
@@ -275,9 +233,11 @@ class ClaimBench:
             "now": None,
         }
 
-    async def raw_claim(self, batch: int) -> Result:
+    async def raw_claim(self, batch: int, *, complete: bool = False) -> Result:
+        """Drain with ``job_claim``, and with ``complete`` ``job_complete`` for each row."""
         await self.fresh_jobs()
         claim, params = sql.query("job_claim"), self._claim_params(batch)
+        finish = sql.query("job_complete")
         processed = 0
         started = time.perf_counter()
         while True:
@@ -285,29 +245,14 @@ class ClaimBench:
             rows = await cursor.fetchall()
             if not rows:
                 break
-            processed += len(rows)
-        seconds = time.perf_counter() - started
-        await self.check_all(processed, "running")
-        return Result("raw claim", batch, processed, seconds)
-
-    async def raw_claim_complete(self, batch: int) -> Result:
-        await self.fresh_jobs()
-        claim, params = sql.query("job_claim"), self._claim_params(batch)
-        complete = sql.query("job_complete")
-        processed = 0
-        started = time.perf_counter()
-        while True:
-            cursor = await self.conn.execute(claim, params)
-            rows = await cursor.fetchall()
-            if not rows:
-                break
-            for row in rows:
+            for row in rows if complete else ():
                 done = {"id": row[0], "result": None, "worker_id": WORKER, "now": None}
-                await self.conn.execute(complete, done)
+                await self.conn.execute(finish, done)
             processed += len(rows)
         seconds = time.perf_counter() - started
-        await self.check_all(processed, "done")
-        return Result("raw claim+complete", batch, processed, seconds)
+        await self.check_all(processed, "done" if complete else "running")
+        name = "raw claim+complete" if complete else "raw claim"
+        return Result(name, batch, processed, seconds)
 
     # the seed's claim shape -------------------------------------------------------------
 
@@ -359,33 +304,33 @@ class ClaimBench:
         return Result("seed claim, seed schema", 1, processed, seconds, "raw claim")
 
 
-async def drop_count_triggers(conn: Connection) -> None:
-    for trigger in COUNT_TRIGGERS:
+async def drop_triggers(conn: Connection) -> None:
+    for trigger in TRIGGERS:
         await conn.execute(
             psycopg.sql.SQL("DROP TRIGGER {} ON jobs").format(psycopg.sql.Identifier(trigger))
         )
 
 
 async def run(args: argparse.Namespace, server_url: str) -> dict[str, typing.Any]:
-    async with scratch_database(server_url, "jobqueue_bench_claim") as url:
+    async with _common.scratch_database(server_url, "jobqueue_bench_claim") as url:
         conn = await db.connect(url)
         async with conn:
             await migrations.migrate(conn)
-            facts = await server_facts(conn)
+            facts = await _common.server_settings(conn, SERVER_SETTINGS)
             if args.no_count_triggers:
-                await drop_count_triggers(conn)
+                await drop_triggers(conn)
             async with queue_module.Queue(url) as queue:
                 bench = ClaimBench(
                     queue,
                     conn,
                     args.jobs,
-                    count_triggers=not args.no_count_triggers,
+                    triggers=not args.no_count_triggers,
                     done_rows=args.done_rows,
                 )
                 results: list[Result] = []
                 for batch in args.batch:
                     results.append(await bench.queue_claim_complete(batch))
-                    results.append(await bench.raw_claim_complete(batch))
+                    results.append(await bench.raw_claim(batch, complete=True))
                     if batch > 1 and hasattr(queue, "complete_jobs"):
                         results.append(await bench.queue_claim_complete_many(batch))
                     results.append(await bench.queue_claim_only(batch))
@@ -423,8 +368,9 @@ def report_json(args: argparse.Namespace, server: str, outcome: dict[str, typing
             **outcome["facts"],
             "jobs": args.jobs,
             "done_rows": args.done_rows,
-            "count_triggers": not args.no_count_triggers,
+            "triggers": not args.no_count_triggers,
             "stats_valid": not args.no_count_triggers,
+            "notify": not args.no_count_triggers,
             "enqueue_jobs_per_second": args.jobs / outcome["enqueue_seconds"],
             "job_counts_rows_left_by_batch": outcome["count_rows_left"],
             "results": [
@@ -450,10 +396,10 @@ def report_table(args: argparse.Namespace, server: str, outcome: dict[str, typin
         f"server: {server}, PostgreSQL {facts['server_version']}, fsync={facts['fsync']},"
         f" synchronous_commit={facts['synchronous_commit']},"
         f" shared_buffers={facts['shared_buffers']}",
-        "count triggers: "
+        "jobs_after_* triggers (stats AND notify): "
         + (
-            "DROPPED in the scratch database -- get_queue_stats() would be WRONG here;"
-            " these figures only show what the triggers cost"
+            "DROPPED in the scratch database -- get_queue_stats() would be WRONG here and no"
+            " NOTIFY is sent; these figures only show what the triggers cost"
             if args.no_count_triggers
             else "on (as shipped)"
         ),
@@ -476,7 +422,7 @@ def report_table(args: argparse.Namespace, server: str, outcome: dict[str, typin
     for batch, rows in outcome["count_rows_left"].items():
         lines.append(
             f"job_counts rows left after claim+complete of {args.jobs:,} jobs at batch {batch}:"
-            f" {rows:,} (folded only when stats are read)"
+            f" {rows:,} (folded when stats are read or by a worker, every ~10 s)"
         )
     seed = by_key.get("seed claim, seed schema @1")
     if seed is not None:
@@ -493,33 +439,26 @@ def report_table(args: argparse.Namespace, server: str, outcome: dict[str, typin
 # --- command line -----------------------------------------------------------------------
 
 
-def int_between(low: int, high: int) -> collections.abc.Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low:,} and {high:,}, got {value}")
-        return value
-
-    return parse
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Claim throughput of one process (see the module docstring)."
     )
     parser.add_argument(
-        "--jobs", type=int_between(1, 10_000_000), default=20_000, help="jobs per measurement"
+        "--jobs",
+        type=_common.int_between(1, 10_000_000),
+        default=20_000,
+        help="jobs per measurement",
     )
     parser.add_argument(
         "--batch",
-        type=int_between(1, 10_000),
+        type=_common.int_between(1, 10_000),
         nargs="+",
         default=[1, 50],
         help="claim limits to measure",
     )
     parser.add_argument(
         "--done-rows",
-        type=int_between(0, 100_000_000),
+        type=_common.int_between(0, 100_000_000),
         default=0,
         help="finished jobs in the table before the pending ones (history); slow for the"
         " seed's claim: with 100,000 it claims ~130 jobs/s",
@@ -528,7 +467,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-count-triggers",
         action="store_true",
-        help="drop the job_counts triggers first (stats are then wrong): shows their cost",
+        help="drop the jobs_after_* triggers first: stats AND notify are then off (stats"
+        " wrong, idle workers not woken); shows what the triggers cost",
     )
     parser.add_argument(
         "--no-seed", action="store_true", help="skip the seed claim-shape comparison"
@@ -542,14 +482,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("jobqueue").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-    with postgres_server() as (server_url, server):
-        outcome = asyncio.run(run(args, server_url))
-    print(report_json(args, server, outcome) if args.json else report_table(args, server, outcome))
-    return 0
+    return _common.main(parse_args(argv), run, report_json, report_table)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,10 @@
 
 Setup, in a scratch database: ``--rows`` (default 1,000,000) ``done`` jobs over five job
 types, inserted by one ``INSERT ... SELECT ... FROM generate_series`` statement (it goes
-through the ``job_counts`` triggers like any other write, and its time is reported), then
-``--pending`` jobs enqueued with ``Queue.enqueue_jobs`` of which ``--running`` are claimed
-with ``Queue.claim_jobs``, then ``VACUUM (ANALYZE) jobs`` so that autovacuum does not start
-in the middle of the timings.
+through the ``jobs_after_insert`` trigger like any other write, and its time is
+reported), then ``--pending`` jobs enqueued with ``Queue.enqueue_jobs`` of which
+``--running`` are claimed with ``Queue.claim_jobs``, then ``VACUUM (ANALYZE) jobs`` so that
+autovacuum does not start in the middle of the timings.
 
 Measured, each over ``--calls`` calls (after three untimed warm-up calls), one at a time:
 
@@ -14,11 +14,14 @@ Measured, each over ``--calls`` calls (after three untimed warm-up calls), one a
   ``job_counts`` delta rows, never the jobs table);
 * for comparison, the naive ``SELECT status, count(*) FROM jobs GROUP BY status`` and
   ``... GROUP BY type, status``, on one plain connection;
-* the first ``get_queue_stats()`` after ``--deltas`` un-folded delta rows have piled up
-  (80,000 is what 20,000 jobs claimed and completed one at a time leave behind, see
-  ``bench/claim.py``): that call sums them and then folds them together. Repeated
-  ``--delta-repeats`` times, each after adding the rows again (rows that cancel out, so
-  the counts stay right), together with the call right after it.
+* the first ``get_queue_stats()`` after ``--deltas`` un-folded delta rows have piled up:
+  every statement that changes jobs appends one row per (queue, type) with the net change
+  of each status, so 20,000 jobs claimed and completed one at a time with no worker
+  folding them (see ``bench/claim.py``) leave 40,000. That call sums them and then folds
+  them together. Repeated ``--delta-repeats`` times, each after adding the rows again
+  (rows shaped like a claim's and a completion's, in pairs that cancel out, so the counts
+  stay right), together with the call right after it. Running workers fold the rows every
+  ~10 s, so this is the worst case of a queue nobody works on.
 
 The server is an embedded PostgreSQL (``pgserver``, started in a temporary folder) unless
 ``DATABASE_URL`` is set; either way the benchmark creates its own scratch database on it and
@@ -32,25 +35,16 @@ drops it at the end. Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import asyncio
 import collections.abc
-import contextlib
 import dataclasses
 import json
-import logging
-import math
-import os
 import statistics
 import sys
 import time
 import typing
-import warnings
 
-import psycopg
-import psycopg.conninfo
-import psycopg.sql
-
-from jobqueue import db, embedded, migrations, types
+import _common
+from jobqueue import db, migrations, types
 from jobqueue import queue as queue_module
 
 WORKER: typing.Final = "bench-worker"
@@ -66,20 +60,29 @@ SELECT 'type_' || mod(g, {JOB_TYPES}), 'done', jsonb_build_object('n', g), '{{"o
 FROM generate_series(1, %(rows)s) AS g,
      LATERAL (SELECT now() - make_interval(secs => g * 2.592)) AS t (stamp)
 """
-# Pairs of delta rows (-1, +1) on the same (queue, type, status): they pile up like real
-# ones but cancel out, so the counts stay right.
+# Delta rows shaped like real ones, one per (queue, type) and statement: a claim's
+# (pending -1, running +1) and a completion's (running -1, done +1), each followed by its
+# negation, so they pile up like real ones but cancel out and the counts stay right.
 INSERT_DELTAS: typing.Final = f"""
-INSERT INTO job_counts (queue, type, status, delta)
-SELECT 'default',
-       'type_' || mod((g - 1) / 8, {JOB_TYPES}),
-       (ARRAY['pending', 'running', 'done', 'failed'])[mod((g - 1) / 2, 4) + 1],
-       CASE WHEN mod(g, 2) = 0 THEN 1 ELSE -1 END
-FROM generate_series(1, 2 * (%(rows)s / 2)) AS g
+INSERT INTO job_counts (queue, type, pending, running, failed, done)
+SELECT 'default', 'type_' || mod((g - 1) / 4, {JOB_TYPES}),
+       sign * CASE WHEN completion THEN 0 ELSE -1 END,
+       sign * CASE WHEN completion THEN -1 ELSE 1 END,
+       0,
+       sign * CASE WHEN completion THEN 1 ELSE 0 END
+FROM generate_series(1, 2 * (%(rows)s / 2)) AS g,
+     LATERAL (SELECT mod(g, 2) * 2 - 1, mod((g - 1) / 2, 2) = 1) AS shape (sign, completion)
 """
+SERVER_SETTINGS: typing.Final = (
+    "server_version",
+    "shared_buffers",
+    "work_mem",
+    "max_parallel_workers_per_gather",
+)
 NAIVE_BY_STATUS: typing.Final = "SELECT status, count(*) FROM jobs GROUP BY status"
 NAIVE_BY_TYPE: typing.Final = "SELECT type, status, count(*) FROM jobs GROUP BY type, status"
 
-Connection: typing.TypeAlias = psycopg.AsyncConnection[typing.Any]
+Connection: typing.TypeAlias = _common.Connection
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -94,8 +97,7 @@ class Timing:
     @property
     def p95(self) -> float:
         """Nearest-rank 95th percentile: the value 95% of the calls were at or below."""
-        ordered = sorted(self.samples_ms)
-        return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+        return _common.percentile(self.samples_ms, 0.95)
 
     def as_json(self) -> dict[str, typing.Any]:
         return {
@@ -108,47 +110,8 @@ class Timing:
         }
 
 
-# --- server and scratch database --------------------------------------------------------
-
-
-@contextlib.contextmanager
-def postgres_server() -> collections.abc.Iterator[tuple[str, str]]:
-    """``(url, description)`` of the server to use: ``$DATABASE_URL``, else an embedded one."""
-    given = os.environ.get(db.DATABASE_URL_ENV)
-    if given:
-        yield given, "DATABASE_URL"
-        return
-    with embedded.embedded_postgres() as url:
-        yield url, "embedded pgserver"
-
-
-@contextlib.asynccontextmanager
-async def scratch_database(server_url: str, prefix: str) -> collections.abc.AsyncIterator[str]:
-    """A new, empty database on the server for this run; dropped afterwards."""
-    dbname = f"{prefix}_{os.getpid()}"
-    name = psycopg.sql.Identifier(dbname)
-    admin = await psycopg.AsyncConnection.connect(server_url, autocommit=True)
-    async with admin:
-        await admin.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        await admin.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(name))
-    try:
-        yield psycopg.conninfo.make_conninfo(server_url, dbname=dbname)
-    finally:
-        admin = await psycopg.AsyncConnection.connect(server_url, autocommit=True)
-        async with admin:
-            await admin.execute(
-                psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name)
-            )
-
-
 async def server_facts(conn: Connection) -> dict[str, str]:
-    names = ("server_version", "shared_buffers", "work_mem", "max_parallel_workers_per_gather")
-    cursor = await conn.execute(
-        "SELECT " + ", ".join(f"current_setting('{name}')" for name in names)
-    )
-    row = await cursor.fetchone()
-    assert row is not None
-    facts = dict(zip(names, (str(value) for value in row), strict=True))
+    facts = await _common.server_settings(conn, SERVER_SETTINGS)
     cursor = await conn.execute("SELECT pg_jit_available()")
     jit = await cursor.fetchone()
     facts["jit_available"] = str(bool(jit and jit[0]))
@@ -185,12 +148,6 @@ async def naive_counts(conn: Connection) -> types.QueueStats:
     return dict(queue_module.empty_stats(), **dict(await cursor.fetchall()))
 
 
-async def count_rows(conn: Connection) -> int:
-    cursor = await conn.execute("SELECT count(*) FROM job_counts")
-    row = await cursor.fetchone()
-    return int(row[0]) if row else 0
-
-
 # --- timing -----------------------------------------------------------------------------
 
 
@@ -208,7 +165,7 @@ async def timed_calls(
 
 
 async def run(args: argparse.Namespace, server_url: str) -> dict[str, typing.Any]:
-    async with scratch_database(server_url, "jobqueue_bench_stats") as url:
+    async with _common.scratch_database(server_url, "jobqueue_bench_stats") as url:
         conn = await db.connect(url)
         async with conn, queue_module.Queue(url) as queue:
             await migrations.migrate(conn)
@@ -251,7 +208,7 @@ async def run(args: argparse.Namespace, server_url: str) -> dict[str, typing.Any
                     Timing(f"get_queue_stats() over {args.deltas:,} deltas, folds", first),
                     Timing("get_queue_stats() right after", after),
                 ]
-            left = await count_rows(conn)
+            left = await _common.count(conn, "SELECT count(*) FROM job_counts")
             final = await queue.get_queue_stats()
             if final != await naive_counts(conn):
                 raise RuntimeError(f"after the delta runs get_queue_stats() = {final} is wrong")
@@ -286,7 +243,7 @@ def report_table(args: argparse.Namespace, server: str, outcome: dict[str, typin
         f" shared_buffers={facts['shared_buffers']}, work_mem={facts['work_mem']},"
         f" max_parallel_workers_per_gather={facts['max_parallel_workers_per_gather']},"
         f" jit available={facts['jit_available']}",
-        f"setup: INSERT of {args.rows:,} done rows (through the count triggers)"
+        f"setup: INSERT of {args.rows:,} done rows (through the jobs_after_insert trigger)"
         f" {setup['insert_done_rows']:.1f} s, VACUUM (ANALYZE) {setup['vacuum_analyze']:.1f} s",
         "",
         f"{'measurement':<48} {'calls':>5} {'median ms':>10} {'p95 ms':>9} {'max ms':>9}",
@@ -310,41 +267,31 @@ def report_table(args: argparse.Namespace, server: str, outcome: dict[str, typin
 # --- command line -----------------------------------------------------------------------
 
 
-def int_between(low: int, high: int) -> collections.abc.Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low:,} and {high:,}, got {value}")
-        return value
-
-    return parse
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="get_queue_stats() time on a big jobs table (see the module docstring)."
     )
     parser.add_argument(
-        "--rows", type=int_between(0, 100_000_000), default=1_000_000, help="done rows"
+        "--rows", type=_common.int_between(0, 100_000_000), default=1_000_000, help="done rows"
     )
     parser.add_argument(
-        "--pending", type=int_between(0, 100_000), default=300, help="jobs enqueued"
+        "--pending", type=_common.int_between(0, 100_000), default=300, help="jobs enqueued"
     )
     parser.add_argument(
-        "--running", type=int_between(0, 100_000), default=100, help="of those, claimed"
+        "--running", type=_common.int_between(0, 100_000), default=100, help="of those, claimed"
     )
     parser.add_argument(
-        "--calls", type=int_between(1, 100_000), default=50, help="timed calls each"
+        "--calls", type=_common.int_between(1, 100_000), default=50, help="timed calls each"
     )
     parser.add_argument(
         "--deltas",
-        type=int_between(2, 10_000_000),
-        default=80_000,
+        type=_common.int_between(2, 10_000_000),
+        default=40_000,
         help="un-folded job_counts rows before the 'first call' measurement",
     )
     parser.add_argument(
         "--delta-repeats",
-        type=int_between(0, 1_000),
+        type=_common.int_between(0, 1_000),
         default=5,
         help="how often to pile up --deltas rows and time the call that folds them",
     )
@@ -353,14 +300,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("jobqueue").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-    with postgres_server() as (server_url, server):
-        outcome = asyncio.run(run(args, server_url))
-    print(report_json(args, server, outcome) if args.json else report_table(args, server, outcome))
-    return 0
+    return _common.main(parse_args(argv), run, report_json, report_table)
 
 
 if __name__ == "__main__":

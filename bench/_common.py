@@ -1,0 +1,138 @@
+"""What the benchmarks in ``bench/`` share: the server, a scratch database on it, server
+settings for the report, argument parsing, percentiles and the ``main`` frame.
+
+Not run on its own; the scripts import it (``import _common``), which works because Python
+puts the script's folder first on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections.abc
+import contextlib
+import logging
+import math
+import os
+import signal
+import sys
+import typing
+import warnings
+
+import psycopg
+import psycopg.conninfo
+import psycopg.sql
+
+from jobqueue import db, embedded
+
+Connection: typing.TypeAlias = psycopg.AsyncConnection[typing.Any]
+Outcome = typing.TypeVar("Outcome")
+Report: typing.TypeAlias = collections.abc.Callable[[argparse.Namespace, str, Outcome], str]
+
+
+# --- server and scratch database --------------------------------------------------------
+
+
+@contextlib.contextmanager
+def postgres_server() -> collections.abc.Iterator[tuple[str, str]]:
+    """``(url, description)`` of the server to use: ``$DATABASE_URL``, else an embedded one
+    (``pgserver``, in a temporary folder, stopped and deleted on exit)."""
+    given = os.environ.get(db.DATABASE_URL_ENV)
+    if given:
+        yield given, "DATABASE_URL"
+        return
+    with embedded.embedded_postgres() as url:
+        yield url, "embedded pgserver"
+
+
+async def _drop_database(server_url: str, name: psycopg.sql.Identifier) -> None:
+    admin = await psycopg.AsyncConnection.connect(server_url, autocommit=True)
+    async with admin:
+        await admin.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(server_url: str, prefix: str) -> collections.abc.AsyncIterator[str]:
+    """A new, empty database on the server for this run, ``<prefix>_<pid>``; dropped
+    afterwards (``WITH (FORCE)``: connections still open to it are closed)."""
+    dbname = f"{prefix}_{os.getpid()}"
+    name = psycopg.sql.Identifier(dbname)
+    await _drop_database(server_url, name)
+    admin = await psycopg.AsyncConnection.connect(server_url, autocommit=True)
+    async with admin:
+        await admin.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(name))
+    try:
+        yield psycopg.conninfo.make_conninfo(server_url, dbname=dbname)
+    finally:
+        await _drop_database(server_url, name)
+
+
+async def server_settings(conn: Connection, names: collections.abc.Sequence[str]) -> dict[str, str]:
+    """``{name: current_setting(name)}`` for the report's server line."""
+    columns = psycopg.sql.SQL(", ").join(
+        psycopg.sql.SQL("current_setting({})").format(psycopg.sql.Literal(name)) for name in names
+    )
+    cursor = await conn.execute(psycopg.sql.SQL("SELECT {}").format(columns))
+    row = await cursor.fetchone()
+    assert row is not None
+    return dict(zip(names, (str(value) for value in row), strict=True))
+
+
+async def count(conn: Connection, query: str) -> int:
+    """The single number a ``SELECT count(*) ...`` returns."""
+    cursor = await conn.execute(query)
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+# --- numbers ----------------------------------------------------------------------------
+
+
+def percentile(samples: collections.abc.Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile: the smallest sample that ``fraction`` of them are at or below."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def int_between(low: int, high: int) -> collections.abc.Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:,} and {high:,}, got {value}")
+        return value
+
+    return parse
+
+
+# --- the frame of every script ----------------------------------------------------------
+
+
+def main(
+    args: argparse.Namespace,
+    run: collections.abc.Callable[
+        [argparse.Namespace, str], collections.abc.Coroutine[typing.Any, typing.Any, Outcome]
+    ],
+    report_json: Report[Outcome],
+    report_table: Report[Outcome],
+) -> int:
+    """Start the server, ``run(args, server_url)``, stop the server, print the report
+    (JSON with ``args.json``). Library logging is quietened to warnings. SIGTERM is turned
+    into KeyboardInterrupt, so that ``finally`` blocks (stopping worker processes, dropping
+    the scratch database, stopping the server) run on it as on Ctrl-C."""
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("jobqueue").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with postgres_server() as (server_url, server):
+            outcome = asyncio.run(run(args, server_url))
+    except KeyboardInterrupt:
+        print("interrupted; everything the benchmark started is stopped", file=sys.stderr)
+        return 130
+    print(report_json(args, server, outcome) if args.json else report_table(args, server, outcome))
+    return 0
