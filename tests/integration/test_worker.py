@@ -457,3 +457,26 @@ async def test_no_listen_workers_use_no_prepared_statements(database_url: str) -
         worker = worker_module.make_worker(config, database_url=database_url, registry=registry)
         async with worker.queue, worker.queue.pool.connection() as conn:
             assert conn.prepare_threshold == expected
+
+
+async def test_a_busy_worker_stays_healthy(
+    queue: jobqueue.Queue, registry: runner.Registry, run_worker: typing.Any
+) -> None:
+    """All slots busy with long jobs: the supervisor still ticks, so liveness holds."""
+    release = asyncio.Event()
+
+    @jobqueue.handler("long", registry=registry)
+    async def long(payload: object, job: types.Job) -> None:
+        await release.wait()
+
+    job = await queue.enqueue_job("long")
+    worker = run_worker(concurrency=1, poll_interval=50)
+    await until_status(queue, job.id, "running")
+    busy_since = worker.last_tick
+
+    async def ticked_while_busy() -> bool:
+        return worker.last_tick > busy_since + 0.2 and worker.active_jobs == 1
+
+    await waiting.eventually(ticked_while_busy, what="supervisor ticks while busy")
+    assert worker.healthy() == (True, "ok")
+    release.set()

@@ -275,7 +275,9 @@ class Worker:
             # Cleared before looking, so that anything after this point wakes us; with no
             # free slot only a finishing job (or a stop) matters, and it sets the event.
             self._wakeup.clear()
-            timeout: float | None = None  # no free slot: wait for one
+            # No free slot: wait for one, but tick at least every poll interval anyway, so
+            # that /healthz can tell a busy worker from a stuck one.
+            timeout = self.config.poll_interval / 1000
             if free > 0:
                 try:
                     jobs = await self.queue.claim_jobs(
