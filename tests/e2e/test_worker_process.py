@@ -32,9 +32,10 @@ class WorkerProcess:
     def __init__(self, database_url: str, log_path: pathlib.Path, *args: str, **env: str):
         self.log_path = log_path
         environment = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": SUPPORT, **env}
+        imports = [] if "JOBQUEUE_IMPORTS" in env else ["--import", "jobqueue_test_handlers"]
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [JOBQUEUE, "worker", "--import", "jobqueue_test_handlers", *args],
+                [JOBQUEUE, "worker", *imports, *args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=environment,
@@ -254,6 +255,7 @@ def test_json_logs_and_settings_from_the_environment(
         JOBQUEUE_BURST="true",
         JOBQUEUE_WORKER_ID="from-env",
         JOBQUEUE_TYPES="test.record",
+        JOBQUEUE_IMPORTS="jobqueue_test_handlers",  # and no --import
     )
     assert worker.wait() == 0
     entries = [json.loads(line) for line in worker.output().splitlines()]
