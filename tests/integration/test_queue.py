@@ -426,3 +426,21 @@ def test_sync_facade(database_url: str) -> None:
 def test_sync_facade_reports_an_unreachable_database() -> None:
     with pytest.raises(psycopg.OperationalError):
         jobqueue.SyncQueue("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+
+
+async def test_enqueue_inside_the_callers_transaction(
+    queue: jobqueue.Queue, database_url: str
+) -> None:
+    async with await psycopg.AsyncConnection.connect(database_url) as app:
+        await app.execute("CREATE TABLE uploads (name text)")
+        await app.commit()
+        async with app.transaction():
+            await app.execute("INSERT INTO uploads VALUES ('kept.epub')")
+            kept = await queue.enqueue_job("parseBook", {"bookId": 1}, conn=app)
+        with pytest.raises(RuntimeError, match="upload failed"):
+            async with app.transaction():
+                await app.execute("INSERT INTO uploads VALUES ('lost.epub')")
+                await queue.enqueue_jobs([jobqueue.NewJob("parseBook", {"bookId": 2})], conn=app)
+                raise RuntimeError("upload failed")
+    assert await queue.get_job_status(kept.id) is not None
+    assert await queue.get_queue_stats() == {"pending": 1, "running": 0, "failed": 0, "done": 0}

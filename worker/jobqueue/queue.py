@@ -217,12 +217,15 @@ class Queue:
         queue: str | None = None,
         priority: int = 0,
         now: datetime.datetime | None = None,
+        conn: psycopg.AsyncConnection[typing.Any] | None = None,
     ) -> types.Job:
-        """Add one job; returns it as stored (``.id`` is its UUID)."""
+        """Add one job; returns it as stored (``.id`` is its UUID). With ``conn``, the insert
+        joins that connection's current transaction: the job exists only if the
+        application's own writes in it commit too."""
         params = _check_new_job(types.NewJob(type, payload, run_at, max_attempts, queue, priority))
         params["queue"] = params["queue"] or self.queue
         params["now"] = check_run_at(now)
-        (job,) = await self._jobs("job_insert", params)
+        (job,) = await self._jobs("job_insert", params, conn)
         logger.info("[Queue] Enqueued job %s (type: %s)", job.id, job.type)
         return job
 
