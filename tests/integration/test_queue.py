@@ -437,10 +437,14 @@ async def test_enqueue_inside_the_callers_transaction(
         async with app.transaction():
             await app.execute("INSERT INTO uploads VALUES ('kept.epub')")
             kept = await queue.enqueue_job("parseBook", {"bookId": 1}, conn=app)
-        with pytest.raises(RuntimeError, match="upload failed"):
+
+        async def failing_upload() -> None:
             async with app.transaction():
                 await app.execute("INSERT INTO uploads VALUES ('lost.epub')")
                 await queue.enqueue_jobs([jobqueue.NewJob("parseBook", {"bookId": 2})], conn=app)
                 raise RuntimeError("upload failed")
+
+        with pytest.raises(RuntimeError, match="upload failed"):
+            await failing_upload()
     assert await queue.get_job_status(kept.id) is not None
     assert await queue.get_queue_stats() == {"pending": 1, "running": 0, "failed": 0, "done": 0}
