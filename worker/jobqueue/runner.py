@@ -124,17 +124,11 @@ class Registry:
         self._handlers[job_type] = handler
         return handler
 
-    def unregister(self, job_type: str) -> None:
-        self._handlers.pop(job_type, None)
-
     def get(self, job_type: str) -> JobHandler[typing.Any, typing.Any] | None:
         return self._handlers.get(job_type)
 
     def types(self) -> list[str]:
         return sorted(self._handlers)
-
-    def __contains__(self, job_type: object) -> bool:
-        return job_type in self._handlers
 
 
 REGISTRY: typing.Final = Registry()
