@@ -138,3 +138,18 @@ def test_log_level_before_or_after_the_command(database_url: str) -> None:
         quiet = run(*args, database_url=database_url)
         assert quiet.stderr == ""
         assert uuid.UUID(quiet.stdout.strip())
+
+
+def test_a_bad_embedder_setting_is_one_clear_line(database_url: str) -> None:
+    done = subprocess.run(
+        [JOBQUEUE, "books", "similar", "whales"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "DATABASE_URL": database_url, "JOBQUEUE_EMBEDDER": "nonsense"},
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "jobqueue: error: JOBQUEUE_EMBEDDER='nonsense': use static, minilm or 'module:factory'"
+    )

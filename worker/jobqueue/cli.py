@@ -22,8 +22,9 @@ import typing
 
 import psycopg
 
-from jobqueue import db, logs, migrations, probes, types
+from jobqueue import db, embedded, logs, migrations, probes, types
 from jobqueue import queue as queue_module
+from jobqueue.books import embedding
 
 if typing.TYPE_CHECKING:
     from jobqueue.books import store as store_types
@@ -280,7 +281,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
 
 
 async def run_books(args: argparse.Namespace) -> int:
-    from jobqueue.books import embedding, store  # only these commands need them
+    from jobqueue.books import store  # only these commands need it
 
     conn = await db.connect(args.database_url)
     async with conn:
@@ -553,6 +554,8 @@ def main(argv: collections.abc.Sequence[str] | None = None) -> int:
         TypeError,
         types.JobQueueError,
         migrations.MigrationError,
+        embedded.EmbeddedUnavailableError,
+        embedding.EmbedderError,
     ) as error:
         print(f"jobqueue: error: {error}", file=sys.stderr)
     except psycopg.OperationalError as error:
