@@ -39,6 +39,20 @@ async def until_status(
     return await waiting.eventually(check, timeout=timeout, what=f"job {job_id} {statuses}")
 
 
+@pytest.fixture
+def release(registry: runner.Registry) -> asyncio.Event:
+    """Registers the job type ``long``: it runs until the returned event is set, then
+    returns its payload's ``result``."""
+    released = asyncio.Event()
+
+    @jobqueue.handler("long", registry=registry)
+    async def long(payload: dict[str, typing.Any] | None, job: types.Job) -> typing.Any:
+        await released.wait()
+        return (payload or {}).get("result")
+
+    return released
+
+
 async def test_worker_runs_jobs_and_reports_state(
     queue: jobqueue.Queue, registry: runner.Registry, run_worker: typing.Any
 ) -> None:
@@ -305,16 +319,9 @@ async def test_worker_claims_only_types_it_has_handlers_for(
 
 
 async def test_heartbeats_keep_a_long_job_safe_from_cleanup(
-    queue: jobqueue.Queue, registry: runner.Registry, run_worker: typing.Any
+    queue: jobqueue.Queue, release: asyncio.Event, run_worker: typing.Any
 ) -> None:
-    release = asyncio.Event()
-
-    @jobqueue.handler("long", registry=registry)
-    async def long(payload: object, job: types.Job) -> str:
-        await release.wait()
-        return "finished"
-
-    job = await queue.enqueue_job("long")
+    job = await queue.enqueue_job("long", {"result": "finished"})
     run_worker(heartbeat_interval=0.05)
     claimed = await until_status(queue, job.id, "running")
     assert claimed.locked_at is not None
@@ -333,16 +340,9 @@ async def test_heartbeats_keep_a_long_job_safe_from_cleanup(
 
 
 async def test_a_lost_job_outcome_is_dropped(
-    queue: jobqueue.Queue, registry: runner.Registry, run_worker: typing.Any
+    queue: jobqueue.Queue, release: asyncio.Event, run_worker: typing.Any
 ) -> None:
-    release = asyncio.Event()
-
-    @jobqueue.handler("long", registry=registry)
-    async def long(payload: object, job: types.Job) -> str:
-        await release.wait()
-        return "late"
-
-    job = await queue.enqueue_job("long")
+    job = await queue.enqueue_job("long", {"result": "late"})
     worker = run_worker(heartbeat_interval=60)
     await until_status(queue, job.id, "running")
     later = datetime.datetime.now(UTC) + datetime.timedelta(hours=1)
@@ -361,15 +361,9 @@ async def test_a_lost_job_outcome_is_dropped(
 
 
 async def test_grace_timeout_hands_running_jobs_back(
-    queue: jobqueue.Queue, registry: runner.Registry, run_worker: typing.Any
+    queue: jobqueue.Queue, release: asyncio.Event, run_worker: typing.Any
 ) -> None:
-    never = asyncio.Event()
-
-    @jobqueue.handler("stuck", registry=registry)
-    async def stuck(payload: object, job: types.Job) -> None:
-        await never.wait()
-
-    job = await queue.enqueue_job("stuck")
+    job = await queue.enqueue_job("long")  # never released
     worker = run_worker(grace_timeout=0.2)
     await until_status(queue, job.id, "running")
     worker.stop()
@@ -381,16 +375,9 @@ async def test_grace_timeout_hands_running_jobs_back(
 
 
 async def test_stop_waits_for_running_jobs(
-    queue: jobqueue.Queue, registry: runner.Registry, run_worker: typing.Any
+    queue: jobqueue.Queue, release: asyncio.Event, run_worker: typing.Any
 ) -> None:
-    release = asyncio.Event()
-
-    @jobqueue.handler("long", registry=registry)
-    async def long(payload: object, job: types.Job) -> str:
-        await release.wait()
-        return "done properly"
-
-    job = await queue.enqueue_job("long")
+    job = await queue.enqueue_job("long", {"result": "done properly"})
     later = await queue.enqueue_job("long")
     worker = run_worker(concurrency=1)
     await until_status(queue, job.id, "running")
@@ -460,15 +447,9 @@ async def test_no_listen_workers_use_no_prepared_statements(database_url: str) -
 
 
 async def test_a_busy_worker_stays_healthy(
-    queue: jobqueue.Queue, registry: runner.Registry, run_worker: typing.Any
+    queue: jobqueue.Queue, release: asyncio.Event, run_worker: typing.Any
 ) -> None:
     """All slots busy with long jobs: the supervisor still ticks, so liveness holds."""
-    release = asyncio.Event()
-
-    @jobqueue.handler("long", registry=registry)
-    async def long(payload: object, job: types.Job) -> None:
-        await release.wait()
-
     job = await queue.enqueue_job("long")
     worker = run_worker(concurrency=1, poll_interval=50)
     await until_status(queue, job.id, "running")
