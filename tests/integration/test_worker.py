@@ -343,7 +343,7 @@ async def test_a_lost_job_outcome_is_dropped(
     queue: jobqueue.Queue, release: asyncio.Event, run_worker: typing.Any
 ) -> None:
     job = await queue.enqueue_job("long", {"result": "late"})
-    worker = run_worker(heartbeat_interval=60)
+    worker = run_worker(heartbeat_interval=60, stale_threshold=3600)
     await until_status(queue, job.id, "running")
     later = datetime.datetime.now(UTC) + datetime.timedelta(hours=1)
     assert await queue.cleanup_stale_locks(1000, now=later) == 1

@@ -1,17 +1,42 @@
-"""Where the database is and how to reach it: ``DATABASE_URL``, pools, row factories."""
+"""Where the database is and how to reach it: ``DATABASE_URL``, pools, row factories, what
+a database error means, and decoding that survives anything the database accepts.
+
+Errors are sorted once, here, for every caller (worker loops, the CLI): *transient* ones go
+away by themselves (a restart, a failover, a read-only window, a killed connection, a
+timeout) and are ridden out with backoff; *permanent* ones are configuration that will not
+fix itself (a wrong password, an unknown role, database or host, a bad ``sslmode``, a missing
+table or privilege) and are reported as such; anything else is not about the database's
+availability at all (a bug, bad data) and is never retried blindly.
+
+Values the database stores but Python cannot represent (a jsonb nested deeper than the
+interpreter's recursion limit, a number of more digits than ``int`` converts, a timestamp
+outside years 1 to 9999) must not make a whole fetch fail: the loaders registered on every
+connection we make turn them into an ``types.Undecodable`` marker (JSON) or the nearest
+representable time, so one poisoned row fails alone instead of every worker that reads it.
+"""
 
 from __future__ import annotations
 
+import datetime
+import enum
+import json
 import os
+import re
 import typing
 
 import psycopg
+import psycopg.abc
+import psycopg.adapt
+import psycopg.conninfo
 import psycopg.rows
+import psycopg.types.json
 import psycopg_pool
 
 from jobqueue import types
 
 DATABASE_URL_ENV: typing.Final = "DATABASE_URL"
+# Seconds a new connection may take: an unreachable host must fail, not hang.
+CONNECT_TIMEOUT: typing.Final = 10
 
 
 class ConfigurationError(ValueError):
@@ -27,6 +52,132 @@ def resolve_database_url(database_url: str | None = None) -> str:
             " (e.g. postgresql://user:password@host:5432/dbname)"
         )
     return url
+
+
+class ErrorKind(enum.Enum):
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+
+
+# SQLSTATEs (or their two-character classes) of errors that pass by themselves.
+_TRANSIENT_STATES: typing.Final = frozenset(
+    {
+        "08",  # connection exception
+        "53",  # insufficient resources (too many connections, out of memory, disk full)
+        "58",  # system error (I/O)
+        "25006",  # read_only_sql_transaction: a failover or a read-only window
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
+        "55P03",  # lock_not_available
+        "55006",  # object_in_use
+        "57014",  # query_canceled: statement_timeout, or cancelled by an administrator
+        "57P01",  # admin_shutdown
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now: the server is starting
+        "57P05",  # idle_session_timeout
+    }
+)
+# SQLSTATEs of configuration that will not fix itself.
+_PERMANENT_STATES: typing.Final = frozenset(
+    {
+        "28",  # invalid authorization: wrong password, unknown role
+        "3D000",  # invalid_catalog_name: no such database
+        "42501",  # insufficient_privilege
+        "42P01",  # undefined_table: migrations not applied, or the table was dropped
+        "42883",  # undefined_function
+        "42703",  # undefined_column
+        "57P04",  # database_dropped
+    }
+)
+# Connection failures carry no SQLSTATE; their messages tell the permanent ones apart.
+_PERMANENT_CONNECT_MESSAGES: typing.Final = re.compile(
+    r"role \S+ does not exist|database \S+ does not exist|authentication failed"
+    r"|no pg_hba\.conf entry|failed to resolve host|could not translate host name"
+    r"|invalid \w+ value|invalid connection option|invalid URI|missing \"=\""
+)
+
+
+def classify_error(error: BaseException) -> ErrorKind | None:
+    """Whether ``error`` is about reaching the database, and if so whether it will pass.
+    ``None``: it is something else (a bug, bad data), which retrying will not fix."""
+    if isinstance(error, psycopg.Error):
+        state = error.sqlstate
+        if state:
+            if state in _PERMANENT_STATES or state[:2] in _PERMANENT_STATES:
+                return ErrorKind.PERMANENT
+            if state in _TRANSIENT_STATES or state[:2] in _TRANSIENT_STATES:
+                return ErrorKind.TRANSIENT
+            return None
+        if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
+            if _PERMANENT_CONNECT_MESSAGES.search(str(error)):
+                return ErrorKind.PERMANENT
+            return ErrorKind.TRANSIENT
+        return None
+    if isinstance(error, OSError | TimeoutError):  # sockets, and our own deadlines
+        return ErrorKind.TRANSIENT
+    return None
+
+
+def describe_database_error(error: BaseException) -> str:
+    """One line saying what went wrong and whether it will pass by itself."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    reason = lines[-1] if lines else type(error).__name__
+    kind = classify_error(error)
+    if isinstance(error, psycopg.errors.QueryCanceled):
+        return f"statement cancelled (statement_timeout, or by an administrator): {reason}"
+    if isinstance(error, psycopg.errors.ReadOnlySqlTransaction):
+        return f"the database is read-only right now (failover or maintenance?): {reason}"
+    if kind is ErrorKind.PERMANENT:
+        return f"{reason} (permanent: this will not fix itself; check the database settings)"
+    if kind is ErrorKind.TRANSIENT and isinstance(
+        error, psycopg.OperationalError | psycopg.InterfaceError | OSError
+    ):
+        return f"cannot reach the database: {reason}"
+    return reason
+
+
+# --- decoding whatever the database holds -----------------------------------------------------
+
+
+def load_json(data: bytes | bytearray | memoryview | str) -> typing.Any:
+    """``json.loads`` that returns ``types.Undecodable`` instead of raising, for values the
+    database accepted but Python cannot build (too deep, too many digits)."""
+    try:
+        return json.loads(bytes(data) if isinstance(data, memoryview) else data)
+    except (RecursionError, ValueError, MemoryError) as error:
+        text = bytes(data).decode("utf-8", "replace") if not isinstance(data, str) else data
+        return types.Undecodable(f"{type(error).__name__}: {error}"[:300], text[:80])
+
+
+_TIME_MIN: typing.Final = datetime.datetime.min.replace(tzinfo=datetime.UTC)
+_TIME_MAX: typing.Final = datetime.datetime.max.replace(tzinfo=datetime.UTC)
+
+
+class _ClampingTimestamptzLoader(psycopg.adapt.Loader):
+    """The standard (fast) timestamptz loader, except that a time Python cannot represent
+    (before year 1, after 9999, or +-infinity) becomes the earliest or latest one it can."""
+
+    def __init__(self, oid: int, context: psycopg.abc.AdaptContext | None = None) -> None:
+        super().__init__(oid, context)
+        standard = psycopg.adapters.get_loader(oid, psycopg.pq.Format.TEXT)
+        assert standard is not None
+        self._standard = standard(oid, context)
+
+    def load(self, data: psycopg.abc.Buffer) -> datetime.datetime:
+        try:
+            loaded: datetime.datetime = self._standard.load(data)
+            return loaded
+        except psycopg.DataError:
+            text = bytes(data)
+            return _TIME_MIN if text.startswith(b"-") or text.endswith(b"BC") else _TIME_MAX
+
+
+def make_decoding_safe(
+    conn: psycopg.AsyncConnection[typing.Any] | psycopg.Connection[typing.Any],
+) -> None:
+    """Register the forgiving loaders on ``conn`` (and so on every cursor it opens)."""
+    psycopg.types.json.set_json_loads(load_json, conn)
+    conn.adapters.register_loader("timestamptz", _ClampingTimestamptzLoader)
 
 
 def job_row(
@@ -47,9 +198,23 @@ def job_row(
 
 async def connect(database_url: str | None = None) -> psycopg.AsyncConnection[typing.Any]:
     """One connection outside any pool (migrations, LISTEN), in autocommit mode."""
-    return await psycopg.AsyncConnection.connect(
-        resolve_database_url(database_url), autocommit=True
-    )
+    url = resolve_database_url(database_url)
+    conn = await psycopg.AsyncConnection.connect(url, autocommit=True, **connect_options(url))
+    make_decoding_safe(conn)
+    return conn
+
+
+def connect_options(url: str) -> dict[str, typing.Any]:
+    """A connect timeout unless the URL sets its own: an unreachable host must fail, not hang."""
+    try:
+        given = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return {}  # connecting will report the malformed URL
+    return {} if "connect_timeout" in given else {"connect_timeout": CONNECT_TIMEOUT}
+
+
+async def _configure_pooled(conn: psycopg.AsyncConnection[typing.Any]) -> None:
+    make_decoding_safe(conn)
 
 
 def make_pool(
@@ -69,7 +234,12 @@ def make_pool(
         min_size=min_size,
         max_size=max_size,
         timeout=timeout,
-        kwargs={"autocommit": True, "prepare_threshold": 5 if prepared_statements else None},
+        kwargs={
+            "autocommit": True,
+            "prepare_threshold": 5 if prepared_statements else None,
+            **connect_options(resolve_database_url(database_url)),
+        },
+        configure=_configure_pooled,
         open=False,
         name="jobqueue",
     )

@@ -64,6 +64,12 @@ DATABASE_ERRORS: typing.Final = prometheus_client.Counter(
     "Database operations that failed (and were retried), by operation.",
     ["queue", "operation"],
 )
+RESCUED: typing.Final = prometheus_client.Counter(
+    "jobqueue_worker_rescued_jobs",
+    "Stale jobs (of dead workers) this worker's rescue loop handed back, by what they became:"
+    " pending (to run again) or failed (out of attempts).",
+    ["queue", "type", "status"],
+)
 WORKER_INFO: typing.Final = prometheus_client.Info(
     "jobqueue_worker", "The worker's identity and settings."
 )
@@ -100,6 +106,9 @@ class WorkerMetrics:
         if child is None:
             child = self._waits[job_type] = QUEUE_WAIT.labels(queue=self.queue, type=job_type)
         child.observe(seconds)
+
+    def job_rescued(self, job_type: str, status: str) -> None:
+        RESCUED.labels(queue=self.queue, type=job_type, status=status).inc()
 
     def database_error(self, operation: str) -> None:
         DATABASE_ERRORS.labels(queue=self.queue, operation=operation).inc()

@@ -17,9 +17,11 @@ import datetime
 import json
 import logging
 import math
+import re
 import typing
 import uuid
 import weakref
+import zlib
 
 import psycopg
 import psycopg_pool
@@ -37,6 +39,12 @@ _INT32_MAX: typing.Final = 2**31 - 1
 # How many appended count deltas a stats read tolerates before it folds them together.
 _COUNTS_COMPACT_AFTER: typing.Final = 500
 _COUNTS_LOCK_KEY: typing.Final = 0x6A6F6271_636E7473  # "jobqcnts"
+_RESCUE_LOCK_KEY: typing.Final = 0x6A6F6271_72736375  # "jobqrscu", plus the queue's CRC32
+# A reader that may not write (a SELECT-only role, a hot standby) skips the compaction.
+_CANNOT_WRITE: typing.Final = (
+    psycopg.errors.InsufficientPrivilege,
+    psycopg.errors.ReadOnlySqlTransaction,
+)
 
 Pool: typing.TypeAlias = psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[typing.Any]]
 
@@ -44,43 +52,101 @@ Pool: typing.TypeAlias = psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnectio
 # --- argument checks ------------------------------------------------------------------
 
 
+_CONTROL_CHARACTERS: typing.Final = re.compile(r"[\x00-\x1f\x7f]")
+# How deep a payload or result may nest: a worker decodes it on a stack it shares with the
+# event loop and the database driver, well within Python's recursion limit of 1000.
+MAX_JSON_DEPTH: typing.Final = 200
+# The times the queue stores are kept a day inside what Python can represent in any
+# timezone, so that whatever is written can be read back.
+EARLIEST_TIME: typing.Final = datetime.datetime(1, 1, 2, tzinfo=datetime.UTC)
+LATEST_TIME: typing.Final = datetime.datetime(9999, 12, 30, tzinfo=datetime.UTC)
+# The longest delay, threshold or retention anyone sets on purpose: ten years, in seconds.
+MAX_SECONDS: typing.Final = 10 * 366 * 86_400.0
+
+
 def check_name(value: object, what: str) -> str:
-    """A job type or queue name: a non-empty string of at most 200 characters."""
+    """A job type, queue or worker name: a non-empty string of at most 200 characters,
+    with no control characters (a newline in a name would forge log lines)."""
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a string, not {type(value).__name__}")
     if not value.strip():
         raise ValueError(f"{what} must not be empty")
     if len(value) > MAX_NAME_LENGTH:
         raise ValueError(f"{what} is {len(value)} characters long; the limit is {MAX_NAME_LENGTH}")
+    bad = _CONTROL_CHARACTERS.search(value)
+    if bad:
+        raise ValueError(
+            f"{what} {value[:40]!r} contains the control character {bad.group()!r};"
+            " names are printable text"
+        )
     return value
 
 
+def json_depth_exceeds(value: object, limit: int) -> bool:
+    """Whether ``value`` nests lists and dicts more than ``limit`` deep (without recursing:
+    the value may be hostile)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: collections.abc.Iterable[object] = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend(
+            (child, depth + 1) for child in children if isinstance(child, dict | list | tuple)
+        )
+    return False
+
+
 def to_json_text(value: object, what: str) -> str | None:
-    """``value`` as JSON text for a jsonb column; ``None`` stays SQL NULL."""
+    """``value`` as JSON text for a jsonb column; ``None`` stays SQL NULL. Refuses what a
+    worker could not decode again."""
     if value is None:
         return None
+    if isinstance(value, dict | list | tuple) and json_depth_exceeds(value, MAX_JSON_DEPTH):
+        raise ValueError(f"{what} nests more than {MAX_JSON_DEPTH} levels deep")
     try:
         text = json.dumps(value, allow_nan=False, ensure_ascii=False)
     except TypeError as error:
         raise TypeError(f"{what} is not JSON-serialisable: {error}") from None
-    except ValueError as error:  # NaN or infinity, which JSON cannot carry
+    except ValueError as error:  # NaN or infinity, which JSON cannot carry; huge integers
         raise ValueError(f"{what} is not valid JSON: {error}") from None
+    except RecursionError:  # a structure that contains itself
+        raise ValueError(f"{what} contains itself (a circular reference)") from None
     if "\\u0000" in text:
         raise ValueError(f"{what} contains a NUL character, which PostgreSQL jsonb cannot store")
     return text
 
 
-def check_run_at(value: object) -> datetime.datetime | None:
+def check_time(value: object, what: str) -> datetime.datetime | None:
+    """A timezone-aware time the database and Python can both hold (years 1 to 9999)."""
     if value is None:
         return None
     if not isinstance(value, datetime.datetime):
-        raise TypeError(f"run_at must be a datetime, not {type(value).__name__}")
+        raise TypeError(f"{what} must be a datetime, not {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(
-            "run_at must be timezone-aware (a naive datetime is ambiguous);"
+            f"{what} must be timezone-aware (a naive datetime is ambiguous);"
             " use e.g. datetime.now(timezone.utc)"
         )
+    try:
+        in_range = EARLIEST_TIME <= value <= LATEST_TIME
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise ValueError(
+            f"{what} {value.isoformat()} is out of range: it must lie between"
+            f" {EARLIEST_TIME.date()} and {LATEST_TIME.date()} (UTC)"
+        )
     return value
+
+
+def check_run_at(value: object) -> datetime.datetime | None:
+    return check_time(value, "run_at")
 
 
 def check_int(value: object, what: str, *, minimum: int, maximum: int = _INT32_MAX) -> int:
@@ -102,7 +168,16 @@ def check_job_id(value: object) -> uuid.UUID:
         raise ValueError(f"malformed job id {value!r}: expected a UUID") from None
 
 
-def check_seconds(value: object, what: str, *, allow_zero: bool = True) -> float:
+def check_seconds(
+    value: object,
+    what: str,
+    *,
+    allow_zero: bool = True,
+    maximum: float = MAX_SECONDS,
+    unit: str = "seconds",
+) -> float:
+    """A duration (in seconds unless ``unit`` says otherwise): finite, not negative (or
+    positive), at most ``maximum``."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{what} must be a number, not {type(value).__name__}")
     seconds = float(value)
@@ -111,10 +186,12 @@ def check_seconds(value: object, what: str, *, allow_zero: bool = True) -> float
             f"{what} must be a {'non-negative' if allow_zero else 'positive'}"
             f" finite number, got {value}"
         )
+    if seconds > maximum:
+        raise ValueError(f"{what} is {value} {unit}; the limit is {maximum:.0f} {unit} (ten years)")
     return seconds
 
 
-def _check_new_job(job: types.NewJob) -> dict[str, typing.Any]:
+def check_new_job(job: types.NewJob) -> dict[str, typing.Any]:
     return {
         "type": check_name(job.type, "job type"),
         "payload": to_json_text(job.payload, "payload"),
@@ -125,6 +202,20 @@ def _check_new_job(job: types.NewJob) -> dict[str, typing.Any]:
         "queue": None if job.queue is None else check_name(job.queue, "queue"),
         "priority": check_int(job.priority, "priority", minimum=-_INT32_MAX),
     }
+
+
+async def _try_lock(conn: psycopg.AsyncConnection[typing.Any], key: int) -> bool:
+    """Take the advisory lock ``key`` for the current transaction, if nobody holds it."""
+    cursor = await conn.execute(sql.query("advisory_lock_try"), {"key": key})
+    row = await cursor.fetchone()
+    return bool(row and row[0])
+
+
+def check_threshold_ms(value: object) -> float:
+    """A stale-lock threshold in milliseconds, as the seed's ``cleanupStaleLocks`` takes it;
+    returned in seconds."""
+    limit = MAX_SECONDS * 1000
+    return check_seconds(value, "threshold_ms", allow_zero=False, maximum=limit, unit="ms") / 1000
 
 
 def empty_stats() -> types.QueueStats:
@@ -153,6 +244,7 @@ class Queue:
         self.queue = check_name(queue, "queue")
         self.retry_delay = check_seconds(retry_delay, "retry_delay")
         self._owns_pool = pool is None
+        self._may_write = True  # until the database says this role or server cannot
         if pool is not None and isinstance(pool.conninfo, str):
             self.conninfo = pool.conninfo
         else:
@@ -169,7 +261,9 @@ class Queue:
             # One direct connection first: it fails at once with the server's own reason
             # (refused, bad password, no such database), where the pool would retry quietly
             # until its timeout and then say only that it timed out.
-            probe = await psycopg.AsyncConnection.connect(self.conninfo, connect_timeout=10)
+            probe = await psycopg.AsyncConnection.connect(
+                self.conninfo, **db.connect_options(self.conninfo)
+            )
             await probe.close()
             await self.pool.open(wait=True)
         return self
@@ -222,9 +316,9 @@ class Queue:
         """Add one job; returns it as stored (``.id`` is its UUID). With ``conn``, the insert
         joins that connection's current transaction: the job exists only if the
         application's own writes in it commit too."""
-        params = _check_new_job(types.NewJob(type, payload, run_at, max_attempts, queue, priority))
+        params = check_new_job(types.NewJob(type, payload, run_at, max_attempts, queue, priority))
         params["queue"] = params["queue"] or self.queue
-        params["now"] = check_run_at(now)
+        params["now"] = check_time(now, "now")
         (job,) = await self._jobs("job_insert", params, conn)
         logger.info("[Queue] Enqueued job %s (type: %s)", job.id, job.type)
         return job
@@ -239,7 +333,7 @@ class Queue:
         """Add many jobs in one statement (one round trip); returns them in the given order.
         All are checked before any is written: one bad job enqueues none. With ``conn``, the
         insert joins that connection's current transaction."""
-        checked = [_check_new_job(job) for job in jobs]
+        checked = [check_new_job(job) for job in jobs]
         if not checked:
             return []
         ids = [uuid.uuid4() for _ in checked]
@@ -251,7 +345,7 @@ class Queue:
             "max_attempts": [job["max_attempts"] for job in checked],
             "queues": [job["queue"] or self.queue for job in checked],
             "priorities": [job["priority"] for job in checked],
-            "now": check_run_at(now),
+            "now": check_time(now, "now"),
         }
         stored = {job.id: job for job in await self._jobs("job_insert_many", params, conn)}
         in_order = [stored[job_id] for job_id in ids]
@@ -272,8 +366,12 @@ class Queue:
         async with self.pool.connection() as conn:
             cursor = await conn.execute(sql.query("job_counts_sum"), {"queue": queue})
             rows = await cursor.fetchall()
-            if sum(row[6] for row in rows) > _COUNTS_COMPACT_AFTER:
-                await self._compact_counts(conn)
+            if sum(row[6] for row in rows) > _COUNTS_COMPACT_AFTER and self._may_write:
+                try:
+                    await self._compact_counts(conn)
+                except _CANNOT_WRITE as error:
+                    self._may_write = False
+                    logger.info("[Queue] Not compacting the statistics: %s", str(error).strip())
         by_type: dict[str, types.QueueStats] = {}
         statuses = [status.value for status in types.JobStatus]
         for row in rows:
@@ -291,9 +389,7 @@ class Queue:
     @staticmethod
     async def _compact_counts(conn: psycopg.AsyncConnection[typing.Any]) -> bool:
         async with conn.transaction():
-            cursor = await conn.execute(sql.query("job_counts_try_lock"), {"key": _COUNTS_LOCK_KEY})
-            row = await cursor.fetchone()
-            if not (row and row[0]):
+            if not await _try_lock(conn, _COUNTS_LOCK_KEY):
                 return False
             await conn.execute(sql.query("job_counts_compact"))
             return True
@@ -343,7 +439,7 @@ class Queue:
             "limit": check_int(limit, "limit", minimum=1, maximum=10_000),
             "queue": check_name(queue, "queue") if queue is not None else self.queue,
             "types": None if types_ is None else [check_name(t, "job type") for t in types_],
-            "now": check_run_at(now),
+            "now": check_time(now, "now"),
         }
         jobs = await self._jobs("job_claim", params)
         for job in jobs:
@@ -395,7 +491,7 @@ class Queue:
         params = {
             "result": to_json_text(result, "result"),
             "worker_id": None if worker_id is None else check_name(worker_id, "worker id"),
-            "now": check_run_at(now),
+            "now": check_time(now, "now"),
         }
         follow_ups = list(enqueue)
         job = await self._finish(
@@ -427,7 +523,7 @@ class Queue:
             "retry_delay": delay,
             "final": bool(final),
             "worker_id": None if worker_id is None else check_name(worker_id, "worker id"),
-            "now": check_run_at(now),
+            "now": check_time(now, "now"),
         }
         job = await self._finish("job_fail", "fail", check_job_id(job_id), params)
         if job.status is types.JobStatus.PENDING:
@@ -458,17 +554,50 @@ class Queue:
         """Release running jobs with no sign of life (heartbeat, else lock time) for
         ``threshold_ms``: back to pending, or failed when out of attempts. Returns how many
         were released. Every queue unless ``queue`` is given."""
+        rescued = await self.rescue_stale_jobs(
+            check_threshold_ms(threshold_ms), queue=queue, now=now
+        )
+        return len(rescued)
+
+    async def rescue_stale_jobs(
+        self,
+        threshold: float,
+        *,
+        queue: str | None = None,
+        now: datetime.datetime | None = None,
+        only_one_rescuer: bool = False,
+    ) -> list[types.RescuedJob]:
+        """``cleanup_stale_locks`` with the threshold in seconds, returning what it rescued
+        and from which worker. Safe from any number of processes at once; with
+        ``only_one_rescuer`` (what workers use) a call returns ``[]`` at once while another
+        process that asked the same is rescuing."""
         params = {
-            "threshold": check_seconds(threshold_ms, "threshold_ms", allow_zero=False) / 1000,
+            "threshold": check_seconds(threshold, "threshold", allow_zero=False),
             "queue": None if queue is None else check_name(queue, "queue"),
-            "now": check_run_at(now),
+            "now": check_time(now, "now"),
         }
-        released = await self._jobs("job_rescue_stale", params)
-        for job in released:
-            logger.warning(
-                "[Queue] Released stale job %s (type: %s) -> %s", job.id, job.type, job.status
+        async with self.pool.connection() as conn, conn.transaction():
+            lock_key = _RESCUE_LOCK_KEY + zlib.crc32((queue or "").encode())
+            if only_one_rescuer and not await _try_lock(conn, lock_key):
+                return []
+            cursor = await conn.execute(sql.query("job_rescue_stale"), params)
+            rows = await cursor.fetchall()
+        rescued = [
+            types.RescuedJob(
+                job_id, job_type, job_queue, types.JobStatus(status), attempts, by, seen
             )
-        return len(released)
+            for job_id, job_type, job_queue, status, attempts, by, seen in rows
+        ]
+        for job in rescued:
+            logger.warning(
+                "[Queue] Released stale job %s (type: %s) from worker %s, silent since %s -> %s",
+                job.id,
+                job.type,
+                job.worker_id,
+                job.last_seen.isoformat(),
+                job.status,
+            )
+        return rescued
 
     async def heartbeat(
         self,
@@ -481,7 +610,7 @@ class Queue:
         holds (a missing one was released as stale and may be running elsewhere)."""
         if not job_ids:
             return set()
-        params = {"ids": list(job_ids), "worker_id": worker_id, "now": check_run_at(now)}
+        params = {"ids": list(job_ids), "worker_id": worker_id, "now": check_time(now, "now")}
         return await self._ids("job_heartbeat", params)
 
     async def complete_jobs(
@@ -499,7 +628,7 @@ class Queue:
             "ids": [job_id for job_id, _ in results],
             "results": [to_json_text(result, "result") for _, result in results],
             "worker_id": worker_id,
-            "now": check_run_at(now),
+            "now": check_time(now, "now"),
         }
         completed = await self._ids("job_complete_many", params)
         for job_id, _ in results:
@@ -512,16 +641,26 @@ class Queue:
         worker_id: str,
         job_ids: collections.abc.Collection[uuid.UUID],
         *,
+        keep_attempt: bool = False,
+        error: str | None = None,
         now: datetime.datetime | None = None,
     ) -> list[types.Job]:
-        """Put ``worker_id``'s unfinished jobs back to ``pending`` at once, giving back the
-        attempt (for a worker that is shutting down); returns the jobs released."""
+        """Put ``worker_id``'s unfinished jobs back to ``pending`` at once; returns the jobs
+        released. A worker shutting down gives the attempt back; one that stops because it
+        failed keeps it counted (``keep_attempt``), so a job out of attempts ends
+        ``failed`` with ``error``."""
         if not job_ids:
             return []
-        params = {"ids": list(job_ids), "worker_id": worker_id, "now": check_run_at(now)}
+        params = {
+            "ids": list(job_ids),
+            "worker_id": worker_id,
+            "keep_attempt": keep_attempt,
+            "error": error,
+            "now": check_time(now, "now"),
+        }
         released = await self._jobs("job_release", params)
         for job in released:
-            logger.warning("[Queue] Released job %s (type: %s) back to pending", job.id, job.type)
+            logger.warning("[Queue] Released job %s (type: %s) -> %s", job.id, job.type, job.status)
         return released
 
     async def next_run_at(

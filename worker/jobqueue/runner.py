@@ -95,7 +95,9 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number ``attempt`` (1 for the first)."""
         delay = self.delay
         if self.exponential_backoff:
-            delay = min(self.max_delay, self.delay * 2.0 ** max(attempt - 1, 0))
+            # The exponent is capped: 2.0 ** 1024 overflows a float, and the cap is far past
+            # any max_delay anyway.
+            delay = min(self.max_delay, self.delay * 2.0 ** min(max(attempt - 1, 0), 64))
         if self.jitter:
             delay *= 1.0 - self.jitter * (rng or random).random()
         return delay
@@ -269,6 +271,8 @@ class Outcome:
 
 
 def _short(text: str) -> str:
+    """At most ``MAX_ERROR_LENGTH`` characters, and no NUL, which a text column cannot hold."""
+    text = text.replace("\x00", "\\x00")
     return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"
 
 
@@ -294,6 +298,8 @@ async def run_job(
     bad payloads become a failed ``Outcome``. Only cancellation propagates."""
     logger.info("[Runner] Executing job %s (type: %s)", job.id, job.type)
     started = time.monotonic()
+    if isinstance(job.payload, types.Undecodable):
+        return _failed(job, started, f"payload cannot be decoded: {job.payload.reason}", None)
     found = registry.get(job.type)
     if found is None:
         return _failed(job, started, f"no handler registered for job type {job.type!r}", None)
@@ -329,6 +335,15 @@ async def run_job(
         queue_module.to_json_text(result, "result")
     except (TypeError, ValueError) as error:  # the same result would fail again: no retry
         return _failed(job, started, f"handler returned an unusable result: {error}", None)
+    for follow_up in follow_ups:
+        try:
+            if not isinstance(follow_up, types.NewJob):
+                raise TypeError(f"expected a NewJob, not {type(follow_up).__name__}")
+            queue_module.check_new_job(follow_up)
+        except (TypeError, ValueError) as error:
+            return _failed(
+                job, started, f"handler returned an invalid follow-up job: {error}", None
+            )
     duration = time.monotonic() - started
     logger.info("[Runner] Job %s completed in %dms", job.id, round(duration * 1000))
     return Outcome(job, duration, result=result, enqueue=follow_ups)
@@ -340,7 +355,7 @@ async def _call(
     job: types.Job,
     executor: concurrent.futures.Executor | None,
 ) -> typing.Any:
-    if getattr(found, "is_async", False) or inspect.iscoroutinefunction(found.handle):
+    if not runs_in_thread(found):
         return await typing.cast(collections.abc.Awaitable[typing.Any], found.handle(payload, job))
     loop = asyncio.get_running_loop()
     # The thread runs in a copy of this task's context, so current_queue() works there too.
@@ -349,6 +364,12 @@ async def _call(
     if inspect.isawaitable(value):
         value = await value
     return value
+
+
+def runs_in_thread(found: JobHandler[typing.Any, typing.Any]) -> bool:
+    """Whether the handler's ``handle`` is synchronous, and so runs in a thread, which
+    cancelling its job cannot stop."""
+    return not (getattr(found, "is_async", False) or inspect.iscoroutinefunction(found.handle))
 
 
 def _failed(job: types.Job, started: float, error: str, retry: RetryPolicy | None) -> Outcome:

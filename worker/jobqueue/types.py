@@ -22,6 +22,18 @@ JsonValue: typing.TypeAlias = (
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Undecodable:
+    """A stored JSON value Python cannot build (nested too deeply, a number of too many
+    digits): what a job's ``payload`` or ``result`` holds instead, so the job fails alone."""
+
+    reason: str
+    start: str
+
+    def __str__(self) -> str:
+        return f"<undecodable JSON ({self.reason}): {self.start}...>"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Job:
     """One row of the ``jobs`` table: the seed's columns, then the queue's additions."""
 
@@ -49,7 +61,7 @@ class Job:
             value = getattr(self, field.name)
             if isinstance(value, datetime.datetime):
                 value = value.isoformat()
-            elif isinstance(value, uuid.UUID):
+            elif isinstance(value, uuid.UUID | Undecodable):
                 value = str(value)
             out[field.name] = value
         return out
@@ -68,6 +80,20 @@ class NewJob:
     max_attempts: int | None = None
     queue: str | None = None
     priority: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RescuedJob:
+    """A job taken back from a worker that stopped responding: what it is now (``pending``
+    to run again, or ``failed`` when out of attempts), and who held it until when."""
+
+    id: uuid.UUID
+    type: str
+    queue: str
+    status: JobStatus
+    attempts: int
+    worker_id: str | None
+    last_seen: datetime.datetime
 
 
 QueueStats: typing.TypeAlias = dict[str, int]

@@ -8,7 +8,26 @@ PgBouncer in transaction mode), or a stop.
 
 Outcomes go to a writer task that completes every finished job it has in one statement, so
 under load completions batch themselves and at low load nothing waits. A job stays locked
-(and heartbeated) until its outcome is written; a database error only delays the write.
+(and heartbeated) until its outcome is written; a database error only delays the write, and
+an outcome the database refuses (a follow-up it cannot store, a row deleted meanwhile) is
+recorded as the job's failure or dropped, never retried forever.
+
+Once, never lost, never twice at once:
+
+- Every background task (writer, heartbeat, listener, statistics, rescue) is supervised. A
+  database error that passes by itself (``db.classify_error``) is retried with backoff; any
+  other failure is fatal to the worker: it is logged with its cause, ``/healthz`` turns red,
+  claiming stops, running jobs are cancelled and handed back (their attempt counted, so a
+  job that keeps killing workers still ends), and ``run()`` raises ``WorkerFailedError`` so
+  the process exits non-zero and its pod restarts.
+- A running job is the worker's only while its lease holds: the lease starts at the claim
+  and is renewed by every heartbeat the database confirms. Other workers rescue a job whose
+  heartbeat is ``stale_threshold`` old; a worker whose heartbeats cannot be written stops
+  its own jobs at half that, well before, so a live worker's job is never run twice at once.
+  A synchronous handler cannot be stopped (Python threads cannot be killed): its worker
+  then stops itself instead.
+- Each worker also rescues its queue's stale jobs now and then (one worker at a time, by an
+  advisory lock), so a killed worker's jobs run again without an operator or a person.
 
 Stopping is soft, then hard: ``stop()`` stops claiming and lets running jobs finish within
 ``grace_timeout``; after that, or on ``stop(hard=True)`` (a second signal), the jobs still
@@ -34,14 +53,16 @@ import uuid
 
 import psycopg
 
-from jobqueue import handlers, metrics, runner, sql, types
+from jobqueue import db, handlers, metrics, runner, sql, types
 from jobqueue import queue as queue_module
 
 logger = logging.getLogger("jobqueue.worker")
 
 READY_CHANNEL: typing.Final = "jobqueue_ready"
-# Errors that mean "the database is unavailable right now": retried, never fatal.
-DATABASE_ERRORS: typing.Final = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
+
+
+class WorkerFailedError(RuntimeError):
+    """The worker stopped because one of its parts failed; the message says which and why."""
 
 
 def default_worker_id() -> str:
@@ -49,9 +70,20 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
 
 
+def _retryable(error: BaseException) -> bool:
+    """Whether a failed database call is worth repeating: the database is unavailable for
+    now, or misconfigured in a way someone may fix while we wait."""
+    return db.classify_error(error) is not None
+
+
 @dataclasses.dataclass(frozen=True)
 class WorkerConfig:
-    """How a worker runs. Times in seconds except ``poll_interval`` (ms, as in the seed)."""
+    """How a worker runs. Times in seconds except ``poll_interval`` (ms, as in the seed).
+
+    ``stale_threshold``: a running job with no heartbeat for this long belongs to a dead
+    worker and is rescued; this worker gives up its own jobs at half of it when it cannot
+    write heartbeats. ``rescue_interval``: how often the worker looks for stale jobs of its
+    queue (0: never, e.g. when only the operator should)."""
 
     queue: str = queue_module.DEFAULT_QUEUE
     concurrency: int = 2
@@ -65,6 +97,8 @@ class WorkerConfig:
     job_timeout: float | None = None
     max_backoff: float = 30.0
     counts_compact_interval: float = 10.0
+    stale_threshold: float = queue_module.DEFAULT_STALE_THRESHOLD_MS / 1000
+    rescue_interval: float = 60.0
 
     def __post_init__(self) -> None:
         queue_module.check_name(self.queue, "queue")
@@ -76,6 +110,20 @@ class WorkerConfig:
             queue_module.check_seconds(self.job_timeout, "job_timeout", allow_zero=False)
         if self.worker_id is not None:
             queue_module.check_name(self.worker_id, "worker id")
+        queue_module.check_seconds(self.stale_threshold, "stale_threshold", allow_zero=False)
+        queue_module.check_seconds(self.rescue_interval, "rescue_interval")
+        # The lease lapses at half the threshold; a few heartbeats must fit in it, or a
+        # single slow one would stop every job.
+        if self.stale_threshold < 6 * self.heartbeat_interval:
+            raise ValueError(
+                f"stale_threshold ({self.stale_threshold:g}s) must be at least 6 times"
+                f" heartbeat_interval ({self.heartbeat_interval:g}s)"
+            )
+
+    @property
+    def lease(self) -> float:
+        """Seconds a running job stays this worker's without a confirmed heartbeat."""
+        return self.stale_threshold / 2
 
 
 class _Backoff:
@@ -87,7 +135,7 @@ class _Backoff:
 
     def next(self) -> float:
         self.failures += 1
-        return min(self.maximum, 0.1 * 2.0**self.failures) * random.uniform(0.5, 1.0)
+        return min(self.maximum, 0.1 * 2.0 ** min(self.failures, 30)) * random.uniform(0.5, 1.0)
 
     def reset(self) -> None:
         self.failures = 0
@@ -122,7 +170,8 @@ class _HandlerThreads(concurrent.futures.ThreadPoolExecutor):
 
 class Worker:
     """One worker process's job loop. ``await worker.run()`` runs it until it is stopped
-    (or, with ``burst``, until no job is ready)."""
+    (or, with ``burst``, until no job is ready); it raises ``WorkerFailedError`` when a
+    part of it failed."""
 
     def __init__(
         self,
@@ -144,18 +193,28 @@ class Worker:
         self.started_at: datetime.datetime | None = None
         self.processed = 0
         self.failed = 0
+        self.rescued = 0
         self.is_running = False
         self.listening = False
         self.last_claim_ok = False
         self.last_tick = time.monotonic()
+        self.failure: str | None = None  # why the worker stopped itself, once it has
         self._active: dict[uuid.UUID, asyncio.Task[None]] = {}
-        self._held: set[uuid.UUID] = set()  # locked by us: running, or outcome not yet written
+        # Locked by us: running, or its outcome not yet written.
+        self._held: dict[uuid.UUID, types.Job] = {}
+        # When each held job's lock was last known good (monotonic, taken before the claim
+        # or heartbeat statement was sent, so never later than the database's own time).
+        self._lease_from: dict[uuid.UUID, float] = {}
+        # Jobs stopped before their end, and why: their outcome is not written.
+        self._abandoned: dict[uuid.UUID, str] = {}
         self._outcomes: asyncio.Queue[runner.Outcome] = asyncio.Queue()
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._hard_stop = asyncio.Event()
         self._stopped = asyncio.Event()
         self._executor: _HandlerThreads | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._metrics = metrics.WorkerMetrics(self.config.queue)
 
     # --- state ----------------------------------------------------------------------------
@@ -175,13 +234,18 @@ class Worker:
             "types": list(self.types),
             "processed": self.processed,
             "failed": self.failed,
+            "rescued": self.rescued,
             "started_at": self.started_at,
             "listening": self.listening,
             "stopping": self._stopping.is_set(),
+            "failure": self.failure,
         }
 
     def healthy(self) -> tuple[bool, str]:
-        """Liveness: the supervisor has ticked recently (it ticks at least every poll)."""
+        """Liveness: nothing has failed, and the supervisor has ticked recently (it ticks at
+        least every poll)."""
+        if self.failure is not None:
+            return False, self.failure
         limit = 3 * self.config.poll_interval / 1000 + 60
         age = time.monotonic() - self.last_tick
         if self.is_running and age > limit:
@@ -190,6 +254,8 @@ class Worker:
 
     def ready(self) -> tuple[bool, str]:
         """Readiness: running, not stopping, and the last claim reached the database."""
+        if self.failure is not None:
+            return False, self.failure
         if not self.is_running or self._stopping.is_set():
             return False, "not running"
         if not self.last_claim_ok:
@@ -226,6 +292,19 @@ class Worker:
             logger.info("[Worker] Received %s, initiating graceful shutdown...", name)
             self.stop()
 
+    def _fail(self, what: str, error: BaseException | str) -> None:
+        """A part of the worker broke: record why, log it with its cause, stop hard."""
+        if self.failure is None:
+            reason = error if isinstance(error, str) else runner.describe_error(error)
+            self.failure = f"{what} failed: {reason}"
+            logger.critical(
+                "[Worker] %s; stopping worker %s",
+                self.failure,
+                self.worker_id,
+                exc_info=error if isinstance(error, BaseException) else None,
+            )
+        self.stop(hard=True)
+
     # --- main loop ------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -236,27 +315,33 @@ class Worker:
         self._stopped.clear()
         logger.info("[Worker] Starting worker %s", self.worker_id)
         logger.info(
-            "[Worker] queue=%s concurrency=%d poll_interval=%gms types=%s listen=%s",
+            "[Worker] queue=%s concurrency=%d poll_interval=%gms types=%s listen=%s"
+            " stale_threshold=%gs rescue_interval=%gs",
             self.config.queue,
             self.config.concurrency,
             self.config.poll_interval,
             ",".join(self.types),
             self.config.listen,
+            self.config.stale_threshold,
+            self.config.rescue_interval,
         )
         self._metrics.concurrency.set(self.config.concurrency)
         metrics.WORKER_INFO.info({"worker_id": self.worker_id, "queue": self.config.queue})
         self._executor = _HandlerThreads(self.config.concurrency)
-        helpers = [
-            asyncio.create_task(self._write_outcomes(), name="jobqueue-writer"),
-            asyncio.create_task(self._heartbeat(), name="jobqueue-heartbeat"),
-        ]
+        self._writer = self._spawn("outcome writer", self._write_outcomes())
+        self._spawn("heartbeat", self._heartbeat())
         if self.config.listen:
-            helpers.append(asyncio.create_task(self._listen(), name="jobqueue-listen"))
-        helpers.append(asyncio.create_task(self._compact_counts(), name="jobqueue-counts"))
+            self._spawn("listener", self._listen())
+        self._spawn("statistics", self._compact_counts())
+        if self.config.rescue_interval > 0:
+            self._spawn("stale-job rescue", self._rescue())
         try:
             await self._supervise()
+        except Exception as error:
+            self._fail("claiming", error)
         finally:
             await self._drain()
+            helpers = list(self._background)
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
@@ -266,6 +351,26 @@ class Worker:
             self._metrics.active_jobs.set(0)
             self._stopped.set()
             logger.info("[Worker] Worker %s stopped", self.worker_id)
+        if self.failure is not None:
+            raise WorkerFailedError(f"worker {self.worker_id}: {self.failure}")
+
+    def _spawn(
+        self, name: str, work: collections.abc.Coroutine[typing.Any, typing.Any, None]
+    ) -> asyncio.Task[None]:
+        """Run a background part of the worker; if it ever fails, so does the worker."""
+
+        async def supervised() -> None:
+            try:
+                await work
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self._fail(name, error)
+
+        task = asyncio.create_task(supervised(), name=f"jobqueue-{name.replace(' ', '-')}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
 
     async def _supervise(self) -> None:
         backoff = _Backoff(self.config.max_backoff)
@@ -279,11 +384,14 @@ class Worker:
             # that /healthz can tell a busy worker from a stuck one.
             timeout = self.config.poll_interval / 1000
             if free > 0:
+                sent = time.monotonic()
                 try:
                     jobs = await self.queue.claim_jobs(
                         self.worker_id, limit=free, queue=self.config.queue, types_=self.types
                     )
-                except DATABASE_ERRORS as error:
+                except Exception as error:
+                    if not _retryable(error):
+                        raise
                     self._database_error("claim", error)
                     await self._sleep(backoff.next())
                     continue
@@ -291,7 +399,7 @@ class Worker:
                 backoff.reset()
                 self._metrics.claim_batch.observe(len(jobs))
                 for job in jobs:
-                    self._start(job)
+                    self._start(job, sent)
                 if len(jobs) == free:
                     continue  # there may be more ready: claim again once a slot frees
                 # Burst ends once nothing is ready and every outcome is written (a retry
@@ -308,7 +416,9 @@ class Worker:
         poll = self.config.poll_interval / 1000 * random.uniform(0.8, 1.0)
         try:
             due = await self.queue.next_run_at(queue=self.config.queue, types_=self.types)
-        except DATABASE_ERRORS as error:
+        except Exception as error:
+            if not _retryable(error):
+                raise
             self._database_error("next_run_at", error)
             return poll
         if due is None:
@@ -328,13 +438,14 @@ class Worker:
         logger.error(
             "[Worker] Database error during %s, will retry: %s",
             operation,
-            runner.describe_error(error),
+            db.describe_database_error(error),
         )
 
     # --- one job --------------------------------------------------------------------------
 
-    def _start(self, job: types.Job) -> None:
-        self._held.add(job.id)
+    def _start(self, job: types.Job, claimed_at: float) -> None:
+        self._held[job.id] = job
+        self._lease_from[job.id] = claimed_at
         wait = (datetime.datetime.now(datetime.UTC) - job.run_at).total_seconds()
         self._metrics.queue_wait(job.type, max(wait, 0.0))
         task = asyncio.create_task(self._run_one(job), name=f"jobqueue-job-{job.id}")
@@ -348,17 +459,39 @@ class Worker:
                 outcome = await runner.run_job(
                     job, self.registry, self._executor, default_timeout=self.config.job_timeout
                 )
+            except asyncio.CancelledError:
+                if job.id in self._abandoned:  # stopped on purpose: no outcome to write
+                    return
+                raise
             except Exception as error:  # run_job reports handler faults; this is ours
                 logger.exception("[Worker] Internal error running job %s", job.id)
                 outcome = runner.Outcome(
                     job, 0.0, error=f"internal error: {runner.describe_error(error)}"
                 )
             self._metrics.job_duration(job.type, outcome.duration)
+            if job.id in self._abandoned:
+                return  # its lease lapsed while it ran: the job is no longer ours to finish
             self._outcomes.put_nowait(outcome)
         finally:
             self._active.pop(job.id, None)
             self._metrics.active_jobs.set(len(self._active))
             self._wakeup.set()
+
+    def _abandon(self, job_ids: collections.abc.Iterable[uuid.UUID], reason: str) -> None:
+        """Stop these running jobs now; their outcome is never written. A synchronous
+        handler cannot be stopped, so a worker running one for them stops itself."""
+        threads = 0
+        for job_id in job_ids:
+            task, job = self._active.get(job_id), self._held.get(job_id)
+            if task is None or job is None or job_id in self._abandoned:
+                continue
+            self._abandoned[job_id] = reason
+            logger.warning("[Worker] Stopping job %s: %s", job_id, reason)
+            task.cancel()
+            found = self.registry.get(job.type)
+            threads += found is not None and runner.runs_in_thread(found)
+        if threads:
+            self._fail("lease", f"{reason}, and a synchronous handler cannot be stopped")
 
     # --- writing outcomes -----------------------------------------------------------------
 
@@ -373,7 +506,9 @@ class Worker:
                 try:
                     unwritten = await self._write(unwritten)
                     backoff.reset()
-                except DATABASE_ERRORS as error:
+                except Exception as error:
+                    if not _retryable(error):
+                        raise
                     self._database_error("complete", error)
                     await asyncio.sleep(backoff.next())
             for _ in batch:
@@ -381,51 +516,86 @@ class Worker:
             self._wakeup.set()  # written retries may be ready; burst mode may be over
 
     async def _write(self, batch: list[runner.Outcome]) -> list[runner.Outcome]:
-        """Write outcomes; returns those not yet written when an error interrupts."""
+        """Write outcomes; returns those not yet written when a database error interrupts
+        (and raises it when nothing could be written)."""
         plain = [o for o in batch if o.succeeded and not o.enqueue]
-        if plain:
-            completed = await self.queue.complete_jobs(
-                self.worker_id, [(o.job.id, o.result) for o in plain]
-            )
-            for outcome in plain:
-                self._written(outcome, "done" if outcome.job.id in completed else "lost")
         rest = [o for o in batch if not (o.succeeded and not o.enqueue)]
+        if plain:
+            try:
+                completed = await self.queue.complete_jobs(
+                    self.worker_id, [(o.job.id, o.result) for o in plain]
+                )
+            except Exception as error:
+                if _retryable(error):
+                    raise
+                rest = plain + rest  # one of them is refused: find it, write the others
+            else:
+                for outcome in plain:
+                    self._written(outcome, "done" if outcome.job.id in completed else "lost")
         for index, outcome in enumerate(rest):
             try:
                 await self._write_one(outcome)
-            except DATABASE_ERRORS:
-                if index == 0:
+            except Exception as error:
+                if not _retryable(error) or index == 0:
                     raise
                 return rest[index:]
         return []
 
     async def _write_one(self, outcome: runner.Outcome) -> None:
-        job = outcome.job
         try:
-            if outcome.succeeded:
-                await self.queue.complete_job(
-                    job.id, outcome.result, enqueue=outcome.enqueue, worker_id=self.worker_id
-                )
-                self._written(outcome, "done")
-                return
-            written = await self.queue.fail_job(
-                job.id,
-                outcome.error or "failed",
-                retry_delay=outcome.retry_delay,
-                final=not outcome.retryable,
-                worker_id=self.worker_id,
+            await self._record(outcome)
+        except (types.JobStateError, types.JobNotFoundError) as error:
+            self._written(outcome, "lost", error)
+        except Exception as error:
+            if _retryable(error):
+                raise
+            # The database refused this outcome (not the connection): record that as the
+            # job's failure, so the job ends instead of being retried forever.
+            logger.error(
+                "[Worker] Could not record the outcome of job %s: %s",
+                outcome.job.id,
+                runner.describe_error(error),
             )
-            self._written(outcome, "retried" if written.status == "pending" else "failed")
-        except types.JobStateError:
-            self._written(outcome, "lost")
+            refused = dataclasses.replace(
+                outcome,
+                result=None,
+                enqueue=(),
+                error=f"could not record the job's outcome: {runner.describe_error(error)}",
+                retryable=False,
+            )
+            try:
+                await self._record(refused)
+            except (types.JobStateError, types.JobNotFoundError) as lost:
+                self._written(outcome, "lost", lost)
 
-    def _written(self, outcome: runner.Outcome, result: str) -> None:
-        self._held.discard(outcome.job.id)
+    async def _record(self, outcome: runner.Outcome) -> None:
+        job = outcome.job
+        if outcome.succeeded:
+            await self.queue.complete_job(
+                job.id, outcome.result, enqueue=outcome.enqueue, worker_id=self.worker_id
+            )
+            self._written(outcome, "done")
+            return
+        written = await self.queue.fail_job(
+            job.id,
+            outcome.error or "failed",
+            retry_delay=outcome.retry_delay,
+            final=not outcome.retryable,
+            worker_id=self.worker_id,
+        )
+        self._written(outcome, "retried" if written.status == "pending" else "failed")
+
+    def _written(
+        self, outcome: runner.Outcome, result: str, why: BaseException | None = None
+    ) -> None:
+        self._let_go(outcome.job.id)
         if result == "lost":
             logger.warning(
-                "[Worker] Job %s was taken from this worker (its lock went stale);"
-                " this run's outcome is dropped",
+                "[Worker] The outcome of job %s is dropped: %s",
                 outcome.job.id,
+                "it was deleted while it ran"
+                if isinstance(why, types.JobNotFoundError)
+                else "its lock went stale and it was handed to another worker",
             )
         elif result == "done":
             self.processed += 1
@@ -433,24 +603,80 @@ class Worker:
             self.failed += 1
         self._metrics.job_finished(outcome.job.type, result)
 
-    # --- heartbeats and notifications -----------------------------------------------------
+    def _let_go(self, job_id: uuid.UUID) -> None:
+        self._held.pop(job_id, None)
+        self._lease_from.pop(job_id, None)
+        self._abandoned.pop(job_id, None)
+
+    # --- heartbeats, leases and rescue ----------------------------------------------------
 
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self.config.heartbeat_interval)
-            held = set(self._held)
-            if not held:
-                continue
+            held = self._held.keys() - self._abandoned.keys()
+            if held:
+                sent = time.monotonic()
+                try:
+                    # A statement that hangs (a server gone silent) must not hold up the
+                    # lease check below.
+                    async with asyncio.timeout(self.config.heartbeat_interval):
+                        still = await self.queue.heartbeat(self.worker_id, held)
+                except Exception as error:
+                    if not _retryable(error):
+                        raise
+                    self._database_error("heartbeat", error)
+                else:
+                    for job_id in still:
+                        if job_id in self._lease_from:
+                            self._lease_from[job_id] = sent
+                    taken = (held - still) & self._held.keys()
+                    if taken:
+                        self._abandon(taken, "its lock was released as stale; it may run elsewhere")
+            self._check_leases()
+
+    def _check_leases(self) -> None:
+        """Stop running jobs whose lease has lapsed: past it, a rescuer may hand them to
+        another worker, and a job must not run in two places at once."""
+        lapsed_since = time.monotonic() - self.config.lease
+        lapsed = [
+            job_id
+            for job_id, since in self._lease_from.items()
+            if since < lapsed_since and job_id in self._active
+        ]
+        if lapsed:
+            self._abandon(
+                lapsed,
+                f"no heartbeat could be written for {self.config.lease:g}s (half the stale"
+                " threshold); it will be rescued and run again",
+            )
+            self._release_later(lapsed)
+
+    def _release_later(self, job_ids: list[uuid.UUID]) -> None:
+        """Hand abandoned jobs back once the database answers again, unless someone rescued
+        them first; the attempt is given back, as the job did not fail."""
+
+        async def release() -> None:
+            await self._release(job_ids, keep_attempt=False, patience=float("inf"))
+
+        self._spawn("release", release())
+
+    async def _rescue(self) -> None:
+        """Now and then, rescue this queue's stale jobs (a killed worker's), one worker at a
+        time per queue."""
+        while True:
+            await asyncio.sleep(self.config.rescue_interval * random.uniform(0.8, 1.2))
             try:
-                still = await self.queue.heartbeat(self.worker_id, held)
-            except DATABASE_ERRORS as error:
-                self._database_error("heartbeat", error)
-                continue
-            for job_id in (held - still) & self._held:
-                logger.warning(
-                    "[Worker] Lost the lock on job %s (released as stale); it may run elsewhere",
-                    job_id,
+                rescued = await self.queue.rescue_stale_jobs(
+                    self.config.stale_threshold, queue=self.config.queue, only_one_rescuer=True
                 )
+            except Exception as error:
+                if not _retryable(error):
+                    raise
+                self._database_error("rescue", error)
+                continue
+            self.rescued += len(rescued)
+            for job in rescued:
+                self._metrics.job_rescued(job.type, job.status)
 
     async def _compact_counts(self) -> None:
         """Fold the statistics' deltas now and then, so they stay a few rows however many
@@ -459,7 +685,9 @@ class Worker:
             await asyncio.sleep(self.config.counts_compact_interval * random.uniform(0.8, 1.2))
             try:
                 await self.queue.compact_counts()
-            except DATABASE_ERRORS as error:
+            except Exception as error:
+                if not _retryable(error):
+                    raise
                 self._database_error("compact_counts", error)
 
     async def _listen(self) -> None:
@@ -473,6 +701,7 @@ class Worker:
                     self.queue.conninfo,
                     autocommit=True,
                     application_name=f"jobqueue-listen {self.worker_id}"[:63],
+                    **db.connect_options(self.queue.conninfo),
                 )
                 async with conn:
                     await conn.execute(sql.query("job_ready_listen"))
@@ -487,7 +716,9 @@ class Worker:
                                 self._wakeup.set()
                         # No notice for a while: prove the connection is still alive.
                         await conn.execute(sql.query("connection_ping"))
-            except DATABASE_ERRORS as error:
+            except Exception as error:
+                if not _retryable(error):
+                    raise
                 self.listening = False
                 self._database_error("listen", error)
                 await asyncio.sleep(backoff.next())
@@ -509,41 +740,59 @@ class Worker:
                         pending = {task for task in pending if not task.done()}
             hard.cancel()
         unfinished = {job_id: task for job_id, task in self._active.items() if not task.done()}
+        failed = self.failure is not None
         if unfinished:
             logger.warning(
                 "[Worker] Cancelling %d jobs still running; they go back to pending",
                 len(unfinished),
             )
-            for task in unfinished.values():
+            for job_id, task in unfinished.items():
+                self._abandoned.setdefault(job_id, "the worker is stopping")
                 task.cancel()
             await asyncio.gather(*unfinished.values(), return_exceptions=True)
-            await self._release(list(unfinished))
-        try:
-            async with asyncio.timeout(max(self.config.grace_timeout, 5.0)):
-                await self._outcomes.join()
-        except TimeoutError:
-            logger.error(
-                "[Worker] Could not record %d outcomes before stopping; those jobs will be"
-                " released as stale and run again",
-                self._outcomes.qsize(),
-            )
-
-    async def _release(self, job_ids: list[uuid.UUID]) -> None:
-        backoff = _Backoff(2.0)
-        for _ in range(10):
+            await self._release(list(unfinished), keep_attempt=failed)
+        writer_alive = self._writer is not None and not self._writer.done()
+        if writer_alive:
             try:
-                released = await self.queue.release_jobs(self.worker_id, job_ids)
-            except DATABASE_ERRORS as error:
+                async with asyncio.timeout(max(self.config.grace_timeout, 5.0)):
+                    await self._outcomes.join()
+            except TimeoutError:
+                logger.error(
+                    "[Worker] Could not record the outcomes of %d jobs before stopping",
+                    len(self._held),
+                )
+        if self._held:  # outcomes that could not be written: the jobs go back to the queue
+            await self._release(list(self._held), keep_attempt=failed)
+
+    async def _release(
+        self, job_ids: list[uuid.UUID], *, keep_attempt: bool, patience: float = 10.0
+    ) -> None:
+        """Hand jobs back to the queue, retrying a database error for ``patience`` seconds;
+        what cannot be handed back is rescued as stale later."""
+        backoff = _Backoff(2.0)
+        deadline = time.monotonic() + patience
+        error_text = f"worker {self.worker_id} stopped: {self.failure}" if keep_attempt else None
+        while True:
+            try:
+                released = await self.queue.release_jobs(
+                    self.worker_id, job_ids, keep_attempt=keep_attempt, error=error_text
+                )
+            except Exception as error:
+                if not _retryable(error) or time.monotonic() > deadline:
+                    logger.error(
+                        "[Worker] Could not hand back %d jobs (%s); they will be rescued as stale",
+                        len(job_ids),
+                        db.describe_database_error(error),
+                    )
+                    break
                 self._database_error("release", error)
                 await asyncio.sleep(backoff.next())
                 continue
             for job in released:
                 self._metrics.job_finished(job.type, "released")
-            self._held.difference_update(job_ids)
-            return
-        logger.error(
-            "[Worker] Could not hand back %d jobs; they will be released as stale", len(job_ids)
-        )
+            break
+        for job_id in job_ids:  # no longer heartbeated: if still ours, rescue frees it
+            self._let_go(job_id)
 
     def handler_threads_busy(self) -> bool:
         """Whether a synchronous handler is still running in a thread. Threads cannot be
@@ -556,13 +805,22 @@ class Worker:
 
 async def open_queue_when_available(worker_queue: queue_module.Queue, worker: Worker) -> bool:
     """Open the queue's pool, retrying while the database is unavailable; ``False`` when
-    the worker was stopped first."""
+    the worker was stopped first. A configuration that cannot work (wrong password, unknown
+    role, database or host) raises ``WorkerFailedError`` at once: waiting will not fix it,
+    and a pod that exits shows the reason where a silently retrying one would not."""
     backoff = _Backoff(worker.config.max_backoff)
     while not worker._stopping.is_set():
         try:
             await worker_queue.open()
             return True
-        except DATABASE_ERRORS as error:
+        except Exception as error:
+            kind = db.classify_error(error)
+            if kind is db.ErrorKind.PERMANENT:
+                raise WorkerFailedError(
+                    f"cannot connect to the database: {db.describe_database_error(error)}"
+                ) from error
+            if kind is None:
+                raise
             worker._database_error("connect", error)
             await worker._sleep(backoff.next())
     return False

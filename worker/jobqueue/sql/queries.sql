@@ -109,12 +109,17 @@ WHERE jobs.id = batch.id AND jobs.status = 'running' AND jobs.locked_by = %(work
 RETURNING jobs.id;
 
 -- name: job_release
--- Hands a stopping worker's unfinished jobs back at once. The run was cut short by the
--- shutdown, not by the job, so its attempt is given back.
+-- Hands a worker's unfinished jobs back at once. At a shutdown the run was cut short by the
+-- worker, not by the job, so its attempt is given back; a worker that stops because it
+-- failed keeps the attempt counted (%(keep_attempt)s), so that a job which brings down every
+-- worker that runs it still ends, failed, after max_attempts.
 UPDATE jobs
-SET status = 'pending',
-    attempts = greatest(jobs.attempts - 1, 0),
+SET status = CASE WHEN %(keep_attempt)s AND jobs.attempts >= jobs.max_attempts
+                  THEN 'failed' ELSE 'pending' END,
+    attempts = CASE WHEN %(keep_attempt)s THEN jobs.attempts
+                    ELSE greatest(jobs.attempts - 1, 0) END,
     run_at = coalesce(%(now)s, now()),
+    error = coalesce(%(error)s, jobs.error),
     locked_at = NULL,
     locked_by = NULL,
     heartbeat_at = NULL,
@@ -147,23 +152,32 @@ RETURNING id;
 -- name: job_rescue_stale
 -- Running jobs whose last sign of life (heartbeat, else lock time) is older than the
 -- threshold belong to a dead worker: back to pending at once while attempts remain, else
--- failed. The attempt the dead worker spent stays counted.
+-- failed. The attempt the dead worker spent stays counted. A row a live worker is writing
+-- right now (a heartbeat) is skipped, not waited for; any number of rescuers may run at once.
+-- Returns what was rescued, from whom, and its last sign of life.
+WITH stale AS (
+    SELECT id, locked_by, coalesce(heartbeat_at, locked_at, updated_at) AS last_seen
+    FROM jobs
+    WHERE status = 'running'
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+      AND coalesce(heartbeat_at, locked_at, updated_at)
+          < coalesce(%(now)s, now()) - make_interval(secs => %(threshold)s)
+    FOR UPDATE SKIP LOCKED
+)
 UPDATE jobs
 SET status = CASE WHEN jobs.attempts < jobs.max_attempts THEN 'pending' ELSE 'failed' END,
     run_at = CASE WHEN jobs.attempts < jobs.max_attempts
         THEN coalesce(%(now)s, now()) ELSE jobs.run_at END,
     error = format('stale lock: worker %%s stopped responding (no heartbeat since %%s)',
-                   coalesce(jobs.locked_by, 'unknown'),
-                   coalesce(jobs.heartbeat_at, jobs.locked_at, jobs.updated_at)),
+                   coalesce(stale.locked_by, 'unknown'), stale.last_seen),
     locked_at = NULL,
     locked_by = NULL,
     heartbeat_at = NULL,
     updated_at = coalesce(%(now)s, now())
-WHERE jobs.status = 'running'
-  AND (%(queue)s::text IS NULL OR jobs.queue = %(queue)s)
-  AND coalesce(jobs.heartbeat_at, jobs.locked_at, jobs.updated_at)
-      < coalesce(%(now)s, now()) - make_interval(secs => %(threshold)s)
-RETURNING *;
+FROM stale
+WHERE jobs.id = stale.id
+RETURNING jobs.id, jobs.type, jobs.queue, jobs.status, jobs.attempts, stale.locked_by,
+          stale.last_seen;
 
 -- name: job_counts_sum
 -- Current counts per queue and type, from the appended deltas (see migration 0002).
@@ -186,8 +200,9 @@ FROM folded
 GROUP BY queue, type
 HAVING (sum(pending), sum(running), sum(failed), sum(done)) <> (0, 0, 0, 0);
 
--- name: job_counts_try_lock
--- Only one compaction at a time; the others skip rather than queue up.
+-- name: advisory_lock_try
+-- For chores one process at a time should do (compacting counts, rescuing stale jobs): the
+-- others skip their turn rather than queue up. Held until the transaction ends.
 SELECT pg_try_advisory_xact_lock(%(key)s) AS locked;
 
 -- name: migration_lock
