@@ -54,7 +54,30 @@ def parse_json(text: str) -> typing.Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"invalid JSON {text!r}: {error}") from None
+        raise argparse.ArgumentTypeError(f"invalid JSON {text[:80]!r}: {error}") from None
+    except RecursionError:
+        raise argparse.ArgumentTypeError(
+            f"invalid JSON: nested more than {queue_module.MAX_JSON_DEPTH} levels deep"
+        ) from None
+    except ValueError as error:  # e.g. an integer of more digits than Python converts
+        raise argparse.ArgumentTypeError(f"invalid JSON: {error}") from None
+
+
+def read_payload_file(path: str) -> typing.Any:
+    """The JSON in a file, or on standard input for ``-``: for payloads too big for an
+    argument list (about 128 KiB)."""
+    try:
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as file:
+                text = file.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read the payload from {path}: {error}") from None
+    try:
+        return parse_json(text)
+    except argparse.ArgumentTypeError as error:
+        raise UserError(f"payload in {path}: {error}") from None
 
 
 def parse_aware_datetime(text: str) -> datetime.datetime:
@@ -106,14 +129,24 @@ positive_int = whole_number(1)
 port_number = whole_number(0, 65535, "port number")
 
 
-def positive_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be above zero, got {text}")
-    return value
+def finite_number(*, allow_zero: bool) -> collections.abc.Callable[[str], float]:
+    """An argparse type: a finite number above zero (or, with ``allow_zero``, zero too)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (value >= 0 if allow_zero else value > 0) or value == float("inf"):
+            bound = "zero or more" if allow_zero else "above zero"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+
+    return parse
+
+
+positive_number = finite_number(allow_zero=False)
+non_negative_number = finite_number(allow_zero=True)
 
 
 def comma_list(text: str) -> list[str]:
@@ -214,6 +247,23 @@ def add_worker_parser(
         " its own timeout [JOBQUEUE_JOB_TIMEOUT] (default: none)",
     )
     option(
+        "--stale-threshold",
+        type=positive_number,
+        default=_env("JOBQUEUE_STALE_THRESHOLD", "300"),
+        metavar="SECONDS",
+        help="a running job with no heartbeat for this long is rescued; this worker stops"
+        " its own jobs at half of it when it cannot write heartbeats"
+        " [JOBQUEUE_STALE_THRESHOLD] (default: 300)",
+    )
+    option(
+        "--rescue-interval",
+        type=non_negative_number,
+        default=_env("JOBQUEUE_RESCUE_INTERVAL", "60"),
+        metavar="SECONDS",
+        help="look for stale jobs of this queue this often, 0 for never"
+        " [JOBQUEUE_RESCUE_INTERVAL] (default: 60)",
+    )
+    option(
         "--log-format",
         choices=logs.LOG_FORMATS,
         default=_env("JOBQUEUE_LOG_FORMAT", "text"),
@@ -247,6 +297,8 @@ async def run_worker(args: argparse.Namespace) -> int:
         heartbeat_interval=args.heartbeat_interval,
         grace_timeout=args.grace_timeout,
         job_timeout=args.job_timeout,
+        stale_threshold=args.stale_threshold,
+        rescue_interval=args.rescue_interval,
     )
     running = worker.make_worker(config, database_url=args.database_url)
     running.install_signal_handlers()
@@ -256,14 +308,22 @@ async def run_worker(args: argparse.Namespace) -> int:
         await server.start()
     try:
         await worker.serve(running)
+    except worker.WorkerFailedError as error:
+        failure: worker.WorkerFailedError | None = error
+    else:
+        failure = None
     finally:
         if server is not None:
             await server.close()
     if running.handler_threads_busy():
         # A cancelled synchronous handler cannot be stopped, and the interpreter would wait
         # for its thread at exit; its job is already back in the queue, so leave now.
+        if failure is not None:
+            print(f"jobqueue: error: {failure}", file=sys.stderr)
         logging.shutdown()
-        os._exit(0)
+        os._exit(1 if failure else 0)
+    if failure is not None:
+        raise UserError(str(failure)) from failure
     return 0
 
 
@@ -352,7 +412,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     enqueue = commands.add_parser("enqueue", help="add a job", parents=[common])
     enqueue.add_argument("type", help="job type, e.g. parseBook")
-    enqueue.add_argument("--payload", type=parse_json, metavar="JSON", help="job payload")
+    payload = enqueue.add_mutually_exclusive_group()
+    payload.add_argument("--payload", type=parse_json, metavar="JSON", help="job payload")
+    payload.add_argument(
+        "--payload-file",
+        metavar="FILE",
+        help="read the payload (JSON) from FILE, or from standard input with -",
+    )
     enqueue.add_argument(
         "--run-at",
         type=parse_aware_datetime,
@@ -499,9 +565,12 @@ async def run_command(args: argparse.Namespace) -> int:
 
     async def act(queue: queue_module.Queue) -> int:
         if args.command == "enqueue":
+            payload = args.payload
+            if args.payload_file is not None:
+                payload = read_payload_file(args.payload_file)
             job = await queue.enqueue_job(
                 args.type,
-                args.payload,
+                payload,
                 run_at=args.run_at,
                 max_attempts=args.max_attempts,
                 queue=args.queue,
@@ -558,11 +627,8 @@ def main(argv: collections.abc.Sequence[str] | None = None) -> int:
         embedding.EmbedderError,
     ) as error:
         print(f"jobqueue: error: {error}", file=sys.stderr)
-    except psycopg.OperationalError as error:
-        reason = str(error).strip().splitlines()[-1] if str(error).strip() else repr(error)
-        print(f"jobqueue: error: cannot reach the database: {reason}", file=sys.stderr)
     except psycopg.Error as error:
-        print(f"jobqueue: error: database error: {str(error).strip()}", file=sys.stderr)
+        print(f"jobqueue: error: {db.describe_database_error(error)}", file=sys.stderr)
     except KeyboardInterrupt:
         print("jobqueue: interrupted", file=sys.stderr)
         return 130

@@ -7,8 +7,10 @@ file's checksum is kept in ``jobqueue_migrations``; editing a file after it ship
 reported, never silently accepted.
 
 ``verify`` answers "is this database what this code expects?": every migration applied with
-the same checksum, and the live schema equal to a fresh replay of the migrations (made in a
-scratch schema inside a transaction that is rolled back, so nothing is left behind).
+the same checksum, and the live schema equal to a fresh replay of the migrations. The replay
+is made in the session's temporary schema inside a transaction that is rolled back, so it
+leaves nothing behind and needs no CREATE right, only the TEMPORARY one every role has by
+default.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ logger = logging.getLogger(__name__)
 # Arbitrary but fixed: every jobqueue process migrating any database takes this lock.
 ADVISORY_LOCK_KEY: typing.Final = 0x6A6F6271_6D696772  # "jobqmigr"
 _FILE_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
-_SCRATCH_SCHEMA: typing.Final = "jobqueue_verify_scratch"
+_CREATED_TABLE = re.compile(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)", re.IGNORECASE)
+# Trigger functions are never looked up in the temporary schema: the replay names it.
+_TRIGGER_FUNCTION = re.compile(r"EXECUTE FUNCTION (\w+)")
 
 
 class MigrationError(RuntimeError):
@@ -120,8 +124,24 @@ async def migrate(conn: psycopg.AsyncConnection[typing.Any]) -> list[Migration]:
                 },
             )
     if not pending:
+        await _check_tables_exist(conn, known)
         logger.info("[Migrate] Schema is up to date (version %d)", known[-1].version)
     return pending
+
+
+async def _check_tables_exist(
+    conn: psycopg.AsyncConnection[typing.Any], known: list[Migration]
+) -> None:
+    """A recorded migration whose tables are gone (dropped by hand) is not "up to date"."""
+    names = [name for migration in known for name in _CREATED_TABLE.findall(migration.sql)]
+    cursor = await conn.execute(sql.query("schema_tables_missing"), {"names": names})
+    missing = [row[0] for row in await cursor.fetchall()]
+    if missing:
+        raise MigrationError(
+            f"the schema is damaged: {', '.join(missing)} missing although the migrations that"
+            " create them are recorded as applied; restore from a backup (or, losing the"
+            " queue's data, drop the jobqueue tables and jobqueue_migrations and migrate again)"
+        )
 
 
 async def pending_migrations(conn: psycopg.AsyncConnection[typing.Any]) -> list[Migration]:
@@ -142,12 +162,14 @@ async def schema_fingerprint(conn: psycopg.AsyncConnection[typing.Any], schema: 
     cursor = await conn.execute(sql.query("schema_describe"), {"schema": schema})
     fingerprint: Fingerprint = {}
     for owner, line in await cursor.fetchall():
-        fingerprint.setdefault(owner, set()).add(line.replace(f"{schema}.", ""))
+        unqualified = line.replace(f"{schema}.", "").replace("pg_temp.", "")
+        fingerprint.setdefault(owner, set()).add(unqualified)
     return fingerprint
 
 
 async def replayed_fingerprint(conn: psycopg.AsyncConnection[typing.Any]) -> Fingerprint:
-    """The fingerprint of a fresh replay of every migration; leaves nothing behind."""
+    """The fingerprint of a fresh replay of every migration, made in this session's
+    temporary schema; leaves nothing behind."""
 
     class _Rollback(Exception):
         pass
@@ -155,11 +177,14 @@ async def replayed_fingerprint(conn: psycopg.AsyncConnection[typing.Any]) -> Fin
     fingerprint: Fingerprint = {}
     try:
         async with conn.transaction():
-            await conn.execute(sql.query("schema_scratch_create"))
-            await conn.execute(sql.query("schema_search_path_set"), {"schema": _SCRATCH_SCHEMA})
+            await conn.execute(sql.query("schema_search_path_set"), {"schema": "pg_temp"})
             for migration in load_migrations():
-                await conn.execute(migration.sql)
-            fingerprint = await schema_fingerprint(conn, _SCRATCH_SCHEMA)
+                replay = _TRIGGER_FUNCTION.sub(r"EXECUTE FUNCTION pg_temp.\1", migration.sql)
+                await conn.execute(replay)
+            cursor = await conn.execute(sql.query("schema_temporary_name"))
+            row = await cursor.fetchone()
+            assert row is not None
+            fingerprint = await schema_fingerprint(conn, row[0])
             raise _Rollback
     except _Rollback:
         pass

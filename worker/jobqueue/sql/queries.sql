@@ -238,9 +238,12 @@ FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = to_regclass('jobs');
 
--- name: schema_scratch_create
--- Only ever inside a transaction that is rolled back (see migrations.replayed_fingerprint).
-CREATE SCHEMA jobqueue_verify_scratch;
+-- name: schema_temporary_name
+-- This session's temporary schema, where db verify replays the migrations (and rolls back).
+SELECT nspname FROM pg_namespace WHERE oid = pg_my_temp_schema();
+
+-- name: schema_tables_missing
+SELECT name FROM unnest(%(names)s::text[]) AS name WHERE to_regclass(name) IS NULL;
 
 -- name: schema_describe
 -- Everything the migrations define in one schema, independent of the schema's name: owner
