@@ -114,22 +114,46 @@ def registry() -> runner.Registry:
     return runner.Registry()
 
 
+class WorkerStarter:
+    """Starts in-process workers on a test's database (``run_worker(**settings)``). At the
+    end each is stopped hard, and a worker that failed fails the test, unless the test took
+    its task with ``task(worker)`` to look at the failure itself."""
+
+    def __init__(self, database_url: str, registry: runner.Registry) -> None:
+        self.database_url = database_url
+        self.registry = registry
+        self.started: dict[str, tuple[worker_module.Worker, asyncio.Task[None]]] = {}
+        self.taken: set[str] = set()
+
+    def __call__(self, **settings: typing.Any) -> worker_module.Worker:
+        settings.setdefault("worker_id", f"w{len(self.started)}")
+        worker = worker_module.make_worker(
+            worker_module.WorkerConfig(**settings),
+            database_url=self.database_url,
+            registry=self.registry,
+        )
+        task = asyncio.create_task(worker_module.serve(worker))
+        self.started[worker.worker_id] = (worker, task)
+        return worker
+
+    def task(self, worker: worker_module.Worker) -> asyncio.Task[None]:
+        self.taken.add(worker.worker_id)
+        return self.started[worker.worker_id][1]
+
+    async def stop_all(self) -> None:
+        for worker_id, (worker, task) in self.started.items():
+            worker.stop(hard=True)
+            if worker_id in self.taken:
+                await asyncio.wait({task}, timeout=30)
+            else:
+                await asyncio.wait_for(task, timeout=30)
+
+
 @pytest.fixture
 async def run_worker(
     database_url: str, registry: runner.Registry
-) -> collections.abc.AsyncIterator[collections.abc.Callable[..., worker_module.Worker]]:
+) -> collections.abc.AsyncIterator[WorkerStarter]:
     """Starts workers on the test's database; stops them (hard) at the end."""
-    started: list[tuple[worker_module.Worker, asyncio.Task[None]]] = []
-
-    def start(**settings: typing.Any) -> worker_module.Worker:
-        settings.setdefault("worker_id", f"w{len(started)}")
-        worker = worker_module.make_worker(
-            worker_module.WorkerConfig(**settings), database_url=database_url, registry=registry
-        )
-        started.append((worker, asyncio.create_task(worker_module.serve(worker))))
-        return worker
-
-    yield start
-    for worker, task in started:
-        worker.stop(hard=True)
-        await asyncio.wait_for(task, timeout=30)
+    starter = WorkerStarter(database_url, registry)
+    yield starter
+    await starter.stop_all()

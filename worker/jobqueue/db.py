@@ -120,8 +120,9 @@ def classify_error(error: BaseException) -> ErrorKind | None:
 
 def describe_database_error(error: BaseException) -> str:
     """One line saying what went wrong and whether it will pass by itself."""
+    primary = error.diag.message_primary if isinstance(error, psycopg.Error) else None
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    reason = lines[-1] if lines else type(error).__name__
+    reason = primary or (lines[0] if lines else type(error).__name__)
     kind = classify_error(error)
     if isinstance(error, psycopg.errors.QueryCanceled):
         return f"statement cancelled (statement_timeout, or by an administrator): {reason}"

@@ -562,6 +562,7 @@ class Worker:
                 enqueue=(),
                 error=f"could not record the job's outcome: {runner.describe_error(error)}",
                 retryable=False,
+                retry_delay=0.0,
             )
             try:
                 await self._record(refused)
