@@ -373,7 +373,10 @@ class Worker:
         return task
 
     async def _supervise(self) -> None:
-        backoff = _Backoff(self.config.max_backoff)
+        # Never wait longer than a poll between claims: after an outage the queue is back
+        # in business within one poll interval, not after a long backoff.
+        poll_seconds = self.config.poll_interval / 1000
+        backoff = _Backoff(min(self.config.max_backoff, max(1.0, poll_seconds)))
         while not self._stopping.is_set():
             self.last_tick = time.monotonic()
             free = self.config.concurrency - len(self._active)

@@ -118,7 +118,8 @@ SET status = CASE WHEN %(keep_attempt)s AND jobs.attempts >= jobs.max_attempts
                   THEN 'failed' ELSE 'pending' END,
     attempts = CASE WHEN %(keep_attempt)s THEN jobs.attempts
                     ELSE greatest(jobs.attempts - 1, 0) END,
-    run_at = coalesce(%(now)s, now()),
+    -- Its place in line is kept: it was due already, and runs again before newer work.
+    run_at = least(jobs.run_at, coalesce(%(now)s, now())),
     error = coalesce(%(error)s, jobs.error),
     locked_at = NULL,
     locked_by = NULL,
@@ -166,8 +167,8 @@ WITH stale AS (
 )
 UPDATE jobs
 SET status = CASE WHEN jobs.attempts < jobs.max_attempts THEN 'pending' ELSE 'failed' END,
-    run_at = CASE WHEN jobs.attempts < jobs.max_attempts
-        THEN coalesce(%(now)s, now()) ELSE jobs.run_at END,
+    -- Its place in line is kept: it was due already, and runs again before newer work.
+    run_at = least(jobs.run_at, coalesce(%(now)s, now())),
     error = format('stale lock: worker %%s stopped responding (no heartbeat since %%s)',
                    coalesce(stale.locked_by, 'unknown'), stale.last_seen),
     locked_at = NULL,

@@ -1,0 +1,33 @@
+"""The chaos suite, short form: real worker processes, thousands of jobs, random kill -9,
+SIGTERM and double SIGTERM, database restarts and read-only windows, poison mixed in
+(``tests/support/chaos.py``). ``make chaos`` runs the long form and prints its figures."""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+import tempfile
+
+import chaos
+import pytest
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_under_chaos_every_job_ends_once_and_never_runs_twice_at_once() -> None:
+    # Outside pytest's private tmp tree: the embedded server's own user must enter it.
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="jobqueue-chaos-"))
+    try:
+        report = chaos.Chaos(folder, chaos.Settings()).run()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    print(report.summary())
+    assert report.jobs >= 2000
+    assert all(count > 0 for count in report.faults.values()), report.summary()
+    assert report.unfinished == 0, report.summary()
+    assert report.overlaps == 0, report.summary()
+    assert report.unexplained_reruns == 0, report.summary()
+    assert report.failed_without_reason == 0, report.summary()
+    assert report.wrong_outcome == 0, report.summary()
+    assert report.done + report.failed == report.jobs
+    assert report.executions >= report.jobs

@@ -1,0 +1,356 @@
+"""The chaos suite: real worker processes under random faults, then proof that every job
+ran, ran to an end, and never ran twice at once.
+
+A private embedded PostgreSQL gets ``jobs`` (plain work, work that fails once, work that
+always fails, and poisoned payloads written by raw SQL). Worker processes run them while a
+fault schedule, drawn from a seeded random generator, does one thing at a time: ``kill -9`` a
+worker, SIGTERM one, SIGTERM one twice, restart the database, or make the whole server
+read-only for a moment. A killed or stopped worker is replaced at once. Afterwards the
+database is left alone until every job has ended.
+
+Each execution's start and end is appended by the handler to a file of its own process
+(``jobqueue_chaos_handlers``), then loaded into the ``chaos_executions`` table, where the
+checks run as SQL: no two executions of one job overlap (an execution with no end counts
+until its process was killed), every re-run follows an execution that failed, was stopped,
+or whose process was killed, and every job is ``done`` or ``failed`` with a reason.
+
+``tests/e2e/test_chaos.py`` runs a short form in ``make test``; ``bench/chaos.py`` (``make
+chaos``) runs the long form and prints the figures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import pathlib
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import typing
+
+import psycopg
+import psycopg.conninfo
+import waiting
+
+import jobqueue
+from jobqueue import embedded
+
+JOBQUEUE: typing.Final = str(pathlib.Path(sys.executable).with_name("jobqueue"))
+SUPPORT: typing.Final = str(pathlib.Path(__file__).parent)
+FAULTS: typing.Final = ("kill", "sigterm", "double_sigterm", "restart", "read_only")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    jobs: int = 2000
+    workers: int = 3
+    concurrency: int = 8
+    duration: float = 25.0  # seconds of faults
+    fault_every: float = 1.5  # seconds between faults, on average
+    work_ms: int = 250  # average pretend work per job: the jobs outlast the faults
+    seed: int = 7
+    finish_within: float = 120.0
+
+
+@dataclasses.dataclass
+class Report:
+    jobs: int = 0
+    executions: int = 0
+    done: int = 0
+    failed: int = 0
+    unfinished: int = 0
+    failed_without_reason: int = 0
+    wrong_outcome: int = 0
+    overlaps: int = 0
+    unexplained_reruns: int = 0
+    reruns: dict[str, int] = dataclasses.field(default_factory=dict)
+    faults: dict[str, int] = dataclasses.field(default_factory=dict)
+    rescue_seconds: list[float] = dataclasses.field(default_factory=list)
+    elapsed: float = 0.0
+
+    def summary(self) -> str:
+        rescue = (
+            f"kill-to-rerun p50 {statistics.median(self.rescue_seconds):.2f}s,"
+            f" max {max(self.rescue_seconds):.2f}s over {len(self.rescue_seconds)} jobs"
+            if self.rescue_seconds
+            else "no in-flight job was killed"
+        )
+        return (
+            f"{self.jobs} jobs, {self.executions} executions in {self.elapsed:.0f}s;"
+            f" done {self.done}, failed {self.failed}, unfinished {self.unfinished};"
+            f" faults {self.faults}; re-runs after {self.reruns};"
+            f" overlaps {self.overlaps}, unexplained re-runs {self.unexplained_reruns},"
+            f" failed without reason {self.failed_without_reason},"
+            f" wrong outcome {self.wrong_outcome}; {rescue}"
+        )
+
+
+class Chaos:
+    def __init__(self, folder: pathlib.Path, settings: Settings) -> None:
+        self.folder = folder
+        self.settings = settings
+        self.random = random.Random(settings.seed)
+        self.logs = folder / "executions"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.server: contextlib.AbstractContextManager[str] | None = None
+        self.url = ""
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.killed: dict[int, float] = {}  # pid -> when it was sent SIGKILL
+        self.faults: dict[str, int] = dict.fromkeys(FAULTS, 0)
+        self.started = 0
+
+    # --- the database -------------------------------------------------------------------------
+
+    def start_server(self) -> None:
+        self.server = embedded.embedded_postgres(self.folder / "pgdata")
+        server_url = self.server.__enter__()
+        self.url = psycopg.conninfo.make_conninfo(server_url, dbname="chaos")
+
+    def stop_server(self) -> None:
+        if self.server is not None:
+            self.server.__exit__(None, None, None)
+            self.server = None
+
+    def admin(self) -> psycopg.Connection[typing.Any]:
+        conn = psycopg.connect(self.url, autocommit=True)
+        conn.execute("SET default_transaction_read_only = off")
+        return conn
+
+    def prepare(self) -> None:
+        self.start_server()
+        server_url = psycopg.conninfo.make_conninfo(self.url, dbname="postgres")
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS chaos")
+            conn.execute("CREATE DATABASE chaos")
+        subprocess.run([JOBQUEUE, "db", "migrate", "--database-url", self.url], check=True)
+        plan = []
+        for index in range(self.settings.jobs):
+            payload: dict[str, typing.Any] = {"ms": self.settings.work_ms}
+            if index % 50 == 1:
+                payload["fail"] = "always"
+            elif index % 10 == 2:
+                payload["fail"] = "first"
+            plan.append(jobqueue.NewJob("chaos.work", payload, max_attempts=3))
+        with jobqueue.SyncQueue(self.url) as queue:
+            queue.enqueue_jobs(plan)
+        with self.admin() as conn:
+            poisoned = max(1, self.settings.jobs // 100)
+            conn.execute(
+                "INSERT INTO jobs (type, payload) SELECT 'chaos.work',"
+                " (repeat('[', 980) || repeat(']', 980))::jsonb FROM generate_series(1, %s)",
+                [poisoned],
+            )
+
+    # --- workers ------------------------------------------------------------------------------
+
+    def start_worker(self) -> None:
+        self.started += 1
+        env = {**os.environ, "PYTHONPATH": SUPPORT, "CHAOS_LOG_DIR": str(self.logs)}
+        with open(self.folder / f"worker-{self.started}.log", "wb") as output:
+            process = subprocess.Popen(
+                [
+                    JOBQUEUE,
+                    "worker",
+                    "--import",
+                    "jobqueue_chaos_handlers",
+                    "--database-url",
+                    self.url,
+                    "--worker-id",
+                    f"chaos-{self.started}",
+                    "--concurrency",
+                    str(self.settings.concurrency),
+                    "--poll-interval",
+                    "500",
+                    "--heartbeat-interval",
+                    "0.3",
+                    "--stale-threshold",
+                    "3",
+                    "--rescue-interval",
+                    "0.5",
+                    "--grace-timeout",
+                    "1",
+                    "--log-level",
+                    "warning",
+                ],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        self.workers.append(process)
+
+    def live_workers(self) -> list[subprocess.Popen[bytes]]:
+        return [worker for worker in self.workers if worker.poll() is None]
+
+    def keep_workers_up(self) -> None:
+        for _ in range(self.settings.workers - len(self.live_workers())):
+            self.start_worker()
+
+    # --- faults -------------------------------------------------------------------------------
+
+    def fault(self, kind: str) -> None:
+        self.faults[kind] += 1
+        victim = self.random.choice(self.live_workers())
+        if kind == "kill":
+            self.killed[victim.pid] = time.time()
+            victim.kill()
+            victim.wait(timeout=30)
+        elif kind == "sigterm":
+            victim.send_signal(signal.SIGTERM)
+        elif kind == "double_sigterm":
+            victim.send_signal(signal.SIGTERM)
+            victim.send_signal(signal.SIGTERM)
+        elif kind == "restart":
+            self.stop_server()
+            self.start_server()
+        elif kind == "read_only":
+            with self.admin() as conn:
+                conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+                conn.execute("SELECT pg_reload_conf()")
+                # The fault lasts this long (not a wait for anything): sometimes long enough
+                # for the workers' leases (1.5 s) to lapse.
+                time.sleep(self.random.uniform(0.5, 2.5))
+                conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
+                conn.execute("SELECT pg_reload_conf()")
+        self.keep_workers_up()
+
+    # --- the run ------------------------------------------------------------------------------
+
+    def run(self) -> Report:
+        began = time.monotonic()
+        self.prepare()
+        try:
+            self.keep_workers_up()
+            end_of_faults = time.monotonic() + self.settings.duration
+            upcoming: list[str] = []
+            while time.monotonic() < end_of_faults:
+                # The schedule's spacing between faults (not a wait for anything).
+                time.sleep(self.random.expovariate(1 / self.settings.fault_every))
+                if time.monotonic() >= end_of_faults:
+                    break
+                if not upcoming:  # every kind of fault in each round, in a random order
+                    upcoming = self.random.sample(FAULTS, len(FAULTS))
+                self.fault(upcoming.pop())
+                self.keep_workers_up()
+            self.wait_until_every_job_ends()
+            report = self.check()
+        finally:
+            for worker in self.live_workers():
+                worker.send_signal(signal.SIGTERM)
+            for worker in self.workers:
+                try:
+                    worker.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+            self.stop_server()
+        report.elapsed = time.monotonic() - began
+        return report
+
+    def wait_until_every_job_ends(self) -> None:
+        with jobqueue.SyncQueue(self.url) as queue:
+
+            def ended() -> bool:
+                self.keep_workers_up()
+                stats = queue.get_queue_stats()
+                return stats["pending"] == 0 and stats["running"] == 0
+
+            with contextlib.suppress(AssertionError):  # what is left is reported as unfinished
+                waiting.eventually_sync(
+                    ended, timeout=self.settings.finish_within, interval=0.2, what="all jobs ended"
+                )
+
+    # --- the proof ----------------------------------------------------------------------------
+
+    def executions(self) -> list[tuple[str, int, int, float, float | None, str | None]]:
+        """(job, pid, attempt, start, end, how) of every execution, from the handlers' files."""
+        found: list[tuple[str, int, int, float, float | None, str | None]] = []
+        for path in self.logs.glob("*.log"):
+            open_runs: dict[str, tuple[int, float]] = {}
+            pid = int(path.stem)
+            for line in path.read_text().splitlines():
+                parts = line.split()
+                if len(parts) != 5:
+                    continue  # a line cut short by kill -9
+                moment, _, job_id, attempt, event = parts
+                if event == "start":
+                    if job_id in open_runs:  # started twice in one process: record both
+                        found.append(
+                            (job_id, pid, open_runs[job_id][0], open_runs[job_id][1], None, None)
+                        )
+                    open_runs[job_id] = (int(attempt), float(moment))
+                elif job_id in open_runs:
+                    run_attempt, started = open_runs.pop(job_id)
+                    found.append((job_id, pid, run_attempt, started, float(moment), event))
+            found += [(job_id, pid, a, s, None, None) for job_id, (a, s) in open_runs.items()]
+        return found
+
+    def check(self) -> Report:
+        report = Report(faults=dict(self.faults))
+        runs = self.executions()
+        report.executions = len(runs)
+        with self.admin() as conn:
+            conn.execute(
+                "CREATE TABLE chaos_executions (job_id uuid, pid integer, attempt integer,"
+                " started_at double precision, ended_at double precision, how text,"
+                " killed_at double precision)"
+            )
+            with conn.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO chaos_executions VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    [(*run, self.killed.get(run[1])) for run in runs],
+                )
+            rows = conn.execute(
+                "SELECT status, count(*), count(*) FILTER (WHERE coalesce(error, '') = '')"
+                " FROM jobs GROUP BY status"
+            ).fetchall()
+            for status, count, without_reason in rows:
+                report.jobs += count
+                if status == "done":
+                    report.done = count
+                elif status == "failed":
+                    report.failed = count
+                    report.failed_without_reason = without_reason
+                else:
+                    report.unfinished += count
+            # Poison and always-failing work must fail; the rest must be done, unless its
+            # attempts were used up by workers dying under it (a legitimate failure).
+            report.wrong_outcome = conn.execute(
+                """
+                SELECT count(*) FROM jobs
+                WHERE CASE WHEN payload->>'fail' = 'always' OR jsonb_typeof(payload) = 'array'
+                           THEN status <> 'failed'
+                           ELSE status = 'failed' AND error NOT LIKE 'stale lock%%'
+                                AND error NOT LIKE 'worker %% stopped%%'
+                      END
+                """
+            ).fetchone()[0]
+            # Each execution against the next one of the same job: it must have ended (or its
+            # process died) before the next began.
+            ordered = """
+                SELECT job_id, how, killed_at,
+                       coalesce(ended_at, killed_at) AS over,
+                       lead(started_at) OVER (PARTITION BY job_id ORDER BY started_at) AS next
+                FROM chaos_executions
+            """
+            report.overlaps = conn.execute(
+                f"SELECT count(*) FROM ({ordered}) e WHERE next IS NOT NULL"
+                " AND (over IS NULL OR over > next)"
+            ).fetchone()[0]
+            reasons = conn.execute(
+                f"SELECT CASE WHEN how IN ('failed', 'cancelled') THEN how"
+                " WHEN killed_at IS NOT NULL THEN 'killed' ELSE 'none' END, count(*)"
+                f" FROM ({ordered}) e WHERE next IS NOT NULL GROUP BY 1"
+            ).fetchall()
+            report.reruns = dict(reasons)
+            report.unexplained_reruns = report.reruns.get("none", 0)
+            report.rescue_seconds = [
+                row[0]
+                for row in conn.execute(
+                    f"SELECT next - killed_at FROM ({ordered}) e"
+                    " WHERE how IS NULL AND killed_at IS NOT NULL AND next IS NOT NULL"
+                ).fetchall()
+            ]
+        return report
