@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration bench clean
+.PHONY: demo test lint unit integration bench chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("jobqueue needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -21,7 +21,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check worker operator tests bench
 	$(BIN)/ruff format --check worker operator tests bench
 	$(BIN)/mypy
-	$(BIN)/mypy --strict bench
+	MYPYPATH=tests/support $(BIN)/mypy --strict bench
 
 test: lint
 	$(BIN)/pytest
@@ -31,6 +31,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/claim.py
 	$(BIN)/python bench/stats.py
 	$(BIN)/python bench/books.py
+
+# The long form of the chaos suite (the short form is part of `make test`).
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

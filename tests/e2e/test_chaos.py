@@ -1,6 +1,6 @@
 """The chaos suite, short form: real worker processes, thousands of jobs, random kill -9,
 SIGTERM and double SIGTERM, database restarts and read-only windows, poison mixed in
-(``tests/support/chaos.py``). ``make chaos`` runs the long form and prints its figures."""
+(``tests/support/chaos_suite.py``). ``make chaos`` runs the long form and prints its figures."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pathlib
 import shutil
 import tempfile
 
-import chaos
+import chaos_suite
 import pytest
 
 
@@ -18,7 +18,7 @@ def test_under_chaos_every_job_ends_once_and_never_runs_twice_at_once() -> None:
     # Outside pytest's private tmp tree: the embedded server's own user must enter it.
     folder = pathlib.Path(tempfile.mkdtemp(prefix="jobqueue-chaos-"))
     try:
-        report = chaos.Chaos(folder, chaos.Settings()).run()
+        report = chaos_suite.Chaos(folder, chaos_suite.Settings()).run()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print(report.summary())

@@ -1,4 +1,4 @@
-"""The job types of the chaos suite (``tests/support/chaos.py``). Each run appends its start
+"""The job types of the chaos suite (``tests/support/chaos_suite.py``). Each run appends its start
 and its end to a file of its process's own (``$CHAOS_LOG_DIR/<pid>.log``), written and
 flushed line by line: the file outlives a ``kill -9`` and a database outage alike, which a
 table written through the database under test would not."""

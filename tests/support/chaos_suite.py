@@ -89,6 +89,13 @@ class Report:
         )
 
 
+def count_of(conn: psycopg.Connection[typing.Any], query: str) -> int:
+    """The number a ``SELECT count(*)`` query (with no parameters) returns."""
+    row = conn.execute(query).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 class Chaos:
     def __init__(self, folder: pathlib.Path, settings: Settings) -> None:
         self.folder = folder
@@ -317,16 +324,17 @@ class Chaos:
                     report.unfinished += count
             # Poison and always-failing work must fail; the rest must be done, unless its
             # attempts were used up by workers dying under it (a legitimate failure).
-            report.wrong_outcome = conn.execute(
+            report.wrong_outcome = count_of(
+                conn,
                 """
                 SELECT count(*) FROM jobs
                 WHERE CASE WHEN payload->>'fail' = 'always' OR jsonb_typeof(payload) = 'array'
                            THEN status <> 'failed'
-                           ELSE status = 'failed' AND error NOT LIKE 'stale lock%%'
-                                AND error NOT LIKE 'worker %% stopped%%'
+                           ELSE status = 'failed' AND error NOT LIKE 'stale lock%'
+                                AND error NOT LIKE 'worker % stopped%'
                       END
-                """
-            ).fetchone()[0]
+                """,
+            )
             # Each execution against the next one of the same job: it must have ended (or its
             # process died) before the next began.
             ordered = """
@@ -335,10 +343,11 @@ class Chaos:
                        lead(started_at) OVER (PARTITION BY job_id ORDER BY started_at) AS next
                 FROM chaos_executions
             """
-            report.overlaps = conn.execute(
+            report.overlaps = count_of(
+                conn,
                 f"SELECT count(*) FROM ({ordered}) e WHERE next IS NOT NULL"
-                " AND (over IS NULL OR over > next)"
-            ).fetchone()[0]
+                " AND (over IS NULL OR over > next)",
+            )
             reasons = conn.execute(
                 f"SELECT CASE WHEN how IN ('failed', 'cancelled') THEN how"
                 " WHEN killed_at IS NOT NULL THEN 'killed' ELSE 'none' END, count(*)"
