@@ -340,3 +340,35 @@ def test_worker_survives_a_database_restart(
     assert sorted(ran) == sorted(str(j.id) for j in [*before, *after]), "lost or repeated"
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
+
+
+def test_a_failed_part_makes_the_process_exit_1_and_hand_its_job_back(
+    database_url: str, tmp_path: pathlib.Path, start_worker: typing.Any
+) -> None:
+    held = enqueue(database_url, "test.hold", {"release": str(tmp_path / "never")})
+    worker = start_worker("--heartbeat-interval", "0.1")
+    wait_status(database_url, held.id, "running")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        # A trigger that refuses heartbeats with an error that is not an outage.
+        conn.execute(
+            """
+            CREATE FUNCTION no_heartbeats() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.heartbeat_at IS DISTINCT FROM OLD.heartbeat_at
+                   AND NEW.status = 'running' AND OLD.status = 'running' THEN
+                    RAISE EXCEPTION 'no heartbeats here';
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER no_heartbeats BEFORE UPDATE ON jobs
+                FOR EACH ROW EXECUTE FUNCTION no_heartbeats();
+            """
+        )
+    assert worker.wait() == 1
+    output = worker.output()
+    assert "[Worker] heartbeat failed: RaiseException: no heartbeats here" in output
+    assert "jobqueue: error: worker " in output
+    back = job(database_url, held.id)
+    assert back.status == "pending"
+    assert back.attempts == 1
+    assert "heartbeat failed" in (back.error or "")

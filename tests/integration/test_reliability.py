@@ -26,22 +26,6 @@ from jobqueue import worker as worker_module
 UTC = datetime.UTC
 
 
-async def status_of(queue: jobqueue.Queue, job_id: uuid.UUID) -> types.Job:
-    job = await queue.get_job_status(job_id)
-    assert job is not None
-    return job
-
-
-async def until_status(
-    queue: jobqueue.Queue, job_id: uuid.UUID, *statuses: str, timeout: float = 15.0
-) -> types.Job:
-    async def check() -> types.Job | None:
-        job = await status_of(queue, job_id)
-        return job if job.status in statuses else None
-
-    return await waiting.eventually(check, timeout=timeout, what=f"job {job_id} {statuses}")
-
-
 class Held:
     """The job type ``held``: runs until released; counts starts, ends and cancellations."""
 
@@ -126,7 +110,7 @@ async def test_a_read_only_window_does_not_stop_heartbeats(
 ) -> None:
     job = await queue.enqueue_job("held")
     worker = run_worker(heartbeat_interval=0.1, stale_threshold=30, rescue_interval=0)
-    await until_status(queue, job.id, "running")
+    await waiting.until_status(queue, job.id, "running")
     refused_before = heartbeat_errors()
     await read_only(admin, True)
 
@@ -138,7 +122,7 @@ async def test_a_read_only_window_does_not_stop_heartbeats(
     window_closed = datetime.datetime.now(UTC)
 
     async def beating_again() -> bool:
-        current = await status_of(queue, job.id)
+        current = await waiting.job_status(queue, job.id)
         return current.heartbeat_at is not None and current.heartbeat_at > window_closed
 
     await waiting.eventually(beating_again, what="heartbeats after the window")
@@ -147,7 +131,7 @@ async def test_a_read_only_window_does_not_stop_heartbeats(
     # Alive and beating: a cleanup with a threshold far below the job's age finds nothing.
     assert await queue.cleanup_stale_locks(2000) == 0
     held.release.set()
-    assert (await until_status(queue, job.id, "done")).attempts == 1
+    assert (await waiting.until_status(queue, job.id, "done")).attempts == 1
     assert held.started == [job.id]
 
 
@@ -167,7 +151,7 @@ async def test_an_unexpected_error_in_a_background_task_stops_the_worker_cleanly
 ) -> None:
     job = await queue.enqueue_job("held")
     worker = run_worker(heartbeat_interval=0.1, stale_threshold=30, rescue_interval=0)
-    await until_status(queue, job.id, "running")
+    await waiting.until_status(queue, job.id, "running")
     await refuse_heartbeats(conn, "P0001")  # raise_exception: not a database outage
     with pytest.raises(worker_module.WorkerFailedError, match="heartbeat failed"):
         await asyncio.wait_for(run_worker.task(worker), timeout=20)
@@ -175,7 +159,7 @@ async def test_an_unexpected_error_in_a_background_task_stops_the_worker_cleanly
     assert "heartbeat refused (injected)" in worker.failure
     assert worker.healthy()[0] is False
     assert held.cancelled == [job.id]
-    back = await status_of(queue, job.id)
+    back = await waiting.job_status(queue, job.id)
     # Handed back at once, the attempt counted (a job that kills workers must still end).
     assert back.status == "pending"
     assert back.attempts == 1
@@ -194,7 +178,7 @@ async def test_a_worker_that_cannot_heartbeat_stops_its_job_before_it_could_be_r
 ) -> None:
     job = await queue.enqueue_job("held")
     worker = run_worker(heartbeat_interval=0.1, stale_threshold=2.0, rescue_interval=0)
-    claimed = await until_status(queue, job.id, "running")
+    claimed = await waiting.until_status(queue, job.id, "running")
     await refuse_heartbeats(conn, "25006")  # read_only_sql_transaction: transient
 
     async def job_stopped() -> bool:
@@ -202,13 +186,13 @@ async def test_a_worker_that_cannot_heartbeat_stops_its_job_before_it_could_be_r
 
     await waiting.eventually(job_stopped, what="job stopped")
     stopped_at = datetime.datetime.now(UTC)
-    last_sign = (await status_of(queue, job.id)).heartbeat_at or claimed.locked_at
+    last_sign = (await waiting.job_status(queue, job.id)).heartbeat_at or claimed.locked_at
     assert last_sign is not None
     # Stopped while the job was still this worker's: before a rescuer could take it.
     assert (stopped_at - last_sign).total_seconds() < 2.0
     await accept_heartbeats(conn)
     held.release.set()
-    done = await until_status(queue, job.id, "done")
+    done = await waiting.until_status(queue, job.id, "done")
     assert done.attempts == 1, "each stopped run gave its attempt back: the job did not fail"
     assert worker.failure is None
     # It ran again (on the same worker, once heartbeats passed), never two runs at once:
@@ -232,7 +216,7 @@ async def test_a_synchronous_job_that_cannot_be_stopped_stops_its_worker(
 
     job = await queue.enqueue_job("blocking")
     worker = run_worker(heartbeat_interval=0.1, stale_threshold=2.0, rescue_interval=0)
-    await until_status(queue, job.id, "running")
+    await waiting.until_status(queue, job.id, "running")
     await refuse_heartbeats(conn, "57P01")
     try:
         with pytest.raises(worker_module.WorkerFailedError, match="cannot be stopped"):
@@ -253,11 +237,11 @@ async def test_a_job_deleted_while_it_runs_does_not_stop_the_writer(
 ) -> None:
     doomed = await queue.enqueue_job("held")
     worker = run_worker(concurrency=1)
-    await until_status(queue, doomed.id, "running")
+    await waiting.until_status(queue, doomed.id, "running")
     await conn.execute("DELETE FROM jobs WHERE id = %s", [doomed.id])
     held.release.set()
     after = await queue.enqueue_job("quick")
-    assert (await until_status(queue, after.id, "done")).result == "ok"
+    assert (await waiting.until_status(queue, after.id, "done")).result == "ok"
     assert worker.failure is None
     assert worker.healthy() == (True, "ok")
 
@@ -296,11 +280,11 @@ async def test_outcomes_the_database_would_refuse_fail_the_job_readably(
     bad = await queue.enqueue_job("bad_follow_up")
     far = await queue.enqueue_job("far_follow_up")
     worker = run_worker(concurrency=3)
-    failed = await until_status(queue, huge.id, "failed")
+    failed = await waiting.until_status(queue, huge.id, "failed")
     assert "could not record the job's outcome" in (failed.error or "")
     assert "retry_delay" in (failed.error or "")
     for job_id in (bad.id, far.id):
-        refused = await until_status(queue, job_id, "failed")
+        refused = await waiting.until_status(queue, job_id, "failed")
         assert "invalid follow-up job" in (refused.error or "")
         assert refused.attempts == 1, "no retry: the same result would be refused again"
     assert (await queue.get_queue_stats())["pending"] == 0, "no follow-up was written"
@@ -328,9 +312,9 @@ async def test_undecodable_payloads_fail_alone_and_the_batch_runs(
     poisoned = [row[0] for row in await cursor.fetchall()]
     worker = run_worker(concurrency=8)
     for job in healthy:
-        assert (await until_status(queue, job.id, "done")).result == "ok"
+        assert (await waiting.until_status(queue, job.id, "done")).result == "ok"
     for job_id in poisoned:
-        failed = await until_status(queue, job_id, "failed")
+        failed = await waiting.until_status(queue, job_id, "failed")
         assert "payload cannot be decoded" in (failed.error or "")
         assert failed.attempts == 1
         assert isinstance(failed.payload, types.Undecodable)
@@ -355,10 +339,10 @@ async def test_times_python_cannot_hold_do_not_break_workers(
     far, ancient, minus_infinity = (row[0] for row in await cursor.fetchall())
     worker = run_worker(poll_interval=50)
     for job_id in (ancient, minus_infinity):
-        assert (await until_status(queue, job_id, "done")).result == "ok"
+        assert (await waiting.until_status(queue, job_id, "done")).result == "ok"
     later = await queue.enqueue_job("quick")
-    await until_status(queue, later.id, "done")
-    waiting_far = await status_of(queue, far)
+    await waiting.until_status(queue, later.id, "done")
+    waiting_far = await waiting.job_status(queue, far)
     assert waiting_far.status == "pending"
     assert waiting_far.run_at.year == 9999, "shown as the latest time Python can hold"
     assert worker.failure is None
@@ -390,8 +374,8 @@ async def test_delays_and_thresholds_beyond_any_date_are_refused(queue: jobqueue
     job = await queue.enqueue_job("quick")
     with pytest.raises(ValueError, match="retry_delay is 1e\\+30 seconds; the limit is"):
         await queue.fail_job(job.id, "boom", retry_delay=1e30)
-    assert (await status_of(queue, job.id)).status == "pending"
-    assert (await status_of(queue, job.id)).attempts == 0
+    assert (await waiting.job_status(queue, job.id)).status == "pending"
+    assert (await waiting.job_status(queue, job.id)).attempts == 0
     with pytest.raises(ValueError, match=r"threshold_ms is .* ms; the limit is"):
         await queue.cleanup_stale_locks(1e18)
     with pytest.raises(ValueError, match="limit is"):
@@ -458,11 +442,11 @@ async def test_workers_rescue_stale_jobs_of_their_own_queue_without_anyone_askin
     await queue.claim_jobs("dead-worker", now=long_ago)
     await queue.claim_jobs("dead-worker", queue="elsewhere", now=long_ago)
     worker = run_worker(heartbeat_interval=0.1, stale_threshold=5, rescue_interval=0.1)
-    done = await until_status(queue, mine.id, "done")
+    done = await waiting.until_status(queue, mine.id, "done")
     assert done.attempts == 2
     assert worker.rescued == 1
     # Another queue's jobs are its own workers' (their threshold may differ): untouched.
-    untouched = await status_of(queue, other.id)
+    untouched = await waiting.job_status(queue, other.id)
     assert untouched.status == "running"
     assert untouched.locked_by == "dead-worker"
 

@@ -23,22 +23,6 @@ class Payload(typing.TypedDict):
     bookId: int
 
 
-async def job_status(queue: jobqueue.Queue, job_id: uuid.UUID) -> types.Job:
-    job = await queue.get_job_status(job_id)
-    assert job is not None
-    return job
-
-
-async def until_status(
-    queue: jobqueue.Queue, job_id: uuid.UUID, *statuses: str, timeout: float = 15.0
-) -> types.Job:
-    async def check() -> types.Job | None:
-        job = await job_status(queue, job_id)
-        return job if job.status in statuses else None
-
-    return await waiting.eventually(check, timeout=timeout, what=f"job {job_id} {statuses}")
-
-
 @pytest.fixture
 def release(registry: runner.Registry) -> asyncio.Event:
     """Registers the job type ``long``: it runs until the returned event is set, then
@@ -63,7 +47,7 @@ async def test_worker_runs_jobs_and_reports_state(
     jobs = await queue.enqueue_jobs(jobqueue.NewJob("double", {"n": n}) for n in range(50))
     worker = run_worker(concurrency=4)
     for job in jobs:
-        done = await until_status(queue, job.id, "done")
+        done = await waiting.until_status(queue, job.id, "done")
         assert done.result == {"value": job.payload["n"] * 2}
         assert done.attempts == 1
     state = worker.state()
@@ -115,7 +99,7 @@ async def test_failures_are_retried_then_failed(
 
     job = await queue.enqueue_job("broken", max_attempts=3)
     worker = run_worker(poll_interval=50)
-    failed = await until_status(queue, job.id, "failed")
+    failed = await waiting.until_status(queue, job.id, "failed")
     assert failed.attempts == 3
     assert failed.error == "RuntimeError: attempt 3 failed"
     assert worker.failed == 3
@@ -132,7 +116,7 @@ async def test_default_retry_is_thirty_seconds_later(
     run_worker()
 
     async def retried() -> types.Job | None:
-        found = await job_status(queue, job.id)
+        found = await waiting.job_status(queue, job.id)
         return found if found.status == "pending" and found.attempts == 1 else None
 
     again = await waiting.eventually(retried, what="job re-queued")
@@ -149,7 +133,7 @@ async def test_invalid_payload_fails_at_once(
 
     job = await queue.enqueue_job("typed", {"book": 1}, max_attempts=5)
     run_worker()
-    failed = await until_status(queue, job.id, "failed")
+    failed = await waiting.until_status(queue, job.id, "failed")
     assert failed.attempts == 1
     assert failed.error == "invalid payload: PayloadError: payload is missing bookId (Payload)"
 
@@ -173,7 +157,7 @@ async def test_follow_ups_are_enqueued_with_the_completion(
         return (await queue.get_queue_stats_by_type()).get("child", {}).get("done") == 2
 
     await waiting.eventually(children_done, what="children done")
-    assert (await job_status(queue, job.id)).result == {"children": 2}
+    assert (await waiting.job_status(queue, job.id)).result == {"children": 2}
 
 
 async def test_follow_ups_are_not_enqueued_when_the_job_was_lost(
@@ -261,7 +245,7 @@ async def test_polling_without_listen(
 
     worker = run_worker(listen=False, poll_interval=100)
     job = await queue.enqueue_job("quick")
-    await until_status(queue, job.id, "done")
+    await waiting.until_status(queue, job.id, "done")
     assert worker.listening is False
 
 
@@ -282,7 +266,7 @@ async def test_delayed_job_starts_on_time(
     await waiting.eventually(idle_and_listening, what="worker idle")
     due = datetime.datetime.now(UTC) + datetime.timedelta(seconds=1)
     job = await queue.enqueue_job("later", run_at=due)
-    await until_status(queue, job.id, "done")
+    await waiting.until_status(queue, job.id, "done")
     assert due <= started["at"] < due + datetime.timedelta(seconds=3)
 
 
@@ -298,7 +282,7 @@ async def test_a_polling_worker_finds_delayed_jobs_and_starts_them_on_time(
     due = datetime.datetime.now(UTC) + datetime.timedelta(seconds=1)
     job = await queue.enqueue_job("later", run_at=due)
     run_worker(listen=False, poll_interval=600_000)  # its first claim finds the job not due
-    await until_status(queue, job.id, "done")
+    await waiting.until_status(queue, job.id, "done")
     assert due <= started["at"] < due + datetime.timedelta(seconds=3)
 
 
@@ -312,8 +296,8 @@ async def test_worker_claims_only_types_it_has_handlers_for(
     other = await queue.enqueue_job("theirs")
     ours = await queue.enqueue_job("mine")
     run_worker()
-    await until_status(queue, ours.id, "done")
-    assert (await job_status(queue, other.id)).status == "pending"
+    await waiting.until_status(queue, ours.id, "done")
+    assert (await waiting.job_status(queue, other.id)).status == "pending"
     with pytest.raises(ValueError, match="no handler registered for job types: theirs"):
         worker_module.Worker(queue, worker_module.WorkerConfig(types=["theirs"]), registry=registry)
 
@@ -323,11 +307,11 @@ async def test_heartbeats_keep_a_long_job_safe_from_cleanup(
 ) -> None:
     job = await queue.enqueue_job("long", {"result": "finished"})
     run_worker(heartbeat_interval=0.05)
-    claimed = await until_status(queue, job.id, "running")
+    claimed = await waiting.until_status(queue, job.id, "running")
     assert claimed.locked_at is not None
 
     async def heartbeat_moved_on() -> bool:
-        current = await job_status(queue, job.id)
+        current = await waiting.job_status(queue, job.id)
         assert current.heartbeat_at is not None
         assert claimed.locked_at is not None
         return (current.heartbeat_at - claimed.locked_at).total_seconds() > 1.0
@@ -336,15 +320,15 @@ async def test_heartbeats_keep_a_long_job_safe_from_cleanup(
     # The lock is over a second old, but the heartbeat is fresh: cleanup leaves it alone.
     assert await queue.cleanup_stale_locks(1000) == 0
     release.set()
-    assert (await until_status(queue, job.id, "done")).result == "finished"
+    assert (await waiting.until_status(queue, job.id, "done")).result == "finished"
 
 
 async def test_a_lost_job_outcome_is_dropped(
     queue: jobqueue.Queue, release: asyncio.Event, run_worker: typing.Any
 ) -> None:
     job = await queue.enqueue_job("long", {"result": "late"})
-    worker = run_worker(heartbeat_interval=60, stale_threshold=3600)
-    await until_status(queue, job.id, "running")
+    worker = run_worker(concurrency=1, heartbeat_interval=60, stale_threshold=3600)
+    await waiting.until_status(queue, job.id, "running")
     later = datetime.datetime.now(UTC) + datetime.timedelta(hours=1)
     assert await queue.cleanup_stale_locks(1000, now=later) == 1
     await queue.claim_jobs("another", now=later)
@@ -354,7 +338,7 @@ async def test_a_lost_job_outcome_is_dropped(
         return not worker._held
 
     await waiting.eventually(outcome_dropped, what="outcome handled")
-    current = await job_status(queue, job.id)
+    current = await waiting.job_status(queue, job.id)
     assert current.status == "running"
     assert current.locked_by == "another"
     assert current.result is None
@@ -365,10 +349,10 @@ async def test_grace_timeout_hands_running_jobs_back(
 ) -> None:
     job = await queue.enqueue_job("long")  # never released
     worker = run_worker(grace_timeout=0.2)
-    await until_status(queue, job.id, "running")
+    await waiting.until_status(queue, job.id, "running")
     worker.stop()
     await asyncio.wait_for(worker.wait_stopped(), timeout=15)
-    back = await job_status(queue, job.id)
+    back = await waiting.job_status(queue, job.id)
     assert back.status == "pending"
     assert back.attempts == 0
     assert back.locked_by is None
@@ -380,15 +364,15 @@ async def test_stop_waits_for_running_jobs(
     job = await queue.enqueue_job("long", {"result": "done properly"})
     later = await queue.enqueue_job("long")
     worker = run_worker(concurrency=1)
-    await until_status(queue, job.id, "running")
+    await waiting.until_status(queue, job.id, "running")
     worker.stop()
     stopped = asyncio.create_task(worker.wait_stopped())
     await asyncio.sleep(0)
     assert not stopped.done()
     release.set()
     await asyncio.wait_for(stopped, timeout=15)
-    assert (await job_status(queue, job.id)).result == "done properly"
-    assert (await job_status(queue, later.id)).status == "pending"
+    assert (await waiting.job_status(queue, job.id)).result == "done properly"
+    assert (await waiting.job_status(queue, later.id)).status == "pending"
 
 
 async def test_module_level_worker_api(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -400,7 +384,7 @@ async def test_module_level_worker_api(database_url: str, monkeypatch: pytest.Mo
     try:
         async with jobqueue.Queue(database_url) as queue:
             job = await queue.enqueue_job("noop")
-            await until_status(queue, job.id, "done")
+            await waiting.until_status(queue, job.id, "done")
         state = jobqueue.get_worker_state()
         assert state["is_running"] is True
         assert state["worker_id"] == "seed-worker"
@@ -452,7 +436,7 @@ async def test_a_busy_worker_stays_healthy(
     """All slots busy with long jobs: the supervisor still ticks, so liveness holds."""
     job = await queue.enqueue_job("long")
     worker = run_worker(concurrency=1, poll_interval=50)
-    await until_status(queue, job.id, "running")
+    await waiting.until_status(queue, job.id, "running")
     busy_since = worker.last_tick
 
     async def ticked_while_busy() -> bool:

@@ -42,6 +42,9 @@ from jobqueue import embedded
 JOBQUEUE: typing.Final = str(pathlib.Path(sys.executable).with_name("jobqueue"))
 SUPPORT: typing.Final = str(pathlib.Path(__file__).parent)
 FAULTS: typing.Final = ("kill", "sigterm", "double_sigterm", "restart", "read_only")
+# Seconds: longer than any fault lasts (a restart, a read-only window of up to 2.5 s), so a
+# live worker is never taken for dead; its lease (half of it) is shorter than some windows.
+STALE_THRESHOLD: typing.Final = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,7 +178,7 @@ class Chaos:
                     "--heartbeat-interval",
                     "0.3",
                     "--stale-threshold",
-                    "3",
+                    str(STALE_THRESHOLD),
                     "--rescue-interval",
                     "0.5",
                     "--grace-timeout",
@@ -218,7 +221,7 @@ class Chaos:
                 conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
                 conn.execute("SELECT pg_reload_conf()")
                 # The fault lasts this long (not a wait for anything): sometimes long enough
-                # for the workers' leases (1.5 s) to lapse.
+                # for the workers' leases (half the stale threshold) to lapse.
                 time.sleep(self.random.uniform(0.5, 2.5))
                 conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
                 conn.execute("SELECT pg_reload_conf()")

@@ -6,6 +6,9 @@ import asyncio
 import collections.abc
 import time
 import typing
+import uuid
+
+import jobqueue
 
 _T = typing.TypeVar("_T")
 
@@ -43,3 +46,22 @@ def eventually_sync(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not happen within {timeout}s (last: {value!r})")
         time.sleep(interval)
+
+
+async def job_status(queue: jobqueue.Queue, job_id: uuid.UUID) -> jobqueue.Job:
+    """The job, which must exist."""
+    job = await queue.get_job_status(job_id)
+    assert job is not None, f"job {job_id} is gone"
+    return job
+
+
+async def until_status(
+    queue: jobqueue.Queue, job_id: uuid.UUID, *statuses: str, timeout: float = 15.0
+) -> jobqueue.Job:
+    """The job, once its status is one of ``statuses``."""
+
+    async def check() -> jobqueue.Job | None:
+        job = await job_status(queue, job_id)
+        return job if job.status in statuses else None
+
+    return await eventually(check, timeout=timeout, what=f"job {job_id} {statuses}")

@@ -602,8 +602,15 @@ async def run_command(args: argparse.Namespace) -> int:
                 f"job {job.id} is {job.status} (attempt {job.attempts}/{job.max_attempts}{retry})"
             )
         elif args.command == "cleanup-stale-locks":
-            released = await queue.cleanup_stale_locks(args.threshold, queue=args.queue)
-            print(f"released {released} stale job{'s' if released != 1 else ''}")
+            threshold = queue_module.check_threshold_ms(args.threshold)
+            rescued = await queue.rescue_stale_jobs(threshold, queue=args.queue)
+            for taken in rescued:
+                print(
+                    f"{taken.id} ({taken.type}, queue {taken.queue}) from worker"
+                    f" {taken.worker_id}, silent since {taken.last_seen.isoformat()}"
+                    f" -> {taken.status}"
+                )
+            print(f"released {len(rescued)} stale job{'s' if len(rescued) != 1 else ''}")
         return 0
 
     return await _with_queue(args, act)

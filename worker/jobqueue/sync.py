@@ -107,3 +107,8 @@ class SyncQueue:
         self, threshold_ms: float = queue_module.DEFAULT_STALE_THRESHOLD_MS
     ) -> int:
         return self._run(self._queue.cleanup_stale_locks(threshold_ms))
+
+    def rescue_stale_jobs(
+        self, threshold: float, *, queue: str | None = None
+    ) -> list[types.RescuedJob]:
+        return self._run(self._queue.rescue_stale_jobs(threshold, queue=queue))

@@ -472,8 +472,9 @@ class Worker:
                     job, 0.0, error=f"internal error: {runner.describe_error(error)}"
                 )
             self._metrics.job_duration(job.type, outcome.duration)
-            if job.id in self._abandoned:
-                return  # its lease lapsed while it ran: the job is no longer ours to finish
+            # Finished before it could be stopped: the outcome is still worth writing (it is
+            # written only while the job is still ours), and nothing is to be handed back.
+            self._abandoned.pop(job.id, None)
             self._outcomes.put_nowait(outcome)
         finally:
             self._active.pop(job.id, None)
@@ -499,7 +500,9 @@ class Worker:
     # --- writing outcomes -----------------------------------------------------------------
 
     async def _write_outcomes(self) -> None:
-        backoff = _Backoff(self.config.max_backoff)
+        # Retried every second at most: an outcome not written in time (before a stop, or
+        # before the stale threshold) means running the job again.
+        backoff = _Backoff(min(self.config.max_backoff, 1.0))
         while True:
             batch = [await self._outcomes.get()]
             while not self._outcomes.empty() and len(batch) < 1000:
@@ -660,7 +663,8 @@ class Worker:
         them first; the attempt is given back, as the job did not fail."""
 
         async def release() -> None:
-            await self._release(job_ids, keep_attempt=False, patience=float("inf"))
+            stopped = [job_id for job_id in job_ids if job_id in self._abandoned]
+            await self._release(stopped, keep_attempt=False, patience=float("inf"))
 
         self._spawn("release", release())
 
