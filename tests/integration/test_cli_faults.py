@@ -156,3 +156,11 @@ def test_a_worker_with_a_configuration_that_cannot_work_says_so_and_exits(
     )
     assert_one_clear_line(done, message)
     assert "permanent" in done.stderr
+
+
+def test_a_threshold_beyond_any_date_is_refused(database_url: str) -> None:
+    done = run(
+        "cleanup-stale-locks", "--threshold", "9999999d", database_url=database_url, check=False
+    )
+    assert_one_clear_line(done, "threshold_ms is ")
+    assert "the limit is" in done.stderr
