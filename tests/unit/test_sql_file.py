@@ -46,5 +46,5 @@ def test_code_and_query_file_agree() -> None:
 
 
 def test_queries_are_named_entity_first() -> None:
-    entities = ("job_", "migration_", "schema_", "connection_", "book_", "advisory_lock_")
+    entities = ("job_", "queue_", "migration_", "schema_", "connection_", "book_", "advisory_lock_")
     assert [name for name in sql.QUERIES if not name.startswith(entities)] == []

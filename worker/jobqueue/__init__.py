@@ -10,7 +10,9 @@ The public API is re-exported here; the modules behind it are private layers::
 
 from jobqueue.db import ConfigurationError
 from jobqueue.handlers import register_all_handlers
+from jobqueue.maintenance import QueueDepth, prune_finished_jobs, queue_depth
 from jobqueue.migrations import MigrationError
+from jobqueue.migrations import migrate_database as migrate
 from jobqueue.queue import (
     Queue,
     cleanup_stale_locks,
@@ -41,6 +43,7 @@ from jobqueue.types import (
     JobStatus,
     NewJob,
     QueueStats,
+    RescuedJob,
 )
 from jobqueue.worker import (
     Worker,
@@ -64,8 +67,10 @@ __all__ = [
     "NewJob",
     "PayloadError",
     "Queue",
+    "QueueDepth",
     "QueueStats",
     "Registry",
+    "RescuedJob",
     "RetryPolicy",
     "SyncQueue",
     "Worker",
@@ -82,6 +87,9 @@ __all__ = [
     "get_worker_state",
     "handler",
     "init_job_system",
+    "migrate",
+    "prune_finished_jobs",
+    "queue_depth",
     "register_all_handlers",
     "register_handler",
     "start_worker",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections.abc
+import dataclasses
 import datetime
 import importlib
 import json
@@ -22,7 +23,7 @@ import typing
 
 import psycopg
 
-from jobqueue import db, embedded, logs, migrations, probes, types
+from jobqueue import db, embedded, logs, maintenance, migrations, probes, types
 from jobqueue import queue as queue_module
 from jobqueue.books import embedding
 
@@ -409,6 +410,22 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands.add_parser(
         "verify", help="exit non-zero when the schema is behind or differs", parents=[common]
     )
+    prune = db_commands.add_parser(
+        "prune",
+        help="delete finished (done, failed) jobs older than a duration, in batches",
+        parents=[common],
+    )
+    prune.add_argument(
+        "--older-than",
+        type=parse_duration_ms,
+        required=True,
+        metavar="DURATION",
+        help="last changed longer ago than this (e.g. 7d, 12h)",
+    )
+    prune.add_argument("--queue", metavar="NAME", help="one queue (default: all)")
+    prune.add_argument(
+        "--batch-size", type=positive_int, default=1000, help="rows per statement (default 1000)"
+    )
 
     enqueue = commands.add_parser("enqueue", help="add a job", parents=[common])
     enqueue.add_argument("type", help="job type, e.g. parseBook")
@@ -433,6 +450,21 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show one job", parents=[common])
     status.add_argument("id", help="job id (UUID)")
     status.add_argument("--json", action="store_true", help="print the job as JSON")
+
+    depth = commands.add_parser(
+        "depth",
+        help="backlog per queue and type: ready, delayed, due soon, running, oldest wait",
+        parents=[common],
+    )
+    depth.add_argument("--queue", metavar="NAME", help="one queue (default: all)")
+    depth.add_argument(
+        "--due-within",
+        type=parse_duration_ms,
+        default=maintenance.DEFAULT_DUE_WITHIN * 1000,
+        metavar="DURATION",
+        help="count delayed jobs due within this as due soon (default 1m)",
+    )
+    depth.add_argument("--json", action="store_true", help="print JSON")
 
     stats = commands.add_parser("stats", help="job counts by status and type", parents=[common])
     stats.add_argument("--queue", metavar="NAME", help="one queue (default: all)")
@@ -520,10 +552,37 @@ async def _with_queue(
         return await action(queue)
 
 
+def _depth_table(rows: list[maintenance.QueueDepth]) -> str:
+    head = ("QUEUE", "TYPE", "READY", "DELAYED", "DUE SOON", "RUNNING", "FAILED", "DONE", "OLDEST")
+    lines: list[tuple[str, ...]] = [head]
+    for row in rows:
+        age = "-" if row.oldest_ready_age is None else f"{row.oldest_ready_age:.1f}s"
+        counts = (row.ready, row.delayed, row.due_soon, row.running, row.failed, row.done)
+        lines.append((row.queue, row.type, *(str(count) for count in counts), age))
+    widths = [max(len(line[column]) for line in lines) for column in range(len(head))]
+    return "\n".join(
+        "  ".join(
+            cell.ljust(width) if column < 2 else cell.rjust(width)
+            for column, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ).rstrip()
+        for line in lines
+    )
+
+
 async def run_db(args: argparse.Namespace) -> int:
     if args.db_command == "migrate" and args.print_only and not (args.database_url or _env_url()):
         print(migrations.render(migrations.load_migrations()))
         return 0
+    if args.db_command == "prune":
+
+        async def prune(queue: queue_module.Queue) -> int:
+            deleted = await maintenance.prune_finished_jobs(
+                queue, args.older_than / 1000, name=args.queue, batch_size=args.batch_size
+            )
+            print(f"deleted {deleted} finished job{'s' if deleted != 1 else ''}")
+            return 0
+
+        return await _with_queue(args, prune)
     conn = await db.connect(args.database_url)
     async with conn:
         if args.db_command == "migrate":
@@ -585,6 +644,14 @@ async def run_command(args: argparse.Namespace) -> int:
             if found is None:
                 raise UserError(f"no job with id {args.id}")
             _print_job(found, args.json)
+        elif args.command == "depth":
+            rows = await maintenance.queue_depth(
+                queue, name=args.queue, due_within=args.due_within / 1000
+            )
+            if args.json:
+                print(json.dumps([dataclasses.asdict(row) for row in rows], indent=2))
+            else:
+                print(_depth_table(rows))
         elif args.command == "stats":
             total = await queue.get_queue_stats(queue=args.queue)
             by_type = await queue.get_queue_stats_by_type(queue=args.queue)

@@ -24,7 +24,7 @@ import typing
 
 import psycopg
 
-from jobqueue import sql
+from jobqueue import db, sql
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +142,14 @@ async def _check_tables_exist(
             " create them are recorded as applied; restore from a backup (or, losing the"
             " queue's data, drop the jobqueue tables and jobqueue_migrations and migrate again)"
         )
+
+
+async def migrate_database(database_url: str | None = None) -> list[Migration]:
+    """``jobqueue db migrate`` from Python: apply the missing migrations to the database at
+    ``database_url`` (default ``$DATABASE_URL``); returns those applied."""
+    conn = await db.connect(database_url)
+    async with conn:
+        return await migrate(conn)
 
 
 async def pending_migrations(conn: psycopg.AsyncConnection[typing.Any]) -> list[Migration]:

@@ -180,6 +180,59 @@ WHERE jobs.id = stale.id
 RETURNING jobs.id, jobs.type, jobs.queue, jobs.status, jobs.attempts, stale.locked_by,
           stale.last_seen;
 
+-- name: queue_depth_measure
+-- What the operator scales by, per queue and type, in one statement: pending jobs split
+-- into ready now, delayed, and delayed but due within %(due_within)s seconds, the age of the
+-- oldest ready job, and running jobs (both read through their partial indexes, so finished
+-- rows cost nothing); failed and done from the statistics' deltas.
+WITH waiting AS (
+    SELECT queue, type,
+           count(*) FILTER (WHERE run_at <= coalesce(%(now)s, now())) AS ready,
+           count(*) FILTER (WHERE run_at > coalesce(%(now)s, now())) AS delayed,
+           count(*) FILTER (WHERE run_at > coalesce(%(now)s, now())
+                              AND run_at <= coalesce(%(now)s, now())
+                                            + make_interval(secs => %(due_within)s)) AS due_soon,
+           min(run_at) FILTER (WHERE run_at <= coalesce(%(now)s, now())) AS oldest_ready
+    FROM jobs
+    WHERE status = 'pending' AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+    GROUP BY queue, type
+), busy AS (
+    SELECT queue, type, count(*) AS running
+    FROM jobs
+    WHERE status = 'running' AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+    GROUP BY queue, type
+), finished AS (
+    SELECT queue, type, sum(failed) AS failed, sum(done) AS done
+    FROM job_counts
+    WHERE %(queue)s::text IS NULL OR queue = %(queue)s
+    GROUP BY queue, type
+)
+SELECT queue, type,
+       coalesce(ready, 0), coalesce(delayed, 0), coalesce(due_soon, 0),
+       coalesce(running, 0), coalesce(failed, 0)::bigint, coalesce(done, 0)::bigint,
+       extract(epoch FROM coalesce(%(now)s, now()) - oldest_ready)::double precision
+FROM waiting
+FULL JOIN busy USING (queue, type)
+FULL JOIN finished USING (queue, type)
+ORDER BY queue, type;
+
+-- name: job_prune_finished
+-- Retention: one bounded batch of finished jobs older than %(older_than)s seconds, oldest
+-- first. Rows another pruner holds are skipped, so any number may run at once.
+WITH doomed AS (
+    SELECT id
+    FROM jobs
+    WHERE status IN ('done', 'failed')
+      AND updated_at < coalesce(%(now)s, now()) - make_interval(secs => %(older_than)s)
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+    ORDER BY updated_at
+    LIMIT %(batch_size)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM jobs
+USING doomed
+WHERE jobs.id = doomed.id;
+
 -- name: job_counts_sum
 -- Current counts per queue and type, from the appended deltas (see migration 0002).
 SELECT queue, type,
