@@ -21,6 +21,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check worker operator tests bench
 	$(BIN)/ruff format --check worker operator tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	MYPYPATH=tests/support $(BIN)/mypy --strict bench
 
 test: lint

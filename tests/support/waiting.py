@@ -64,4 +64,6 @@ async def until_status(
         job = await job_status(queue, job_id)
         return job if job.status in statuses else None
 
-    return await eventually(check, timeout=timeout, what=f"job {job_id} {statuses}")
+    found = await eventually(check, timeout=timeout, what=f"job {job_id} {statuses}")
+    assert found is not None
+    return found
