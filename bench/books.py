@@ -20,7 +20,7 @@ import statistics
 import tempfile
 import time
 
-from jobqueue.books import embedding, epub, samples, text
+from jobqueue_books import embedding, epub, samples, text
 
 
 def median_seconds(action: collections.abc.Callable[[], object], repeats: int) -> float:

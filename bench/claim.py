@@ -66,7 +66,7 @@ from jobqueue import db, migrations, sql, types
 from jobqueue import queue as queue_module
 
 WORKER: typing.Final = "bench-worker"
-JOB_TYPE: typing.Final = "noop"
+JOB_TYPE: typing.Final = "jobqueue.noop"
 ENQUEUE_CHUNK: typing.Final = 1_000
 SEED_SCHEMA: typing.Final = "bench_seed"
 # One function, jobs_record_change(), behind all four: job_counts deltas and NOTIFY.
@@ -92,7 +92,7 @@ SEED_UPDATE: typing.Final = (
 # ones, so they come first in the table as they would in a real one.
 INSERT_DONE: typing.Final = """
 INSERT INTO jobs (type, status, attempts, run_at, created_at, updated_at)
-SELECT 'noop', 'done', 1, stamp, stamp, stamp
+SELECT 'jobqueue.noop', 'done', 1, stamp, stamp, stamp
 FROM generate_series(1, %(rows)s) AS g,
      LATERAL (SELECT now() - make_interval(secs => 2592000 - g * 2592000.0 / %(rows)s)) AS t (stamp)
 """

@@ -3,7 +3,7 @@
 
 Every worker is a real process, ``jobqueue worker --worker-id bench-N ...`` (the script
 next to ``sys.executable``), with ``DATABASE_URL`` set to a scratch database and the
-built-in ``noop`` handler. A worker counts as up once it is idle: its pool has run the
+built-in ``jobqueue.noop`` handler. A worker counts as up once it is idle: its pool has run the
 "when is the next job due" query that follows an empty claim, and (with LISTEN) its
 listen connection has run ``LISTEN``; the benchmark sees both in ``pg_stat_activity``,
 where ``PGAPPNAME=bench-N`` names the worker's connections. So process start-up (imports,
@@ -80,7 +80,7 @@ from jobqueue import db, migrations, types
 from jobqueue import queue as queue_module
 
 JOBQUEUE: typing.Final = pathlib.Path(sys.executable).with_name("jobqueue")
-JOB_TYPE: typing.Final = "noop"
+JOB_TYPE: typing.Final = "jobqueue.noop"
 LOG_MODES: typing.Final = ("warning", "info", "devnull")
 DEFAULT_RUNS: typing.Final = ((1, 1), (1, 8), (1, 32), (2, 32))
 STATS_POLL_SECONDS: typing.Final = 0.02

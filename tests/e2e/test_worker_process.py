@@ -372,3 +372,15 @@ def test_a_failed_part_makes_the_process_exit_1_and_hand_its_job_back(
     assert back.status == "pending"
     assert back.attempts == 1
     assert "heartbeat failed" in (back.error or "")
+
+
+def test_no_plugins_loads_only_the_imported_handlers(
+    database_url: str, start_worker: typing.Any
+) -> None:
+    mine = enqueue(database_url, "test.record", {})
+    theirs = enqueue(database_url, "jobqueue.noop", {})
+    worker = start_worker("--no-plugins", "--burst")
+    assert worker.wait() == 0
+    assert job(database_url, mine.id).status == "done"
+    assert job(database_url, theirs.id).status == "pending", "no handler for it was loaded"
+    assert "parseBook" not in worker.output()

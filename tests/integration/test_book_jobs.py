@@ -16,7 +16,7 @@ import waiting
 
 import jobqueue
 from jobqueue import runner
-from jobqueue.books import samples
+from jobqueue_books import samples
 
 CHAPTERS: typing.Final = [
     (

@@ -129,11 +129,11 @@ def test_missing_database_url_is_one_clear_line() -> None:
 
 
 def test_log_level_before_or_after_the_command(database_url: str) -> None:
-    loud = run("enqueue", "noop", database_url=database_url)
+    loud = run("enqueue", "jobqueue.noop", database_url=database_url)
     assert "[Queue] Enqueued job" in loud.stderr
     for args in (
-        ["--log-level", "warning", "enqueue", "noop"],
-        ["enqueue", "noop", "--log-level", "warning"],
+        ["--log-level", "warning", "enqueue", "jobqueue.noop"],
+        ["enqueue", "jobqueue.noop", "--log-level", "warning"],
     ):
         quiet = run(*args, database_url=database_url)
         assert quiet.stderr == ""

@@ -7,7 +7,7 @@ import pathlib
 import subprocess
 import sys
 
-from jobqueue.books import samples
+from jobqueue_books import samples
 
 JOBQUEUE = str(pathlib.Path(sys.executable).with_name("jobqueue"))
 

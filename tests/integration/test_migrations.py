@@ -88,10 +88,13 @@ async def test_migrate_applies_each_version_once_and_is_idempotent(
     conn = await psycopg.AsyncConnection.connect(empty_database_url, autocommit=True)
     async with conn:
         applied = await migrations.migrate(conn)
-        assert [m.version for m in applied] == [m.version for m in migrations.load_migrations()]
+        assert applied == migrations.all_migrations()
+        assert [m.label for m in applied][-1] == "books:0001_books", "plugins after the core"
         assert await migrations.migrate(conn) == []
-        cursor = await conn.execute("SELECT version FROM jobqueue_migrations ORDER BY version")
-        assert [row[0] for row in await cursor.fetchall()] == [m.version for m in applied]
+        cursor = await conn.execute(
+            "SELECT component, version FROM jobqueue_migrations ORDER BY component, version"
+        )
+        assert await cursor.fetchall() == sorted((m.component, m.version) for m in applied)
         assert await migrations.verify(conn) == []
 
 
@@ -102,7 +105,7 @@ async def test_eight_concurrent_migrations_apply_once(empty_database_url: str) -
             return await migrations.migrate(conn)
 
     results = await asyncio.gather(*(one() for _ in range(8)))
-    known = migrations.load_migrations()
+    known = migrations.all_migrations()
     assert sorted(len(result) for result in results) == [0] * 7 + [len(known)]
     conn = await psycopg.AsyncConnection.connect(empty_database_url, autocommit=True)
     async with conn:
@@ -141,7 +144,10 @@ async def test_verify_reports_a_schema_behind(empty_database_url: str) -> None:
         ("ALTER TABLE jobs ALTER COLUMN max_attempts SET DEFAULT 5", "column jobs.max_attempts"),
         ("DROP TRIGGER jobs_after_update ON jobs", "trigger CREATE TRIGGER jobs_after_update"),
         ("UPDATE jobqueue_migrations SET checksum = 'x' WHERE version = 1", "was changed"),
-        ("INSERT INTO jobqueue_migrations VALUES (999, 'future', 'x')", "newer than this code"),
+        (
+            "INSERT INTO jobqueue_migrations (version, name, checksum) VALUES (999, 'future', 'x')",
+            "newer than this code",
+        ),
     ],
 )
 async def test_verify_reports_a_schema_that_differs(
@@ -162,7 +168,9 @@ async def test_an_unrelated_table_is_not_a_difference(
 async def test_migrate_refuses_an_edited_migration(
     conn: psycopg.AsyncConnection[typing.Any],
 ) -> None:
-    await conn.execute("UPDATE jobqueue_migrations SET checksum = 'x' WHERE version = 2")
+    await conn.execute(
+        "UPDATE jobqueue_migrations SET checksum = 'x' WHERE component = 'jobqueue' AND version = 2"
+    )
     with pytest.raises(
         migrations.MigrationError, match=r"0002_.* was changed after it was applied"
     ):
@@ -173,3 +181,31 @@ def test_render_prints_every_migration_in_order() -> None:
     text = migrations.render(migrations.load_migrations())
     assert text.index("-- 0001_jobs") < text.index("-- 0002_")
     assert "CREATE TABLE jobs" in text
+
+
+def test_render_prints_plugins_after_the_core() -> None:
+    text = migrations.render(migrations.all_migrations())
+    assert text.index("-- 0003_finished_jobs_index") < text.index("-- books:0001_books")
+    assert "CREATE TABLE books" in text
+
+
+async def test_a_history_from_before_components_is_adopted(empty_database_url: str) -> None:
+    """A database migrated when the books tables were the core's migration 3 keeps them:
+    the record moves to the books plugin's version 1, and the new core 3 is applied."""
+    conn = await psycopg.AsyncConnection.connect(empty_database_url, autocommit=True)
+    async with conn:
+        core = migrations.load_migrations()[:2]
+        (books,) = migrations.load_migrations("jobqueue_books.sql", "books")
+        await conn.execute(
+            "CREATE TABLE jobqueue_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+            " checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for version, migration in [(1, core[0]), (2, core[1]), (3, books)]:
+            await conn.execute(migration.sql)
+            await conn.execute(
+                "INSERT INTO jobqueue_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                [version, migration.name, migration.checksum],
+            )
+        applied = await migrations.migrate(conn)
+        assert [m.label for m in applied] == ["0003_finished_jobs_index"]
+        assert await migrations.verify(conn) == []

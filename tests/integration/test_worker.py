@@ -383,7 +383,7 @@ async def test_module_level_worker_api(database_url: str, monkeypatch: pytest.Mo
     )
     try:
         async with jobqueue.Queue(database_url) as queue:
-            job = await queue.enqueue_job("noop")
+            job = await queue.enqueue_job("jobqueue.noop")
             await waiting.until_status(queue, job.id, "done")
         state = jobqueue.get_worker_state()
         assert state["is_running"] is True
@@ -422,7 +422,7 @@ async def test_workers_fold_the_count_deltas_without_readers(
 async def test_no_listen_workers_use_no_prepared_statements(database_url: str) -> None:
     """PgBouncer in transaction mode cannot keep prepared statements between transactions."""
     for listen, expected in ((False, None), (True, 5)):
-        config = worker_module.WorkerConfig(listen=listen, types=["noop"])
+        config = worker_module.WorkerConfig(listen=listen, types=["jobqueue.noop"])
         registry = runner.Registry()
         jobqueue.register_all_handlers(registry)
         worker = worker_module.make_worker(config, database_url=database_url, registry=registry)

@@ -14,7 +14,7 @@ import struct
 import warnings
 import zipfile
 
-from jobqueue.books import samples
+from jobqueue_books import samples
 
 MIB = 1024 * 1024
 CHAPTERS = (

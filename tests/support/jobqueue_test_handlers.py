@@ -59,7 +59,7 @@ class LetterEmbedder:
     name = "letters"
 
     def embed(self, texts: typing.Sequence[str]) -> list[list[float]]:
-        from jobqueue.books import embedding
+        from jobqueue_books import embedding
 
         return [embedding.normalised([t.count("a"), t.count("b"), t.count("c")]) for t in texts]
 

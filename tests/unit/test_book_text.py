@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from jobqueue.books import embedding, text
+from jobqueue_books import embedding, text
 
 
 @pytest.mark.parametrize(

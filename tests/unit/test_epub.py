@@ -17,7 +17,7 @@ import hostile_epubs
 import lxml.etree
 import pytest
 
-from jobqueue.books import epub, samples
+from jobqueue_books import epub, samples
 
 # --- The sample library -----------------------------------------------------------------
 

@@ -8,6 +8,10 @@ import re
 import pytest
 
 from jobqueue import sql
+from jobqueue_books import sql as books_sql
+
+# The queries of every named-query file: the core's and the books plugin's.
+ALL_QUERIES = {*sql.QUERIES, *books_sql.query.queries}
 
 SOURCE_ROOTS = [
     pathlib.Path(__file__).parents[2] / "worker",
@@ -38,13 +42,17 @@ def test_unknown_query_names_itself() -> None:
 def test_code_and_query_file_agree() -> None:
     sources = [path.read_text() for root in SOURCE_ROOTS for path in root.rglob("*.py")]
     asked = {name for text in sources for name in re.findall(r'sql\.query\(\s*"(\w+)"', text)}
-    assert asked - set(sql.QUERIES) == set(), "code asks for queries the file lacks"
+    assert asked - ALL_QUERIES == set(), "code asks for queries the files lack"
     # Queue passes query names to its helpers (_jobs("job_claim", ...)): any string literal
     # naming a query counts as a use.
     literals = {name for text in sources for name in re.findall(r'"(\w+)"', text)}
-    assert set(sql.QUERIES) - literals == set(), "queries.sql has queries no code uses"
+    assert ALL_QUERIES - literals == set(), "a queries.sql has queries no code uses"
 
 
 def test_queries_are_named_entity_first() -> None:
     entities = ("job_", "queue_", "migration_", "schema_", "connection_", "book_", "advisory_lock_")
-    assert [name for name in sql.QUERIES if not name.startswith(entities)] == []
+    assert [name for name in ALL_QUERIES if not name.startswith(entities)] == []
+
+
+def test_a_plugin_query_name_is_not_a_core_one() -> None:
+    assert set(sql.QUERIES) & set(books_sql.query.queries) == set()

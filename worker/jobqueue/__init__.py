@@ -9,10 +9,10 @@ The public API is re-exported here; the modules behind it are private layers::
 """
 
 from jobqueue.db import ConfigurationError
-from jobqueue.handlers import register_all_handlers
 from jobqueue.maintenance import QueueDepth, prune_finished_jobs, queue_depth
 from jobqueue.migrations import MigrationError
 from jobqueue.migrations import migrate_database as migrate
+from jobqueue.plugins import register_all_handlers
 from jobqueue.queue import (
     Queue,
     cleanup_stale_locks,

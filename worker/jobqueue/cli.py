@@ -1,4 +1,5 @@
-"""The ``jobqueue`` command: migrations, queue operations and the demo from a shell.
+"""The ``jobqueue`` command: migrations, queue operations and workers from a shell; installed
+plugins add their own commands (the book pipeline adds ``books`` and ``demo``).
 
 Every subcommand takes ``--database-url`` (default ``$DATABASE_URL``). A user's mistake (bad
 JSON, an unknown id, an unreachable database) prints one ``jobqueue: error: ...`` line and
@@ -18,17 +19,12 @@ import logging
 import os
 import re
 import sys
-import textwrap
 import typing
 
 import psycopg
 
-from jobqueue import db, embedded, logs, maintenance, migrations, probes, types
+from jobqueue import db, embedded, logs, maintenance, migrations, plugins, probes, types
 from jobqueue import queue as queue_module
-from jobqueue.books import embedding
-
-if typing.TYPE_CHECKING:
-    from jobqueue.books import store as store_types
 
 _DURATION = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d)?\s*$")
 _UNIT_MS: typing.Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -204,6 +200,14 @@ def add_worker_parser(
         " [JOBQUEUE_IMPORTS, comma-separated]",
     )
     option(
+        "--no-plugins",
+        dest="no_plugins",
+        action="store_true",
+        default=None,
+        help="load no plugin's handlers (not even jobqueue.noop), only the --import"
+        " modules' [JOBQUEUE_NO_PLUGINS]",
+    )
+    option(
         "--burst",
         action="store_true",
         default=None,
@@ -281,9 +285,10 @@ def import_handler_modules(names: collections.abc.Iterable[str]) -> None:
 
 
 async def run_worker(args: argparse.Namespace) -> int:
-    from jobqueue import handlers, worker
+    from jobqueue import worker
 
-    handlers.register_all_handlers()
+    if not (args.no_plugins if args.no_plugins is not None else _env_flag("JOBQUEUE_NO_PLUGINS")):
+        plugins.register_all_handlers()
     import_handler_modules([*comma_list(_env("JOBQUEUE_IMPORTS") or ""), *args.imports])
     config = worker.WorkerConfig(
         queue=args.queue,
@@ -339,46 +344,6 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         help="info shows the seed's line per job; warning only problems"
         " [JOBQUEUE_LOG_LEVEL] (default: info)",
     )
-
-
-async def run_books(args: argparse.Namespace) -> int:
-    from jobqueue.books import store  # only these commands need it
-
-    conn = await db.connect(args.database_url)
-    async with conn:
-        if args.books_command == "list":
-            for book in await store.library(conn):
-                print(
-                    f"{book['id']}: {book['title']} by {', '.join(book['authors']) or '?'}"
-                    f" ({book['language'] or '?'}, {book['chapter_count']} chapters,"
-                    f" {book['word_count']} words, {book['passages']} passages)"
-                )
-            return 0
-        embedder = await asyncio.to_thread(embedding.load_embedder)
-        (vector,) = await asyncio.to_thread(embedder.embed, [args.text])
-        matches = await store.similar(
-            conn, embedder.name, vector, limit=args.limit, book_id=args.book
-        )
-    if args.json:
-        print(json.dumps([_match_json(match) for match in matches], ensure_ascii=False, indent=2))
-        return 0
-    if not matches:
-        print("no passages yet: run embedBook jobs first")
-    for match in matches:
-        print(f"{match.score:.3f}  {match.book_title} / {match.chapter_title}")
-        print(f"       {textwrap.shorten(match.text, 160)}")
-    return 0
-
-
-def _match_json(match: store_types.Match) -> dict[str, typing.Any]:
-    return {
-        "bookId": match.book_id,
-        "bookTitle": match.book_title,
-        "chapterIndex": match.chapter_index,
-        "chapterTitle": match.chapter_title,
-        "text": match.text,
-        "score": round(match.score, 6),
-    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -494,32 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_worker_parser(commands, common)
 
-    books_parser = commands.add_parser(
-        "books", help="the books the book jobs have read", parents=[common]
-    )
-    books_commands = books_parser.add_subparsers(
-        dest="books_command", required=True, metavar="ACTION"
-    )
-    books_commands.add_parser("list", help="every parsed book", parents=[common])
-    similar = books_commands.add_parser(
-        "similar", help="passages closest in meaning to a text", parents=[common]
-    )
-    similar.add_argument("text", help="what to look for")
-    similar.add_argument("--limit", type=positive_int, default=5, help="how many (default 5)")
-    similar.add_argument("--book", metavar="ID", help="only this book")
-    similar.add_argument("--json", action="store_true", help="print JSON")
-
-    demo = commands.add_parser(
-        "demo",
-        help="the book pipeline end to end on an embedded PostgreSQL (or $DATABASE_URL)",
-        parents=[common],
-    )
-    demo.add_argument(
-        "epubs", nargs="*", metavar="EPUB", help="books to run through (default: samples)"
-    )
-    demo.add_argument(
-        "--show-logs", action="store_true", help="show the worker's log lines as well"
-    )
+    plugins.add_commands(commands, common)
     return parser
 
 
@@ -571,7 +511,7 @@ def _depth_table(rows: list[maintenance.QueueDepth]) -> str:
 
 async def run_db(args: argparse.Namespace) -> int:
     if args.db_command == "migrate" and args.print_only and not (args.database_url or _env_url()):
-        print(migrations.render(migrations.load_migrations()))
+        print(migrations.render(migrations.all_migrations()))
         return 0
     if args.db_command == "prune":
 
@@ -615,12 +555,8 @@ async def run_command(args: argparse.Namespace) -> int:
         return await run_db(args)
     if args.command == "worker":
         return await run_worker(args)
-    if args.command == "books":
-        return await run_books(args)
-    if args.command == "demo":
-        from jobqueue import demo
-
-        return await demo.run(args.database_url, args.epubs, show_logs=args.show_logs)
+    if getattr(args, "run", None) is not None:  # a plugin's command
+        return int(await args.run(args))
 
     async def act(queue: queue_module.Queue) -> int:
         if args.command == "enqueue":
@@ -698,7 +634,7 @@ def main(argv: collections.abc.Sequence[str] | None = None) -> int:
         types.JobQueueError,
         migrations.MigrationError,
         embedded.EmbeddedUnavailableError,
-        embedding.EmbedderError,
+        plugins.PluginError,
     ) as error:
         print(f"jobqueue: error: {error}", file=sys.stderr)
     except psycopg.Error as error:

@@ -24,10 +24,11 @@ import typing
 
 import psycopg
 
-from jobqueue import db, sql
+from jobqueue import db, plugins, sql
 
 logger = logging.getLogger(__name__)
 
+CORE: typing.Final = "jobqueue"  # the core's component name in the version history
 # Arbitrary but fixed: every jobqueue process migrating any database takes this lock.
 ADVISORY_LOCK_KEY: typing.Final = 0x6A6F6271_6D696772  # "jobqmigr"
 _FILE_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
@@ -45,6 +46,7 @@ class Migration:
     version: int
     name: str
     sql: str
+    component: str = CORE
 
     @property
     def checksum(self) -> str:
@@ -52,23 +54,35 @@ class Migration:
 
     @property
     def label(self) -> str:
-        return f"{self.version:04d}_{self.name}"
+        own = f"{self.version:04d}_{self.name}"
+        return own if self.component == CORE else f"{self.component}:{own}"
 
 
-def load_migrations() -> list[Migration]:
-    """The migrations shipped with this package, in version order."""
-    folder = importlib.resources.files("jobqueue.sql").joinpath("migrations")
+def load_migrations(package: str = "jobqueue.sql", component: str = CORE) -> list[Migration]:
+    """The migrations shipped in ``package``'s ``migrations/`` folder, in version order."""
+    folder = importlib.resources.files(package).joinpath("migrations")
     found: list[Migration] = []
     for entry in folder.iterdir():
         match = _FILE_NAME.match(entry.name)
         if not match:
             continue
         text = entry.read_text(encoding="utf-8")
-        found.append(Migration(int(match["version"]), match["name"], text))
+        found.append(Migration(int(match["version"]), match["name"], text, component))
     found.sort(key=lambda migration: migration.version)
     versions = [migration.version for migration in found]
     if versions != list(range(1, len(found) + 1)):
-        raise MigrationError(f"migration versions must run 1, 2, 3, ... without gaps: {versions}")
+        raise MigrationError(
+            f"{component} migration versions must run 1, 2, 3, ... without gaps: {versions}"
+        )
+    return found
+
+
+def all_migrations() -> list[Migration]:
+    """The core's migrations, then each installed plugin's (by plugin name): the order in
+    which ``migrate`` applies them."""
+    found = load_migrations()
+    for component, package in plugins.migration_packages():
+        found += load_migrations(package, component)
     return found
 
 
@@ -78,24 +92,38 @@ def render(migrations: typing.Sequence[Migration]) -> str:
     return "\n".join(parts)
 
 
-async def _applied(conn: psycopg.AsyncConnection[typing.Any]) -> dict[int, tuple[str, str]]:
-    """``{version: (name, checksum)}`` recorded in the database; empty before the first run."""
+Applied: typing.TypeAlias = dict[tuple[str, int], tuple[str, str]]
+"""``{(component, version): (name, checksum)}`` as recorded in the database."""
+
+
+async def _applied(conn: psycopg.AsyncConnection[typing.Any]) -> Applied:
+    """The recorded history; empty before the first run."""
     cursor = await conn.execute(sql.query("migration_table_exists"))
     row = await cursor.fetchone()
     if not row or not row[0]:
         return {}
     cursor = await conn.execute(sql.query("migration_list"))
-    return {version: (name, checksum) for version, name, checksum in await cursor.fetchall()}
+    return {
+        (component, version): (name, checksum)
+        for component, version, name, checksum in await cursor.fetchall()
+    }
 
 
-def _check_history(applied: dict[int, tuple[str, str]], known: list[Migration]) -> None:
-    by_version = {migration.version: migration for migration in known}
-    for version, (name, checksum) in sorted(applied.items()):
-        migration = by_version.get(version)
+def _check_history(applied: Applied, known: list[Migration]) -> None:
+    by_key = {(migration.component, migration.version): migration for migration in known}
+    components = {migration.component for migration in known}
+    for (component, version), (name, checksum) in sorted(applied.items()):
+        migration = by_key.get((component, version))
+        if migration is None and component not in components:
+            logger.warning(
+                "[Migrate] The database has migrations of %r, which is not installed here",
+                component,
+            )
+            continue
         if migration is None:
             raise MigrationError(
-                f"the database has migration {version:04d}_{name}, which this version of"
-                " jobqueue does not know: it is newer than this code"
+                f"the database has {component} migration {version:04d}_{name}, which this"
+                " version of jobqueue does not know: it is newer than this code"
             )
         if checksum != migration.checksum:
             raise MigrationError(
@@ -105,19 +133,21 @@ def _check_history(applied: dict[int, tuple[str, str]], known: list[Migration]) 
 
 async def migrate(conn: psycopg.AsyncConnection[typing.Any]) -> list[Migration]:
     """Apply the missing migrations; returns those this call applied (often none)."""
-    known = load_migrations()
+    known = all_migrations()
     async with conn.transaction():
         await conn.execute(sql.query("migration_lock"), {"key": ADVISORY_LOCK_KEY})
         await conn.execute(sql.query("migration_table_create"))
+        await conn.execute(sql.query("migration_table_upgrade"))
         applied = await _applied(conn)
         _check_history(applied, known)
-        pending = [migration for migration in known if migration.version not in applied]
+        pending = [m for m in known if (m.component, m.version) not in applied]
         for migration in pending:
             logger.info("[Migrate] Applying %s", migration.label)
             await conn.execute(migration.sql)
             await conn.execute(
                 sql.query("migration_record"),
                 {
+                    "component": migration.component,
                     "version": migration.version,
                     "name": migration.name,
                     "checksum": migration.checksum,
@@ -125,7 +155,7 @@ async def migrate(conn: psycopg.AsyncConnection[typing.Any]) -> list[Migration]:
             )
     if not pending:
         await _check_tables_exist(conn, known)
-        logger.info("[Migrate] Schema is up to date (version %d)", known[-1].version)
+        logger.info("[Migrate] Schema is up to date (%s)", ", ".join(_versions(known)))
     return pending
 
 
@@ -152,11 +182,19 @@ async def migrate_database(database_url: str | None = None) -> list[Migration]:
         return await migrate(conn)
 
 
+def _versions(known: list[Migration]) -> list[str]:
+    """``jobqueue 3, books 1``: the latest version of each component."""
+    latest: dict[str, int] = {}
+    for migration in known:
+        latest[migration.component] = max(latest.get(migration.component, 0), migration.version)
+    return [f"{component} {version}" for component, version in latest.items()]
+
+
 async def pending_migrations(conn: psycopg.AsyncConnection[typing.Any]) -> list[Migration]:
-    known = load_migrations()
+    known = all_migrations()
     applied = await _applied(conn)
     _check_history(applied, known)
-    return [migration for migration in known if migration.version not in applied]
+    return [m for m in known if (m.component, m.version) not in applied]
 
 
 Fingerprint: typing.TypeAlias = dict[str, set[str]]
@@ -186,7 +224,7 @@ async def replayed_fingerprint(conn: psycopg.AsyncConnection[typing.Any]) -> Fin
     try:
         async with conn.transaction():
             await conn.execute(sql.query("schema_search_path_set"), {"schema": "pg_temp"})
-            for migration in load_migrations():
+            for migration in all_migrations():
                 replay = _TRIGGER_FUNCTION.sub(r"EXECUTE FUNCTION pg_temp.\1", migration.sql)
                 await conn.execute(replay)
             cursor = await conn.execute(sql.query("schema_temporary_name"))

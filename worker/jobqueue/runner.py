@@ -110,20 +110,30 @@ DEFAULT_RETRY: typing.Final = RetryPolicy()
 
 
 class Registry:
-    """Handlers by job type. Registering a type twice is an error, not a silent swap."""
+    """Handlers by job type. Registering a type twice is an error that names both sources,
+    not a silent swap."""
 
     def __init__(self) -> None:
         self._handlers: dict[str, JobHandler[typing.Any, typing.Any]] = {}
+        self._sources: dict[str, str] = {}
+        self.plugins: set[str] = set()  # plugins whose handlers are registered here
 
     def register(
-        self, handler: JobHandler[typing.Any, typing.Any]
+        self, handler: JobHandler[typing.Any, typing.Any], *, source: str | None = None
     ) -> JobHandler[typing.Any, typing.Any]:
+        """Add ``handler``; ``source`` says where it comes from in error messages (default:
+        the module that defines it)."""
         job_type = queue_module.check_name(getattr(handler, "type", None), "handler type")
         if not callable(getattr(handler, "handle", None)):
             raise TypeError(f"handler for {job_type!r} has no handle(payload, job) method")
+        where = source or f"module {_defined_in(handler)}"
         if job_type in self._handlers:
-            raise ValueError(f"a handler for job type {job_type!r} is already registered")
+            raise ValueError(
+                f"job type {job_type!r} has two handlers: one from {self._sources[job_type]},"
+                f" one from {where}"
+            )
         self._handlers[job_type] = handler
+        self._sources[job_type] = where
         return handler
 
     def get(self, job_type: str) -> JobHandler[typing.Any, typing.Any] | None:
@@ -131,6 +141,11 @@ class Registry:
 
     def types(self) -> list[str]:
         return sorted(self._handlers)
+
+
+def _defined_in(handler: object) -> str:
+    function = getattr(handler, "function", None)  # a FunctionHandler: its function's module
+    return str(getattr(function, "__module__", None) or type(handler).__module__)
 
 
 REGISTRY: typing.Final = Registry()

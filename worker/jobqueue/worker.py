@@ -53,7 +53,7 @@ import uuid
 
 import psycopg
 
-from jobqueue import db, handlers, metrics, runner, sql, types
+from jobqueue import db, metrics, plugins, runner, sql, types
 from jobqueue import queue as queue_module
 
 logger = logging.getLogger("jobqueue.worker")
@@ -926,9 +926,10 @@ def init_job_system(
     **settings: typing.Any,
 ) -> Worker:
     """What a service calls at start-up (the seed's ``initJobSystem``): register the
-    built-in handlers, start the worker, and stop it gracefully on SIGTERM/SIGINT."""
+    handlers of every installed plugin, start the worker, and stop it gracefully on
+    SIGTERM/SIGINT."""
 
-    handlers.register_all_handlers()
+    plugins.register_all_handlers()
     worker = start_worker(
         poll_interval=poll_interval, concurrency=concurrency, worker_id=worker_id, **settings
     )

@@ -30,16 +30,26 @@ def parse_named_queries(text: str) -> dict[str, str]:
     return queries
 
 
-def _read(name: str) -> str:
-    return importlib.resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
+class NamedQueries:
+    """The named queries of one package's ``queries.sql`` (the core's, or a plugin's)."""
+
+    def __init__(self, package: str, filename: str = "queries.sql") -> None:
+        self.where = f"{package}/{filename}"
+        text = importlib.resources.files(package).joinpath(filename).read_text(encoding="utf-8")
+        self.queries: typing.Final = parse_named_queries(text)
+
+    def __call__(self, name: str) -> str:
+        """The query called ``name``; a KeyError names the missing query and its file."""
+        try:
+            return self.queries[name]
+        except KeyError:
+            raise KeyError(f"no query named {name!r} in {self.where}") from None
 
 
-QUERIES: typing.Final = parse_named_queries(_read("queries.sql"))
+_CORE: typing.Final = NamedQueries(__name__)
+QUERIES: typing.Final = _CORE.queries
 
 
 def query(name: str) -> str:
-    """The query called ``name``; a KeyError names the missing query."""
-    try:
-        return QUERIES[name]
-    except KeyError:
-        raise KeyError(f"no query named {name!r} in queries.sql") from None
+    """The core query called ``name``."""
+    return _CORE(name)

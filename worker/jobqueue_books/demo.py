@@ -21,9 +21,9 @@ import time
 import typing
 import unicodedata
 
-from jobqueue import db, embedded, handlers, migrations, runner, types, worker
+from jobqueue import db, embedded, migrations, plugins, runner, types, worker
 from jobqueue import queue as queue_module
-from jobqueue.books import embedding, samples, store
+from jobqueue_books import embedding, samples, store
 
 DEMO_WORKER: typing.Final = "demo-worker"
 DEMO_QUERY: typing.Final = "what happens when an exception is raised"
@@ -119,7 +119,7 @@ async def _run_on(database_url: str, epub_paths: list[pathlib.Path], show_logs: 
     async with conn:
         await migrations.migrate(conn)
     registry = runner.Registry()
-    handlers.register_all_handlers(registry)
+    plugins.register_all_handlers(registry)
     async with queue_module.Queue(database_url) as queue:
         parse_jobs = await queue.enqueue_jobs(
             types.NewJob("parseBook", {"bookId": number, "filePath": str(path)})

@@ -9,8 +9,7 @@ import typing
 
 import psycopg
 
-from jobqueue import sql
-from jobqueue.books import epub, text
+from jobqueue_books import epub, sql, text
 
 Connection: typing.TypeAlias = psycopg.AsyncConnection[typing.Any]
 

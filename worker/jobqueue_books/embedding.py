@@ -35,7 +35,7 @@ class Embedder(typing.Protocol):
     def embed(self, texts: collections.abc.Sequence[str]) -> list[list[float]]: ...
 
 
-class EmbedderError(RuntimeError):
+class EmbedderError(ValueError):
     pass
 
 

@@ -57,7 +57,7 @@ import ebooklib.epub
 import lxml.etree
 import lxml.html
 
-from jobqueue.books import text as book_text
+from jobqueue_books import text as book_text
 
 KIB: typing.Final = 1024
 MIB: typing.Final = 1024 * KIB

@@ -19,7 +19,7 @@ import os
 import typing
 
 from jobqueue import runner, types
-from jobqueue.books import embedding, epub, store, text
+from jobqueue_books import embedding, epub, store, text
 
 logger = logging.getLogger("jobqueue.handlers.books")
 
@@ -176,3 +176,9 @@ class SummarizeBookHandler:
                 for i in wanted
             ],
         }
+
+
+def register(registry: runner.Registry) -> None:
+    """The plugin's entry point (group ``jobqueue.handlers``): the three book handlers."""
+    for handler in (ParseBookHandler(), EmbedBookHandler(), SummarizeBookHandler()):
+        registry.register(handler, source="plugin books")

@@ -1,1 +1,0 @@
-"""The book domain: EPUB reading, book storage, embeddings and summaries."""
