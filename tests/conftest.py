@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import contextlib
+import datetime
 import itertools
 import os
 import typing
@@ -114,6 +115,25 @@ def registry() -> runner.Registry:
     return runner.Registry()
 
 
+class MovableClock:
+    """A worker's clock that a test moves (``clock.move(hours=1)``) instead of waiting."""
+
+    def __init__(self) -> None:
+        self.at = datetime.datetime.now(datetime.UTC)
+
+    def __call__(self) -> datetime.datetime:
+        return self.at
+
+    def move(self, **delta: float) -> datetime.datetime:
+        self.at += datetime.timedelta(**delta)
+        return self.at
+
+
+@pytest.fixture
+def clock() -> MovableClock:
+    return MovableClock()
+
+
 class WorkerStarter:
     """Starts in-process workers on a test's database (``run_worker(**settings)``). At the
     end each is stopped hard, and a worker that failed fails the test, unless the test took
@@ -125,12 +145,15 @@ class WorkerStarter:
         self.started: dict[str, tuple[worker_module.Worker, asyncio.Task[None]]] = {}
         self.taken: set[str] = set()
 
-    def __call__(self, **settings: typing.Any) -> worker_module.Worker:
+    def __call__(
+        self, *, clock: worker_module.Clock | None = None, **settings: typing.Any
+    ) -> worker_module.Worker:
         settings.setdefault("worker_id", f"w{len(self.started)}")
         worker = worker_module.make_worker(
             worker_module.WorkerConfig(**settings),
             database_url=self.database_url,
             registry=self.registry,
+            clock=clock,
         )
         task = asyncio.create_task(worker_module.serve(worker))
         self.started[worker.worker_id] = (worker, task)

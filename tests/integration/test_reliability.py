@@ -461,3 +461,28 @@ async def test_rescue_reports_what_it_took_and_from_whom(queue: jobqueue.Queue) 
     assert rescued.status == "failed", "out of attempts"
     assert abs((rescued.last_seen - long_ago).total_seconds()) < 1
     assert await queue.rescue_stale_jobs(60, only_one_rescuer=True) == []
+
+
+# --- time as a parameter: the worker's clock moves, nobody waits ---------------------------------
+
+
+async def test_a_worker_whose_clock_moved_runs_a_delayed_job_at_once(
+    queue: jobqueue.Queue, held: Held, run_worker: typing.Any, clock: typing.Any
+) -> None:
+    later = await queue.enqueue_job("quick", run_at=clock.move(hours=1))
+    clock.move(hours=1)
+    run_worker(clock=clock)
+    done = await waiting.until_status(queue, later.id, "done")
+    assert done.updated_at == clock.at, "written at the worker's time"
+
+
+async def test_a_worker_whose_clock_moved_rescues_a_silent_workers_jobs(
+    queue: jobqueue.Queue, held: Held, run_worker: typing.Any, clock: typing.Any
+) -> None:
+    job = await queue.enqueue_job("quick")
+    await queue.claim_jobs("silent-worker")  # claimed now, then never heard of again
+    clock.move(seconds=301)  # past the default stale threshold of 300 s
+    worker = run_worker(clock=clock, rescue_interval=0.05)
+    done = await waiting.until_status(queue, job.id, "done")
+    assert done.attempts == 2
+    assert worker.rescued == 1

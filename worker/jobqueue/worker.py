@@ -61,6 +61,14 @@ logger = logging.getLogger("jobqueue.worker")
 READY_CHANNEL: typing.Final = "jobqueue_ready"
 
 
+Clock: typing.TypeAlias = collections.abc.Callable[[], datetime.datetime | None]
+"""What a worker's statements take as the time: ``None`` for the database's ``now()``."""
+
+
+def _database_clock() -> None:
+    return None
+
+
 class WorkerFailedError(RuntimeError):
     """The worker stopped because one of its parts failed; the message says which and why."""
 
@@ -179,9 +187,13 @@ class Worker:
         config: WorkerConfig | None = None,
         *,
         registry: runner.Registry | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.queue = queue
         self.config = config or WorkerConfig()
+        # The time the worker's statements use: None means the database's own now(), the
+        # one clock every worker and rescuer shares. Tests pass a clock they move.
+        self.clock: Clock = clock or _database_clock
         self.registry = registry or runner.REGISTRY
         self.worker_id = self.config.worker_id or default_worker_id()
         self.types = list(self.config.types) if self.config.types else self.registry.types()
@@ -390,7 +402,11 @@ class Worker:
                 sent = time.monotonic()
                 try:
                     jobs = await self.queue.claim_jobs(
-                        self.worker_id, limit=free, queue=self.config.queue, types_=self.types
+                        self.worker_id,
+                        limit=free,
+                        queue=self.config.queue,
+                        types_=self.types,
+                        now=self.clock(),
                     )
                 except Exception as error:
                     if not _retryable(error):
@@ -426,7 +442,7 @@ class Worker:
             return poll
         if due is None:
             return poll
-        until_due = (due - datetime.datetime.now(datetime.UTC)).total_seconds()
+        until_due = (due - self._now()).total_seconds()
         return max(0.0, min(poll, until_due))
 
     async def _sleep(self, seconds: float | None) -> None:
@@ -434,6 +450,9 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._wakeup.wait()
+
+    def _now(self) -> datetime.datetime:
+        return self.clock() or datetime.datetime.now(datetime.UTC)
 
     def _database_error(self, operation: str, error: BaseException) -> None:
         self.last_claim_ok = self.last_claim_ok and operation != "claim"
@@ -449,7 +468,7 @@ class Worker:
     def _start(self, job: types.Job, claimed_at: float) -> None:
         self._held[job.id] = job
         self._lease_from[job.id] = claimed_at
-        wait = (datetime.datetime.now(datetime.UTC) - job.run_at).total_seconds()
+        wait = (self._now() - job.run_at).total_seconds()
         self._metrics.queue_wait(job.type, max(wait, 0.0))
         task = asyncio.create_task(self._run_one(job), name=f"jobqueue-job-{job.id}")
         self._active[job.id] = task
@@ -529,7 +548,7 @@ class Worker:
         if plain:
             try:
                 completed = await self.queue.complete_jobs(
-                    self.worker_id, [(o.job.id, o.result) for o in plain]
+                    self.worker_id, [(o.job.id, o.result) for o in plain], now=self.clock()
                 )
             except Exception as error:
                 if _retryable(error):
@@ -579,7 +598,11 @@ class Worker:
         job = outcome.job
         if outcome.succeeded:
             await self.queue.complete_job(
-                job.id, outcome.result, enqueue=outcome.enqueue, worker_id=self.worker_id
+                job.id,
+                outcome.result,
+                enqueue=outcome.enqueue,
+                worker_id=self.worker_id,
+                now=self.clock(),
             )
             self._written(outcome, "done")
             return
@@ -589,6 +612,7 @@ class Worker:
             retry_delay=outcome.retry_delay,
             final=not outcome.retryable,
             worker_id=self.worker_id,
+            now=self.clock(),
         )
         self._written(outcome, "retried" if written.status == "pending" else "failed")
 
@@ -627,7 +651,7 @@ class Worker:
                     # A statement that hangs (a server gone silent) must not hold up the
                     # lease check below.
                     async with asyncio.timeout(self.config.heartbeat_interval):
-                        still = await self.queue.heartbeat(self.worker_id, held)
+                        still = await self.queue.heartbeat(self.worker_id, held, now=self.clock())
                 except Exception as error:
                     if not _retryable(error):
                         raise
@@ -675,7 +699,10 @@ class Worker:
             await asyncio.sleep(self.config.rescue_interval * random.uniform(0.8, 1.2))
             try:
                 rescued = await self.queue.rescue_stale_jobs(
-                    self.config.stale_threshold, queue=self.config.queue, only_one_rescuer=True
+                    self.config.stale_threshold,
+                    queue=self.config.queue,
+                    only_one_rescuer=True,
+                    now=self.clock(),
                 )
             except Exception as error:
                 if not _retryable(error):
@@ -783,7 +810,11 @@ class Worker:
         while True:
             try:
                 released = await self.queue.release_jobs(
-                    self.worker_id, job_ids, keep_attempt=keep_attempt, error=error_text
+                    self.worker_id,
+                    job_ids,
+                    keep_attempt=keep_attempt,
+                    error=error_text,
+                    now=self.clock(),
                 )
             except Exception as error:
                 if not _retryable(error) or time.monotonic() > deadline:
@@ -839,6 +870,7 @@ def make_worker(
     *,
     database_url: str | None = None,
     registry: runner.Registry | None = None,
+    clock: Clock | None = None,
 ) -> Worker:
     """A worker with a queue (pool not yet opened) of its own."""
     worker_queue = queue_module.Queue(
@@ -852,7 +884,7 @@ def make_worker(
         # cannot keep a prepared statement from one transaction to the next.
         prepared_statements=config.listen,
     )
-    return Worker(worker_queue, config, registry=registry)
+    return Worker(worker_queue, config, registry=registry, clock=clock)
 
 
 async def serve(worker: Worker) -> None:
