@@ -1,14 +1,39 @@
-"""Prometheus metrics of a worker process (K4), served by ``probes`` on ``/metrics``.
+"""Prometheus metrics (K4): every name once, here, and the metric objects made against a
+registry the caller passes in (the process's default one unless told otherwise), so a test
+or an embedding application gets metrics of its own and nothing is registered at import.
 
-Queue-level gauges (how many jobs are pending, ...) are not here: the operator exports them
-once per queue, rather than every worker counting the same table.
+Worker metrics are served by ``probes`` on ``/metrics``. Queue-level gauges (how many jobs
+are ready, how old the oldest is) come from ``QueueDepthCollector``, fed with the
+maintenance query's rows by whoever exports them once per queue (the operator), rather than
+every worker counting the same table. Dashboards and alerts are checked against the names
+below.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import typing
+import weakref
 
 import prometheus_client
+import prometheus_client.core
+import prometheus_client.registry
+
+from jobqueue import maintenance
+
+# --- names: what dashboards and alerts refer to ----------------------------------------------
+
+WORKER_JOBS: typing.Final = "jobqueue_worker_jobs"  # a counter: exposed as ..._total
+WORKER_JOB_DURATION: typing.Final = "jobqueue_worker_job_duration_seconds"
+WORKER_JOB_QUEUE_WAIT: typing.Final = "jobqueue_worker_job_queue_wait_seconds"
+WORKER_ACTIVE_JOBS: typing.Final = "jobqueue_worker_active_jobs"
+WORKER_CONCURRENCY: typing.Final = "jobqueue_worker_concurrency"
+WORKER_CLAIM_BATCH: typing.Final = "jobqueue_worker_claim_batch_size"
+WORKER_DATABASE_ERRORS: typing.Final = "jobqueue_worker_database_errors"  # ..._total
+WORKER_RESCUED_JOBS: typing.Final = "jobqueue_worker_rescued_jobs"  # ..._total
+WORKER_INFO: typing.Final = "jobqueue_worker"  # an info metric: ..._info
+QUEUE_JOBS: typing.Final = "jobqueue_queue_jobs"
+QUEUE_OLDEST_READY_AGE: typing.Final = "jobqueue_queue_oldest_ready_age_seconds"
 
 _DURATION_BUCKETS: typing.Final = (
     0.001,
@@ -26,89 +51,154 @@ _DURATION_BUCKETS: typing.Final = (
     1800.0,
     3600.0,
 )
-_BATCH_BUCKETS: typing.Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+_BATCH_BUCKETS: typing.Final = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
-JOBS: typing.Final = prometheus_client.Counter(
-    "jobqueue_worker_jobs",
-    "Jobs this worker finished, by outcome: done, retried (failed, will run again), failed"
-    " (for good), lost (its lock went stale and the job was handed to another worker),"
-    " released (handed back at shutdown).",
-    ["queue", "type", "outcome"],
-)
-JOB_DURATION: typing.Final = prometheus_client.Histogram(
-    "jobqueue_worker_job_duration_seconds",
-    "Time a handler took for one job, whatever the outcome.",
-    ["queue", "type"],
-    buckets=_DURATION_BUCKETS,
-)
-QUEUE_WAIT: typing.Final = prometheus_client.Histogram(
-    "jobqueue_worker_job_queue_wait_seconds",
-    "Time from a job being due (run_at) to a worker starting it.",
-    ["queue", "type"],
-    buckets=_DURATION_BUCKETS,
-)
-ACTIVE_JOBS: typing.Final = prometheus_client.Gauge(
-    "jobqueue_worker_active_jobs", "Jobs this worker is running now.", ["queue"]
-)
-CONCURRENCY: typing.Final = prometheus_client.Gauge(
-    "jobqueue_worker_concurrency", "How many jobs this worker runs at once at most.", ["queue"]
-)
-CLAIM_BATCH: typing.Final = prometheus_client.Histogram(
-    "jobqueue_worker_claim_batch_size",
-    "Jobs claimed per claim statement (empty claims included).",
-    ["queue"],
-    buckets=(0, *_BATCH_BUCKETS),
-)
-DATABASE_ERRORS: typing.Final = prometheus_client.Counter(
-    "jobqueue_worker_database_errors",
-    "Database operations that failed (and were retried), by operation.",
-    ["queue", "operation"],
-)
-RESCUED: typing.Final = prometheus_client.Counter(
-    "jobqueue_worker_rescued_jobs",
-    "Stale jobs (of dead workers) this worker's rescue loop handed back, by what they became:"
-    " pending (to run again) or failed (out of attempts).",
-    ["queue", "type", "status"],
-)
-WORKER_INFO: typing.Final = prometheus_client.Info(
-    "jobqueue_worker", "The worker's identity and settings."
-)
+Registry: typing.TypeAlias = prometheus_client.registry.CollectorRegistry
+
+
+class _WorkerFamilies:
+    """The worker metrics of one registry: made once per registry, shared by every worker
+    that reports to it (a registry refuses the same name twice)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.jobs = prometheus_client.Counter(
+            WORKER_JOBS,
+            "Jobs this worker finished, by outcome: done, retried (failed, will run again),"
+            " failed (for good), lost (its lock went stale and the job was handed to another"
+            " worker, or it was deleted), released (handed back at shutdown).",
+            ["queue", "type", "outcome"],
+            registry=registry,
+        )
+        self.duration = prometheus_client.Histogram(
+            WORKER_JOB_DURATION,
+            "Time a handler took for one job, whatever the outcome.",
+            ["queue", "type"],
+            buckets=_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.queue_wait = prometheus_client.Histogram(
+            WORKER_JOB_QUEUE_WAIT,
+            "Time from a job being due (run_at) to a worker starting it.",
+            ["queue", "type"],
+            buckets=_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.active = prometheus_client.Gauge(
+            WORKER_ACTIVE_JOBS, "Jobs this worker is running now.", ["queue"], registry=registry
+        )
+        self.concurrency = prometheus_client.Gauge(
+            WORKER_CONCURRENCY,
+            "How many jobs this worker runs at once at most.",
+            ["queue"],
+            registry=registry,
+        )
+        self.claim_batch = prometheus_client.Histogram(
+            WORKER_CLAIM_BATCH,
+            "Jobs claimed per claim statement (empty claims included).",
+            ["queue"],
+            buckets=_BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.database_errors = prometheus_client.Counter(
+            WORKER_DATABASE_ERRORS,
+            "Database operations that failed (and were retried), by operation.",
+            ["queue", "operation"],
+            registry=registry,
+        )
+        self.rescued = prometheus_client.Counter(
+            WORKER_RESCUED_JOBS,
+            "Stale jobs (of dead workers) this worker's rescue loop handed back, by what they"
+            " became: pending (to run again) or failed (out of attempts).",
+            ["queue", "type", "status"],
+            registry=registry,
+        )
+        self.info = prometheus_client.Info(
+            WORKER_INFO, "The worker's identity and settings.", registry=registry
+        )
+
+
+_families: weakref.WeakKeyDictionary[Registry, _WorkerFamilies] = weakref.WeakKeyDictionary()
+
+
+def _worker_families(registry: Registry) -> _WorkerFamilies:
+    found = _families.get(registry)
+    if found is None:
+        found = _families[registry] = _WorkerFamilies(registry)
+    return found
 
 
 class WorkerMetrics:
-    """One worker's handles on the metrics above, its label values bound once: looking up
-    a labelled child costs more than the update itself, on a path run for every job."""
+    """One worker's handles on its metrics, label values bound once: looking up a labelled
+    child costs more than the update itself, on a path run for every job."""
 
-    def __init__(self, queue: str) -> None:
+    def __init__(self, queue: str, registry: Registry | None = None) -> None:
         self.queue = queue
-        self.active_jobs = ACTIVE_JOBS.labels(queue=queue)
-        self.concurrency = CONCURRENCY.labels(queue=queue)
-        self.claim_batch = CLAIM_BATCH.labels(queue=queue)
+        self._families = _worker_families(registry or prometheus_client.REGISTRY)
+        self.active_jobs = self._families.active.labels(queue=queue)
+        self.concurrency = self._families.concurrency.labels(queue=queue)
+        self.claim_batch = self._families.claim_batch.labels(queue=queue)
         self._jobs: dict[tuple[str, str], prometheus_client.Counter] = {}
         self._durations: dict[str, prometheus_client.Histogram] = {}
         self._waits: dict[str, prometheus_client.Histogram] = {}
+
+    def identify(self, worker_id: str) -> None:
+        self._families.info.info({"worker_id": worker_id, "queue": self.queue})
 
     def job_finished(self, job_type: str, outcome: str) -> None:
         key = (job_type, outcome)
         child = self._jobs.get(key)
         if child is None:
-            child = self._jobs[key] = JOBS.labels(queue=self.queue, type=job_type, outcome=outcome)
+            child = self._jobs[key] = self._families.jobs.labels(self.queue, job_type, outcome)
         child.inc()
 
     def job_duration(self, job_type: str, seconds: float) -> None:
         child = self._durations.get(job_type)
         if child is None:
-            child = self._durations[job_type] = JOB_DURATION.labels(queue=self.queue, type=job_type)
+            child = self._durations[job_type] = self._families.duration.labels(self.queue, job_type)
         child.observe(seconds)
 
     def queue_wait(self, job_type: str, seconds: float) -> None:
         child = self._waits.get(job_type)
         if child is None:
-            child = self._waits[job_type] = QUEUE_WAIT.labels(queue=self.queue, type=job_type)
+            child = self._waits[job_type] = self._families.queue_wait.labels(self.queue, job_type)
         child.observe(seconds)
 
     def job_rescued(self, job_type: str, status: str) -> None:
-        RESCUED.labels(queue=self.queue, type=job_type, status=status).inc()
+        self._families.rescued.labels(self.queue, job_type, status).inc()
 
     def database_error(self, operation: str) -> None:
-        DATABASE_ERRORS.labels(queue=self.queue, operation=operation).inc()
+        self._families.database_errors.labels(self.queue, operation).inc()
+
+
+class QueueDepthCollector(prometheus_client.registry.Collector):
+    """Queue-level gauges from the latest ``maintenance.queue_depth`` rows: register it once
+    (``registry.register(collector)``) and ``update`` it after each query. Between updates
+    a scrape sees the last rows; before the first, nothing."""
+
+    STATES: typing.Final = ("ready", "delayed", "due_soon", "running", "failed", "done")
+
+    def __init__(self) -> None:
+        self._rows: list[maintenance.QueueDepth] = []
+
+    def update(self, rows: collections.abc.Iterable[maintenance.QueueDepth]) -> None:
+        self._rows = list(rows)
+
+    def collect(self) -> collections.abc.Iterator[prometheus_client.core.Metric]:
+        jobs = prometheus_client.core.GaugeMetricFamily(
+            QUEUE_JOBS,
+            "Jobs per queue, type and state: ready (due now), delayed, due_soon (delayed,"
+            " due within the window), running, failed, done.",
+            labels=["queue", "type", "state"],
+        )
+        oldest = prometheus_client.core.GaugeMetricFamily(
+            QUEUE_OLDEST_READY_AGE,
+            "How long the longest-waiting ready job of a queue and type has been due.",
+            labels=["queue", "type"],
+        )
+        for row in self._rows:
+            for state in self.STATES:
+                jobs.add_metric([row.queue, row.type, state], getattr(row, state))
+            if row.oldest_ready_age is not None:
+                oldest.add_metric([row.queue, row.type], row.oldest_ready_age)
+        yield jobs
+        yield oldest

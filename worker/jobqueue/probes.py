@@ -13,6 +13,7 @@ import logging
 import typing
 
 import prometheus_client
+import prometheus_client.registry
 
 logger = logging.getLogger("jobqueue.probes")
 
@@ -28,7 +29,15 @@ _REASONS: typing.Final = {
 class ProbeServer:
     """Serves the three endpoints; ``healthy`` and ``ready`` return (ok, explanation)."""
 
-    def __init__(self, healthy: Check, ready: Check, host: str = "0.0.0.0", port: int = 9090):  # noqa: S104  (a pod's probes and scrapes come from outside it)
+    def __init__(
+        self,
+        healthy: Check,
+        ready: Check,
+        host: str = "0.0.0.0",  # noqa: S104  (a pod's probes and scrapes come from outside it)
+        port: int = 9090,
+        registry: prometheus_client.registry.CollectorRegistry | None = None,
+    ):
+        self.registry = registry or prometheus_client.REGISTRY
         self.healthy = healthy
         self.ready = ready
         self.host = host
@@ -70,7 +79,11 @@ class ProbeServer:
         if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"method not allowed\n"
         if path == "/metrics":
-            return 200, prometheus_client.CONTENT_TYPE_LATEST, prometheus_client.generate_latest()
+            return (
+                200,
+                prometheus_client.CONTENT_TYPE_LATEST,
+                prometheus_client.generate_latest(self.registry),
+            )
         checks = {"/healthz": self.healthy, "/readyz": self.ready}
         if path in checks:
             ok, why = checks[path]()

@@ -188,6 +188,7 @@ class Worker:
         *,
         registry: runner.Registry | None = None,
         clock: Clock | None = None,
+        metrics_registry: metrics.Registry | None = None,
     ) -> None:
         self.queue = queue
         self.config = config or WorkerConfig()
@@ -227,7 +228,7 @@ class Worker:
         self._executor: _HandlerThreads | None = None
         self._writer: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
-        self._metrics = metrics.WorkerMetrics(self.config.queue)
+        self._metrics = metrics.WorkerMetrics(self.config.queue, metrics_registry)
 
     # --- state ----------------------------------------------------------------------------
 
@@ -338,7 +339,7 @@ class Worker:
             self.config.rescue_interval,
         )
         self._metrics.concurrency.set(self.config.concurrency)
-        metrics.WORKER_INFO.info({"worker_id": self.worker_id, "queue": self.config.queue})
+        self._metrics.identify(self.worker_id)
         self._executor = _HandlerThreads(self.config.concurrency)
         self._writer = self._spawn("outcome writer", self._write_outcomes())
         self._spawn("heartbeat", self._heartbeat())

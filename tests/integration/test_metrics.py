@@ -1,0 +1,90 @@
+"""Metrics without globals: names in one module, objects made against a registry passed in,
+queue depth exported by a collector (issue 9, part 5)."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+import typing
+
+import prometheus_client
+import prometheus_client.registry
+
+import jobqueue
+from jobqueue import maintenance, metrics
+
+README = pathlib.Path(__file__).parents[2] / "README.md"
+
+
+def test_nothing_is_registered_at_import() -> None:
+    probe = (
+        "import prometheus_client, jobqueue, jobqueue.worker, jobqueue.cli;"
+        " print(sorted(n for n in prometheus_client.REGISTRY._names_to_collectors"
+        " if n.startswith('jobqueue')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_workers_report_to_the_registry_they_are_given() -> None:
+    mine = prometheus_client.registry.CollectorRegistry()
+    first = metrics.WorkerMetrics("q1", mine)
+    second = metrics.WorkerMetrics("q2", mine)  # the same registry: families shared
+    first.job_finished("t", "done")
+    second.job_finished("t", "done")
+    second.job_finished("t", "done")
+    assert (
+        mine.get_sample_value(
+            "jobqueue_worker_jobs_total", {"queue": "q2", "type": "t", "outcome": "done"}
+        )
+        == 2
+    )
+    other = prometheus_client.registry.CollectorRegistry()
+    metrics.WorkerMetrics("q1", other).job_finished("t", "done")
+    assert (
+        other.get_sample_value(
+            "jobqueue_worker_jobs_total", {"queue": "q1", "type": "t", "outcome": "done"}
+        )
+        == 1
+    )
+    assert (
+        mine.get_sample_value(
+            "jobqueue_worker_jobs_total", {"queue": "q1", "type": "t", "outcome": "done"}
+        )
+        == 1
+    )
+
+
+async def test_queue_depth_collector_exports_the_maintenance_query(
+    queue: jobqueue.Queue,
+) -> None:
+    await queue.enqueue_jobs(jobqueue.NewJob("a") for _ in range(3))
+    await queue.claim_jobs("w")
+    registry = prometheus_client.registry.CollectorRegistry()
+    collector = metrics.QueueDepthCollector()
+    registry.register(collector)
+    assert "jobqueue_queue_jobs{" not in prometheus_client.generate_latest(registry).decode()
+    collector.update(await maintenance.queue_depth(queue))
+
+    def sample(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert sample("jobqueue_queue_jobs", queue="default", type="a", state="ready") == 2
+    assert sample("jobqueue_queue_jobs", queue="default", type="a", state="running") == 1
+    age = sample("jobqueue_queue_oldest_ready_age_seconds", queue="default", type="a")
+    assert age is not None
+    assert age >= 0
+
+
+def test_every_metric_name_is_documented() -> None:
+    text = README.read_text()
+    names: list[typing.Any] = [
+        value
+        for key, value in vars(metrics).items()
+        if key.isupper() and isinstance(value, str) and value.startswith("jobqueue_")
+    ]
+    assert len(names) >= 10
+    assert [name for name in names if name not in text] == []
