@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import datetime
+import functools
 import json
 import logging
 import math
@@ -711,39 +712,29 @@ async def close_default_queue() -> None:
         await queue.close()
 
 
-async def enqueue_job(
-    type: str,
-    payload: typing.Any = None,
-    *,
-    run_at: datetime.datetime | None = None,
-    max_attempts: int | None = None,
-    queue: str | None = None,
-    priority: int = 0,
-) -> types.Job:
-    return await (await default_queue()).enqueue_job(
-        type, payload, run_at=run_at, max_attempts=max_attempts, queue=queue, priority=priority
-    )
+_P = typing.ParamSpec("_P")
+_T = typing.TypeVar("_T")
 
 
-async def enqueue_jobs(jobs: collections.abc.Iterable[types.NewJob]) -> list[types.Job]:
-    return await (await default_queue()).enqueue_jobs(jobs)
+def _on_default_queue(
+    method: collections.abc.Callable[
+        typing.Concatenate[Queue, _P], collections.abc.Coroutine[typing.Any, typing.Any, _T]
+    ],
+) -> collections.abc.Callable[_P, collections.abc.Coroutine[typing.Any, typing.Any, _T]]:
+    """``Queue.method`` as a module function on the default queue, same signature."""
+
+    @functools.wraps(method)
+    async def call(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        return await method(await default_queue(), *args, **kwargs)
+
+    return call
 
 
-async def get_job_status(job_id: uuid.UUID | str) -> types.Job | None:
-    return await (await default_queue()).get_job_status(job_id)
-
-
-async def get_queue_stats(*, queue: str | None = None, type: str | None = None) -> types.QueueStats:
-    return await (await default_queue()).get_queue_stats(queue=queue, type=type)
-
-
-async def complete_job(job_id: uuid.UUID | str, result: typing.Any = None) -> types.Job:
-    return await (await default_queue()).complete_job(job_id, result)
-
-
-async def fail_job(job_id: uuid.UUID | str, error: str) -> types.Job:
-    return await (await default_queue()).fail_job(job_id, error)
-
-
-async def cleanup_stale_locks(threshold_ms: float = DEFAULT_STALE_THRESHOLD_MS) -> int:
-    return await (await default_queue()).cleanup_stale_locks(threshold_ms)
+# The seed's functions: the Queue's methods on the default queue, one line each.
+enqueue_job = _on_default_queue(Queue.enqueue_job)
+enqueue_jobs = _on_default_queue(Queue.enqueue_jobs)
+get_job_status = _on_default_queue(Queue.get_job_status)
+get_queue_stats = _on_default_queue(Queue.get_queue_stats)
+complete_job = _on_default_queue(Queue.complete_job)
+fail_job = _on_default_queue(Queue.fail_job)
+cleanup_stale_locks = _on_default_queue(Queue.cleanup_stale_locks)
