@@ -10,8 +10,9 @@ Three groups, each entry named after its plugin:
 - ``jobqueue.migrations``: a package holding a ``migrations/`` folder of numbered SQL files,
   applied with the core's under the entry's name (a version history per component).
 
-A plugin whose extra is not installed (its import fails) is skipped with a warning naming
-the extra; any other failure while loading one is an error. The core registers its only
+A plugin whose extra is not installed (its import fails) is skipped, with a warning naming
+the extra when its handlers were wanted (quietly for its commands); any other failure while
+loading one is an error. The core registers its only
 built-in handler, ``jobqueue.noop``, the same way: its name is in the ``jobqueue.``
 namespace, so no handler of an application clashes with it by accident.
 """
@@ -57,12 +58,16 @@ def _entries(group: str) -> list[importlib.metadata.EntryPoint]:
     return sorted(importlib.metadata.entry_points(group=group), key=lambda entry: entry.name)
 
 
-def _load(entry: importlib.metadata.EntryPoint) -> typing.Any | None:
-    """The entry's object, or ``None`` (with a warning) when its extra is not installed."""
+def _load(
+    entry: importlib.metadata.EntryPoint, missing_level: int = logging.WARNING
+) -> typing.Any | None:
+    """The entry's object, or ``None`` (logged at ``missing_level``) when its extra is not
+    installed."""
     try:
         return entry.load()
     except ImportError as error:
-        logger.warning(
+        logger.log(
+            missing_level,
             "[Plugins] Plugin %r is not loaded: %s (install its extra: pip install 'jobqueue[%s]')",
             entry.name,
             error,
@@ -99,7 +104,8 @@ def add_commands(
 ) -> None:
     """Let every installed plugin add its subcommands."""
     for entry in _entries(COMMANDS_GROUP):
-        add = _load(entry)
+        # Quietly: a lean install should not hear about commands it did not ask for.
+        add = _load(entry, logging.DEBUG)
         if add is not None:
             add(commands, common)
 
