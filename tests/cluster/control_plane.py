@@ -171,6 +171,8 @@ class ControlPlane:
                 f"--service-account-signing-key-file={keys.service_account_key}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--authorization-mode=RBAC",
+                # As kubeadm sets it: privileged pods are PodSecurity's to refuse, per namespace.
+                "--allow-privileged=true",
                 # No real endpoints to publish for the `kubernetes` Service: pods reach the
                 # API server through the kubeconfig the kubelet gives them.
                 "--endpoint-reconciler-type=none",
