@@ -341,3 +341,105 @@ def test_kill_9_of_a_pod_process_is_a_container_restart(
     assert status["lastState"]["terminated"]["reason"] == "Error"
     assert kubectl.pid(again) != first
     assert process_alive(kubectl.pid(again))
+
+
+def test_helm_installs_upgrades_and_uninstalls_a_worker_chart(
+    kube: kubectl.Kube, database_url: str, tmp_path: pathlib.Path
+) -> None:
+    chart = tmp_path / "workers"
+    (chart / "templates").mkdir(parents=True)
+    chart_yaml = {
+        "apiVersion": "v2",
+        "name": "workers",
+        "version": "0.1.0",
+        "kubeVersion": ">=1.37.0-0",  # checked against the API server's real /version
+    }
+    (chart / "Chart.yaml").write_text(yaml.safe_dump(chart_yaml))
+    (chart / "values.yaml").write_text("replicas: 2\n")
+    manifests = worker_manifests(database_url, 2)
+    manifests[1]["spec"]["replicas"] = "REPLICAS"
+    template = yaml.safe_dump_all(manifests).replace("REPLICAS", "{{ .Values.replicas }}")
+    (chart / "templates" / "workers.yaml").write_text(template)
+
+    kube.helm("install", "workers", str(chart), "--wait", "--timeout=3m")
+    assert len(ready_workers(kube, 2)) == 2
+    kube.helm("upgrade", "workers", str(chart), "--set", "replicas=1", "--wait", "--timeout=3m")
+    ready_workers(kube, 1)
+    kube.helm("uninstall", "workers", "--wait", "--timeout=3m")
+    kube.wait_for(lambda: not kube.pods(SELECTOR), "the chart's pods to be gone")
+
+    chart_yaml["kubeVersion"] = "<1.30.0"
+    (chart / "Chart.yaml").write_text(yaml.safe_dump(chart_yaml))
+    refused = kube.helm("install", "old", str(chart), check=False)
+    assert refused.returncode != 0
+    assert "incompatible with Kubernetes v1.37" in refused.stderr
+
+
+ACCOUNT_SCRIPT = """
+import os
+import kubernetes
+kubernetes.config.load_kube_config()
+core = kubernetes.client.CoreV1Api()
+namespace = os.environ["POD_NAMESPACE"]
+print("pods:", len(core.list_namespaced_pod(namespace).items))
+try:
+    core.list_namespaced_secret(namespace)
+except kubernetes.client.ApiException as error:
+    print("secrets:", error.status)
+"""
+
+
+def test_a_pod_acts_with_its_service_accounts_rbac(kube: kubectl.Kube) -> None:
+    rules = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]
+    kube.apply(
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader"}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "pod-reader"},
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "reader-reads-pods"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "pod-reader",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": kube.namespace}],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "reader"},
+            "spec": {
+                "serviceAccountName": "reader",
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "python:3.11",
+                        "command": ["python", "-c", ACCOUNT_SCRIPT],
+                        "env": [
+                            {
+                                "name": "POD_NAMESPACE",
+                                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+                            }
+                        ],
+                    }
+                ],
+            },
+        },
+    )
+
+    def finished() -> Json | None:
+        pod = kube.get("pod", "reader")
+        return pod if pod.get("status", {}).get("phase") in ("Succeeded", "Failed") else None
+
+    pod = kube.wait_for(finished, "the reader pod to finish")
+    output = kube.pod_log(pod)
+    assert pod["status"]["phase"] == "Succeeded", output
+    assert "pods: 1" in output  # itself
+    assert "secrets: 403" in output  # its account may not, though the kubelet's admin could
