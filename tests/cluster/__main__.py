@@ -7,14 +7,28 @@ or SIGTERM stops everything and removes its state.
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
 import sys
 import threading
 
 from cluster import build, control_plane, versions
 
+_PR_SET_PDEATHSIG = 1
+
+
+def stop_with_parent() -> None:
+    """make does not pass a SIGTERM on to the command it runs: ask Linux to send this process
+    SIGTERM when its parent (make) dies, so `kill <make>` still stops the control plane."""
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)
+
 
 def main() -> int:
+    stop_with_parent()
     try:
         plane = control_plane.started()
     except (build.BuildError, versions.PinError, control_plane.ControlPlaneError) as error:
