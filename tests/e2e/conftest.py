@@ -40,6 +40,12 @@ def kube(kube_cluster: control_plane.ControlPlane) -> collections.abc.Iterator[k
     namespace = f"test-{os.getpid()}-{next(_namespaces)}"
     admin = kubectl.Kube(kube_cluster, "default")
     admin.kubectl("create", "namespace", namespace)
-    yield kubectl.Kube(kube_cluster, namespace)
+    kube = kubectl.Kube(kube_cluster, namespace)
+    # Until the serviceaccount controller has made `default`, admission refuses every pod.
+    kube.wait_for(
+        lambda: kube.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
+        f"the default ServiceAccount of {namespace}",
+    )
+    yield kube
     # The namespace controller deletes what is left, the kubelet stops the pods' processes.
     admin.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
