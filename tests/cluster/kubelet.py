@@ -19,9 +19,11 @@ the real kubelet's periodic sync) and hands each pod bound to this node to a ``P
 thread keyed by UID. A worker owns its pod until the pod is gone from the API.
 
 *Containers as processes.* ``spec.containers`` each become one process in a session of its
-own (so ``kill -9`` of it, or of its group, is a crash of that container). Init containers,
-volumes other than the service-account token, resources, startup probes and gRPC probes
-are not supported. The image chooses the program, by ``IMAGE_RULES`` (first ``fnmatch``
+own (so ``kill -9`` of it, or of its group, is a crash of that container).
+``spec.initContainers`` run first, one at a time, each to a zero exit (restarted on failure
+unless ``restartPolicy`` is ``Never``, which fails the pod). Volumes other than the
+service-account token, resources, sidecar (restartable init) containers, startup probes and
+gRPC probes are not supported. The image chooses the program, by ``IMAGE_RULES`` (first ``fnmatch``
 match wins):
 
 - ``*jobqueue-worker*``: the ``jobqueue`` entry point installed in the kubelet's virtualenv
@@ -415,6 +417,7 @@ class Container:
     kill_at: float | None = None  # set while stopping: when SIGTERM turns into SIGKILL
     backoff: float = 0.0
     exit_recorded: bool = False
+    init: bool = False  # an init container: runs to completion before the others start
 
     @property
     def name(self) -> str:
@@ -422,6 +425,9 @@ class Container:
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def completed(self) -> bool:
+        return self.terminated is not None and self.terminated["exitCode"] == 0
 
     def stop(self, grace: float) -> None:
         """SIGTERM to the main process now; SIGKILL to its group once ``grace`` is over."""
@@ -453,7 +459,7 @@ class Container:
             "image": self.spec.get("image", ""),
             "imageID": f"process://{self.spec.get('image', '')}",
             **({"containerID": container_id} if container_id else {}),
-            "ready": self.ready and self.running(),
+            "ready": (self.ready and self.running()) or (self.init and self.completed()),
             "started": self.running(),
             "restartCount": self.restart_count,
             "state": state,
@@ -476,7 +482,12 @@ class PodWorker(threading.Thread):
         self.pod_ip = pod_ip
         self.folder = kubelet.state_dir / "pods" / f"{pod_key(pod).replace('/', '_')}_{self.uid}"
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.containers = [Container(spec) for spec in pod["spec"]["containers"]]
+        self.init_containers = [
+            Container(spec, init=True) for spec in pod["spec"].get("initContainers", [])
+        ]
+        waiting = ("PodInitializing", "") if self.init_containers else ("ContainerCreating", "")
+        self.containers = [Container(spec, waiting=waiting) for spec in pod["spec"]["containers"]]
+        self.all_containers = [*self.init_containers, *self.containers]
         self.start_time = now_iso()
         self.conditions: dict[str, tuple[str, str]] = {}
         self.reported: Json | None = None
@@ -484,6 +495,7 @@ class PodWorker(threading.Thread):
         self.gone = threading.Event()
         self.changed = threading.Event()
         self.finished = False
+        self.terminating = False  # deleted: nothing restarts, the phase becomes terminal
 
     def update(self, pod: Json) -> None:
         self.pod = pod
@@ -495,7 +507,7 @@ class PodWorker(threading.Thread):
         self.changed.set()
 
     def shutdown(self) -> None:
-        for container in self.containers:
+        for container in self.all_containers:
             container.kill()
 
     # The thread's loop: one tick at a time, woken early by a pod update.
@@ -533,7 +545,9 @@ class PodWorker(threading.Thread):
             self.renew_token(now)
         except (OSError, api.ApiError) as error:
             log(f"{pod_key(self.pod)}: token request failed, retrying: {error}")
-        for container in self.containers:
+        # Init containers one at a time, in order; the others once all have completed.
+        pending_init = next((c for c in self.init_containers if not c.completed()), None)
+        for container in [pending_init] if pending_init else self.containers:
             self.tick_container(container, now)
         try:
             self.report()
@@ -558,7 +572,7 @@ class PodWorker(threading.Thread):
             elif container.readiness.failed():
                 container.ready = False
         elif container.readiness is None:
-            container.ready = True
+            container.ready = not container.init
         if container.liveness is not None and now >= container.liveness.due:
             container.liveness.step(self.probe(container, container.liveness), now)
             if container.liveness.failed():
@@ -574,6 +588,8 @@ class PodWorker(threading.Thread):
             return True  # never started yet
         policy = self.restart_policy()
         exit_code = (container.terminated or {}).get("exitCode", 0)
+        if container.init:  # a completed init container never runs again
+            return exit_code != 0 and policy != "Never"
         return policy == "Always" or (policy == "OnFailure" and exit_code != 0)
 
     def exited(self, container: Container, now: float) -> None:
@@ -726,15 +742,26 @@ class PodWorker(threading.Thread):
             "lastTransitionTime": self.conditions[kind][1],
         }
 
+    def initialized(self) -> bool:
+        return all(c.completed() for c in self.init_containers)
+
     def phase(self) -> str:
+        def any_failed(containers: list[Container]) -> bool:
+            return any((c.terminated or {}).get("exitCode", 0) != 0 for c in containers)
+
+        if self.terminating and not any(c.running() for c in self.all_containers):
+            return "Failed" if any_failed(self.containers) else "Succeeded"
+        if not self.initialized():
+            # An init container that failed and may not run again fails the pod.
+            stuck = any(c.terminated and not self.should_start(c) for c in self.init_containers)
+            return "Failed" if stuck else "Pending"
         if any(c.running() for c in self.containers):
             return "Running"
         if any(c.process is None and c.terminated is None for c in self.containers):
             return "Pending"
         if any(self.should_start(c) for c in self.containers):
             return "Running"  # between a crash and its restart
-        failed = any((c.terminated or {}).get("exitCode", 0) != 0 for c in self.containers)
-        return "Failed" if failed else "Succeeded"
+        return "Failed" if any_failed(self.containers) else "Succeeded"
 
     def status(self) -> Json:
         ready = all(c.ready and c.running() for c in self.containers)
@@ -751,11 +778,16 @@ class PodWorker(threading.Thread):
             "podIPs": [{"ip": self.pod_ip}],
             "conditions": [
                 *others,
-                self.condition("Initialized", True),
+                self.condition("Initialized", self.initialized()),
                 self.condition("ContainersReady", ready),
                 self.condition("Ready", ready),
             ],
             "containerStatuses": [c.status() for c in self.containers],
+            **(
+                {"initContainerStatuses": [c.status() for c in self.init_containers]}
+                if self.init_containers
+                else {}
+            ),
         }
 
     def report(self) -> None:
@@ -775,19 +807,17 @@ class PodWorker(threading.Thread):
     def terminate(self) -> None:
         grace = self.grace()
         log(f"{pod_key(self.pod)}: deleting, grace {grace:g}s")
-        for container in self.containers:
+        self.terminating = True
+        for container in self.all_containers:
             container.stop(grace)
         deadline = time.monotonic() + grace
-        while any(c.running() for c in self.containers) and time.monotonic() < deadline:
+        while any(c.running() for c in self.all_containers) and time.monotonic() < deadline:
             if self.gone.wait(POD_TICK):
                 break
-        for container in self.containers:
-            was_running = container.process is not None and container.terminated is None
+        for container in self.all_containers:
             container.kill()
-            if was_running:
+            if container.process is not None:
                 self.exited(container, time.monotonic())
-        for container in self.containers:
-            container.restart_at = float("inf")  # nothing restarts a pod being deleted
         with contextlib.suppress(api.ApiError):
             self.client.merge_patch(pod_path(self.pod, "/status"), {"status": self.status()})
         try:

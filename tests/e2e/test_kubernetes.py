@@ -23,7 +23,7 @@ from cluster import kubectl, versions
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 
-Json = dict[str, typing.Any]
+Json = kubectl.Json
 SELECTOR = "app=jobqueue-worker"
 
 
@@ -443,3 +443,94 @@ def test_a_pod_acts_with_its_service_accounts_rbac(kube: kubectl.Kube) -> None:
     assert pod["status"]["phase"] == "Succeeded", output
     assert "pods: 1" in output  # itself
     assert "secrets: 403" in output  # its account may not, though the kubelet's admin could
+
+
+def test_an_init_container_migrates_the_database_before_the_worker_starts(
+    kube: kubectl.Kube, empty_database_url: str
+) -> None:
+    database = {"envFrom": [{"secretRef": {"name": "database"}}]}
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "database"},
+            "stringData": {"DATABASE_URL": empty_database_url},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "migrated"},
+            "spec": {
+                "initContainers": [
+                    {
+                        "name": "migrate",
+                        "image": "jobqueue-worker:test",
+                        "args": ["db", "migrate"],
+                        **database,
+                    }
+                ],
+                "containers": [
+                    {
+                        "name": "worker",
+                        "image": "jobqueue-worker:test",
+                        "args": ["worker", "--metrics-port", "9090"],
+                        "readinessProbe": {
+                            "httpGet": {"path": "/readyz", "port": 9090},
+                            "periodSeconds": 1,
+                        },
+                        **database,
+                    }
+                ],
+            },
+        },
+    )
+
+    def migrated_and_ready() -> Json | None:
+        pod = kube.get("pod", "migrated")
+        return pod if kubectl.ready(pod) else None
+
+    pod = kube.wait_for(migrated_and_ready, "the worker Ready after the migration")
+    [migrate] = pod["status"]["initContainerStatuses"]
+    assert migrate["state"]["terminated"]["reason"] == "Completed"
+    conditions = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
+    assert conditions["Initialized"] == "True"
+    with jobqueue.SyncQueue(empty_database_url) as queue:
+        queued = queue.enqueue_job("noop", {})
+
+        def done() -> bool:
+            found = queue.get_job_status(queued.id)
+            return found is not None and found.status == "done"
+
+        waiting.eventually_sync(done, what="the job done by the worker")
+
+
+def test_a_failing_init_container_fails_a_pod_that_never_restarts(kube: kubectl.Kube) -> None:
+    never_started = {"name": "main", "image": "python", "command": ["python", "-c", "pass"]}
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "doomed"},
+            "spec": {
+                "restartPolicy": "Never",
+                "initContainers": [
+                    {
+                        "name": "fail",
+                        "image": "python",
+                        "command": ["python", "-c", "raise SystemExit(3)"],
+                    }
+                ],
+                "containers": [never_started],
+            },
+        }
+    )
+
+    def failed() -> Json | None:
+        pod = kube.get("pod", "doomed")
+        return pod if pod["status"].get("phase") == "Failed" else None
+
+    pod = kube.wait_for(failed, "the pod to fail")
+    [init] = pod["status"]["initContainerStatuses"]
+    assert init["state"]["terminated"]["exitCode"] == 3
+    [main] = pod["status"]["containerStatuses"]
+    assert main["state"]["waiting"]["reason"] == "PodInitializing"
