@@ -73,13 +73,17 @@ class Kube:
     ) -> typing.Any:
         return waiting.eventually_sync(check, timeout=timeout, interval=0.2, what=what)
 
+    def pod_folder(self, pod: Json) -> pathlib.Path:
+        """The kubelet's folder for a pod: its containers' logs, and their ``HOME``."""
+        meta = pod["metadata"]
+        folder = f"{meta['namespace']}_{meta['name']}_{meta['uid']}"
+        return self.plane.state / "kubelet" / "pods" / folder
+
     def pod_log(self, pod: Json, container: str | None = None) -> str:
         """A container's output, from the kubelet's folder (there is no `kubectl logs`: that
         needs a kubelet API server). It outlives the pod."""
-        meta = pod["metadata"]
         name = container or pod["spec"]["containers"][0]["name"]
-        folder = f"{meta['namespace']}_{meta['name']}_{meta['uid']}"
-        path = self.plane.state / "kubelet" / "pods" / folder / f"{name}.log"
+        path = self.pod_folder(pod) / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
 

@@ -534,3 +534,73 @@ def test_a_failing_init_container_fails_a_pod_that_never_restarts(kube: kubectl.
     assert init["state"]["terminated"]["exitCode"] == 3
     [main] = pod["status"]["containerStatuses"]
     assert main["state"]["waiting"]["reason"] == "PodInitializing"
+
+
+# Answers GET /<name> with 500 while the file $HOME/<name> exists, else 200.
+PROBED_SERVER = """
+import http.server, os, pathlib
+home = pathlib.Path(os.environ["HOME"])
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(500 if (home / self.path.strip("/")).exists() else 200)
+        self.end_headers()
+http.server.HTTPServer(("0.0.0.0", 8080), Handler).serve_forever()
+"""
+
+
+def test_readiness_and_liveness_probes(kube: kubectl.Kube) -> None:
+    def probe(path: str) -> Json:
+        return {
+            "httpGet": {"path": path, "port": 8080},
+            "initialDelaySeconds": 1,
+            "periodSeconds": 1,
+            "failureThreshold": 2,
+        }
+
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "probed"},
+            "spec": {
+                "terminationGracePeriodSeconds": 5,
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "python",
+                        "command": ["python", "-c", PROBED_SERVER],
+                        "readinessProbe": probe("/unready"),
+                        "livenessProbe": probe("/dead"),
+                    }
+                ],
+            },
+        }
+    )
+
+    def pod_when(condition: typing.Callable[[Json], bool]) -> typing.Callable[[], Json | None]:
+        def check() -> Json | None:
+            pod = kube.get("pod", "probed")
+            return (
+                pod if pod.get("status", {}).get("containerStatuses") and condition(pod) else None
+            )
+
+        return check
+
+    def restarts(pod: Json) -> int:
+        return int(pod["status"]["containerStatuses"][0]["restartCount"])
+
+    pod = kube.wait_for(pod_when(kubectl.ready), "Ready")
+    home = kube.pod_folder(pod)
+
+    (home / "unready").touch()  # readiness fails: not Ready, and not restarted
+    pod = kube.wait_for(pod_when(lambda p: not kubectl.ready(p)), "not Ready")
+    assert restarts(pod) == 0
+    (home / "unready").unlink()
+    kube.wait_for(pod_when(kubectl.ready), "Ready again")
+
+    (home / "dead").touch()  # liveness fails: SIGTERM, then a restart
+    pod = kube.wait_for(pod_when(lambda p: restarts(p) == 1), "a restart")
+    (home / "dead").unlink()
+    last = pod["status"]["containerStatuses"][0]["lastState"]["terminated"]
+    assert last["exitCode"] == 128 + signal.SIGTERM
+    kube.wait_for(pod_when(lambda p: kubectl.ready(p) and restarts(p) == 1), "Ready after it")
