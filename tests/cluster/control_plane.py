@@ -63,6 +63,7 @@ class ControlPlane:
         self.logs = self.state / "logs"
         self.logs.mkdir()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.startup_seconds = 0.0
         self.pki = pki.create(self.state / "pki")
         self.api_port = free_port()
         self.server = f"https://127.0.0.1:{self.api_port}"

@@ -24,4 +24,4 @@ if _POD_IP:
             address = (_POD_IP, *address[1:])
         _bind(self, address)
 
-    socket.socket.bind = _bind_in_pod  # type: ignore[method-assign]
+    socket.socket.bind = _bind_in_pod  # type: ignore[method-assign,assignment]
