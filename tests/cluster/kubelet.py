@@ -10,6 +10,10 @@ gracefully and deleted. This module provides that behaviour and nothing below it
 ``nodeInfo``, and refreshes the heartbeat every ``HEARTBEAT`` seconds. The controller
 manager runs no node-lifecycle controller, so nothing evicts pods if this process dies.
 
+*Identity.* The API server authorises with RBAC only (no Node authorizer), so this kubelet
+uses the admin client certificate; the pods' processes get their own ServiceAccount
+credentials (below), never the kubelet's.
+
 *Scheduling.* There is no scheduler: every pending pod without ``spec.nodeName`` whose
 ``schedulerName`` is the default one is bound here with ``POST pods/{name}/binding``, as the
 scheduler would (which also sets the ``PodScheduled`` condition).
@@ -130,6 +134,7 @@ DEFAULT_GRACE: typing.Final = 30
 HOST_IP: typing.Final = "127.0.0.1"
 VENV_BIN: typing.Final = pathlib.Path(sys.executable).parent
 PODNET: typing.Final = pathlib.Path(__file__).resolve().parent / "podnet"
+# What the ServiceAccount admission plugin puts in the projected token volume it adds.
 SERVICE_ACCOUNT_TOKEN_SECONDS: typing.Final = 3607
 
 
