@@ -35,10 +35,9 @@ def _required(go_mod: pathlib.Path, module: str) -> str:
     return match.group(1)
 
 
-def kubernetes_version() -> str:
+def kubernetes_version(go_mod: pathlib.Path = KUBERNETES_MODULE_DIR / "go.mod") -> str:
     """The pinned Kubernetes release, e.g. ``v1.37.2``; checks that every staging module is
     replaced by the matching ``v0.<minor>.<patch>``."""
-    go_mod = KUBERNETES_MODULE_DIR / "go.mod"
     version = _required(go_mod, "k8s.io/kubernetes")
     staging = "v0." + version.removeprefix("v1.")
     replaced = re.findall(r"^\s*(k8s\.io/\S+) => \S+ (v\S+)", go_mod.read_text(), re.M)
