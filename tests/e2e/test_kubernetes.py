@@ -28,14 +28,21 @@ SELECTOR = "app=jobqueue-worker"
 
 
 def worker_manifests(database_url: str, replicas: int, **env: str) -> list[Json]:
-    """A Secret with the database URL and a Deployment of workers that reads it."""
-    settings = {"JOBQUEUE_POLL_INTERVAL": "500", "JOBQUEUE_CONCURRENCY": "4", **env}
+    """A Secret with the database URL, a ConfigMap with the poll interval and a Deployment of
+    workers that reads both."""
+    settings = {"JOBQUEUE_CONCURRENCY": "4", **env}
     return [
         {
             "apiVersion": "v1",
             "kind": "Secret",
             "metadata": {"name": "jobqueue-database"},
             "stringData": {"url": database_url},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "jobqueue-settings"},
+            "data": {"poll-interval-ms": "500"},
         },
         {
             "apiVersion": "apps/v1",
@@ -67,6 +74,15 @@ def worker_manifests(database_url: str, replicas: int, **env: str) -> list[Json]
                                     {
                                         "name": "JOBQUEUE_WORKER_ID",
                                         "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+                                    },
+                                    {
+                                        "name": "JOBQUEUE_POLL_INTERVAL",
+                                        "valueFrom": {
+                                            "configMapKeyRef": {
+                                                "name": "jobqueue-settings",
+                                                "key": "poll-interval-ms",
+                                            }
+                                        },
                                     },
                                     {"name": "JOBQUEUE_METRICS_PORT", "value": "9090"},
                                     {"name": "PYTHONPATH", "value": str(kubectl.tests_support())},
@@ -141,7 +157,10 @@ def test_a_deployment_of_three_workers_drains_a_burst(
         conditions = {c["type"]: c for c in pod["status"]["conditions"]}
         assert {"PodScheduled", "Initialized", "ContainersReady", "Ready"} <= set(conditions)
         assert conditions["Ready"]["lastTransitionTime"]
-        assert "[Worker] Starting worker " + pod["metadata"]["name"] in kube.pod_log(pod)
+        # Its name from a fieldRef, its settings from the ConfigMap and the env values.
+        output = kube.pod_log(pod)
+        assert "[Worker] Starting worker " + pod["metadata"]["name"] in output
+        assert "concurrency=4 poll_interval=500ms" in output
 
     runs = tmp_path / "runs.log"
     with jobqueue.SyncQueue(database_url) as queue:
@@ -357,7 +376,8 @@ def test_helm_installs_upgrades_and_uninstalls_a_worker_chart(
     (chart / "Chart.yaml").write_text(yaml.safe_dump(chart_yaml))
     (chart / "values.yaml").write_text("replicas: 2\n")
     manifests = worker_manifests(database_url, 2)
-    manifests[1]["spec"]["replicas"] = "REPLICAS"
+    deployment = next(m for m in manifests if m["kind"] == "Deployment")
+    deployment["spec"]["replicas"] = "REPLICAS"
     template = yaml.safe_dump_all(manifests).replace("REPLICAS", "{{ .Values.replicas }}")
     (chart / "templates" / "workers.yaml").write_text(template)
 
