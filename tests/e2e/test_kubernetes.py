@@ -11,6 +11,7 @@ import json
 import os
 import pathlib
 import signal
+import time
 import typing
 import urllib.request
 
@@ -624,3 +625,40 @@ def test_readiness_and_liveness_probes(kube: kubectl.Kube) -> None:
     last = pod["status"]["containerStatuses"][0]["lastState"]["terminated"]
     assert last["exitCode"] == 128 + signal.SIGTERM
     kube.wait_for(pod_when(lambda p: kubectl.ready(p) and restarts(p) == 1), "Ready after it")
+
+
+STUBBORN = """
+import signal
+import time
+signal.signal(signal.SIGTERM, lambda signum, frame: print("SIGTERM ignored", flush=True))
+print("started", flush=True)
+while True:
+    signal.pause()
+"""
+
+
+def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period(
+    kube: kubectl.Kube,
+) -> None:
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "stubborn"},
+            "spec": {
+                "terminationGracePeriodSeconds": 2,
+                "containers": [
+                    {"name": "main", "image": "python", "command": ["python", "-c", STUBBORN]}
+                ],
+            },
+        }
+    )
+    kube.kubectl("wait", "--for=condition=Ready", "pod/stubborn", "--timeout=60s", timeout=70)
+    pod = kube.get("pod", "stubborn")
+    kube.wait_for(lambda: "started" in kube.pod_log(pod), "the process to start")
+    began = time.monotonic()
+    kube.kubectl("delete", "pod", "stubborn", "--wait=true", "--timeout=60s", timeout=70)
+    assert time.monotonic() - began >= 2, "deleted before the grace period was over"
+    assert not kube.kubectl("get", "pod", "stubborn", "--ignore-not-found").stdout
+    assert not process_alive(kubectl.pid(pod))
+    assert "SIGTERM ignored" in kube.pod_log(pod)
