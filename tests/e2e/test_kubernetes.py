@@ -516,7 +516,7 @@ def test_an_init_container_migrates_the_database_before_the_worker_starts(
     conditions = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
     assert conditions["Initialized"] == "True"
     with jobqueue.SyncQueue(empty_database_url) as queue:
-        queued = queue.enqueue_job("noop", {})
+        queued = queue.enqueue_job("jobqueue.noop", {})
 
         def done() -> bool:
             found = queue.get_job_status(queued.id)
