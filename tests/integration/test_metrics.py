@@ -4,10 +4,9 @@ queue depth exported by a collector (issue 9, part 5)."""
 from __future__ import annotations
 
 import pathlib
-import subprocess
-import sys
 import typing
 
+import fresh_python
 import prometheus_client
 import prometheus_client.registry
 
@@ -23,10 +22,7 @@ def test_nothing_is_registered_at_import() -> None:
         " print(sorted(n for n in prometheus_client.REGISTRY._names_to_collectors"
         " if n.startswith('jobqueue')))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert done.stdout.strip() == "[]"
+    assert fresh_python.printed_by(probe) == "[]"
 
 
 def test_workers_report_to_the_registry_they_are_given() -> None:

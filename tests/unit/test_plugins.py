@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import subprocess
-import sys
 import typing
 
+import fresh_python
 import pytest
 
 import jobqueue
@@ -20,10 +19,7 @@ def test_importing_jobqueue_loads_no_plugin_and_no_heavy_dependency() -> None:
         " 'jobqueue_books', 'jobqueue_operator', 'static_model'];"
         " print([name for name in heavy if name in sys.modules])"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert done.stdout.strip() == "[]"
+    assert fresh_python.printed_by(probe) == "[]"
 
 
 def test_the_installed_plugins_register_their_handlers() -> None:
