@@ -27,14 +27,14 @@ import zlib
 import psycopg
 import psycopg_pool
 
-from jobqueue import db, sql, types
+from jobqueue import db, settings, sql, types
 
 logger = logging.getLogger("jobqueue.queue")
 
 DEFAULT_QUEUE: typing.Final = "default"
 DEFAULT_MAX_ATTEMPTS: typing.Final = 3
-DEFAULT_RETRY_DELAY_SECONDS: typing.Final = 30.0
-DEFAULT_STALE_THRESHOLD_MS: typing.Final = 300_000
+DEFAULT_RETRY_DELAY_SECONDS: typing.Final = float(typing.cast(float, settings.RETRY_DELAY.default))
+_PRODUCER_POOL_SIZE: typing.Final = 10
 MAX_NAME_LENGTH: typing.Final = 200
 _INT32_MAX: typing.Final = 2**31 - 1
 # How many appended count deltas a stats read tolerates before it folds them together.
@@ -212,13 +212,6 @@ async def _try_lock(conn: psycopg.AsyncConnection[typing.Any], key: int) -> bool
     return bool(row and row[0])
 
 
-def check_threshold_ms(value: object) -> float:
-    """A stale-lock threshold in milliseconds, as the seed's ``cleanupStaleLocks`` takes it;
-    returned in seconds."""
-    limit = MAX_SECONDS * 1000
-    return check_seconds(value, "threshold_ms", allow_zero=False, maximum=limit, unit="ms") / 1000
-
-
 def empty_stats() -> types.QueueStats:
     return {status.value: 0 for status in types.JobStatus}
 
@@ -237,13 +230,18 @@ class Queue:
         *,
         pool: Pool | None = None,
         queue: str = DEFAULT_QUEUE,
-        retry_delay: float = DEFAULT_RETRY_DELAY_SECONDS,
-        pool_max_size: int = 10,
-        pool_timeout: float = 30.0,
+        retry_delay: float | None = None,
+        pool_max_size: int | None = None,
+        pool_timeout: float | None = None,
         prepared_statements: bool = True,
     ) -> None:
         self.queue = check_name(queue, "queue")
-        self.retry_delay = check_seconds(retry_delay, "retry_delay")
+        # Settings not given come from the environment, as for the command line.
+        self.retry_delay: float = settings.RETRY_DELAY.check(
+            settings.RETRY_DELAY.from_env() if retry_delay is None else retry_delay
+        )
+        pool_max_size = settings.POOL_SIZE.check(pool_max_size) or settings.POOL_SIZE.from_env()
+        pool_timeout = settings.POOL_TIMEOUT.check(pool_timeout or settings.POOL_TIMEOUT.from_env())
         self._owns_pool = pool is None
         self._may_write = True  # until the database says this role or server cannot
         if pool is not None and isinstance(pool.conninfo, str):
@@ -252,7 +250,7 @@ class Queue:
             self.conninfo = db.resolve_database_url(database_url)
         self.pool: Pool = pool or db.make_pool(
             self.conninfo,
-            max_size=pool_max_size,
+            max_size=pool_max_size or _PRODUCER_POOL_SIZE,
             timeout=pool_timeout,
             prepared_statements=prepared_statements,
         )
@@ -547,16 +545,16 @@ class Queue:
 
     async def cleanup_stale_locks(
         self,
-        threshold_ms: float = DEFAULT_STALE_THRESHOLD_MS,
+        threshold: float | None = None,
         *,
         queue: str | None = None,
         now: datetime.datetime | None = None,
     ) -> int:
         """Release running jobs with no sign of life (heartbeat, else lock time) for
-        ``threshold_ms``: back to pending, or failed when out of attempts. Returns how many
-        were released. Every queue unless ``queue`` is given."""
+        ``threshold`` seconds (default 300): back to pending, or failed when out of
+        attempts. Returns how many were released. Every queue unless ``queue`` is given."""
         rescued = await self.rescue_stale_jobs(
-            check_threshold_ms(threshold_ms), queue=queue, now=now
+            settings.STALE_THRESHOLD.check(threshold), queue=queue, now=now
         )
         return len(rescued)
 
