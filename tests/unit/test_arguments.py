@@ -8,8 +8,7 @@ import uuid
 
 import pytest
 
-from jobqueue import cli, types
-from jobqueue import queue as queue_module
+from jobqueue import checks, cli, types
 
 
 @pytest.mark.parametrize(
@@ -46,23 +45,23 @@ def test_parse_aware_datetime() -> None:
 
 def test_job_id_accepts_uuid_and_string() -> None:
     value = uuid.uuid4()
-    assert queue_module.check_job_id(value) is value
-    assert queue_module.check_job_id(str(value)) == value
+    assert checks.check_job_id(value) is value
+    assert checks.check_job_id(str(value)) == value
     with pytest.raises(TypeError, match="job id must be a UUID or a string"):
-        queue_module.check_job_id(12)
+        checks.check_job_id(12)
 
 
 def test_json_text_keeps_unicode_and_null() -> None:
-    assert queue_module.to_json_text(None, "payload") is None
-    assert queue_module.to_json_text({"t": "书"}, "payload") == '{"t": "书"}'
+    assert checks.to_json_text(None, "payload") is None
+    assert checks.to_json_text({"t": "书"}, "payload") == '{"t": "书"}'
 
 
 def test_seconds_checks() -> None:
-    assert queue_module.check_seconds(0, "retry_delay") == 0.0
+    assert checks.check_seconds(0, "retry_delay") == 0.0
     with pytest.raises(ValueError, match="retry_delay must be a non-negative finite number"):
-        queue_module.check_seconds(float("inf"), "retry_delay")
+        checks.check_seconds(float("inf"), "retry_delay")
     with pytest.raises(TypeError, match="must be a number"):
-        queue_module.check_seconds("5", "retry_delay")
+        checks.check_seconds("5", "retry_delay")
 
 
 def test_job_to_json() -> None:

@@ -23,7 +23,7 @@ import typing
 
 import psycopg
 
-from jobqueue import db, embedded, logs, maintenance, migrations, plugins, probes, types
+from jobqueue import checks, db, embedded, logs, maintenance, migrations, plugins, probes, types
 from jobqueue import queue as queue_module
 
 _DURATION = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d)?\s*$")
@@ -54,7 +54,7 @@ def parse_json(text: str) -> typing.Any:
         raise argparse.ArgumentTypeError(f"invalid JSON {text[:80]!r}: {error}") from None
     except RecursionError:
         raise argparse.ArgumentTypeError(
-            f"invalid JSON: nested more than {queue_module.MAX_JSON_DEPTH} levels deep"
+            f"invalid JSON: nested more than {checks.MAX_JSON_DEPTH} levels deep"
         ) from None
     except ValueError as error:  # e.g. an integer of more digits than Python converts
         raise argparse.ArgumentTypeError(f"invalid JSON: {error}") from None
@@ -451,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     cleanup.add_argument(
         "--threshold",
         type=parse_duration_ms,
-        default=queue_module.DEFAULT_STALE_THRESHOLD_MS,
+        default=maintenance.DEFAULT_STALE_THRESHOLD_MS,
         metavar="DURATION",
         help="no heartbeat for this long means dead (default 5m)",
     )
@@ -605,7 +605,7 @@ async def run_command(args: argparse.Namespace) -> int:
                 f"job {job.id} is {job.status} (attempt {job.attempts}/{job.max_attempts}{retry})"
             )
         elif args.command == "cleanup-stale-locks":
-            threshold = queue_module.check_threshold_ms(args.threshold)
+            threshold = checks.check_threshold_ms(args.threshold)
             rescued = await queue.rescue_stale_jobs(threshold, queue=args.queue)
             for taken in rescued:
                 print(

@@ -53,7 +53,7 @@ import uuid
 
 import psycopg
 
-from jobqueue import db, metrics, plugins, runner, sql, types
+from jobqueue import checks, db, maintenance, metrics, plugins, runner, sql, types
 from jobqueue import queue as queue_module
 
 logger = logging.getLogger("jobqueue.worker")
@@ -93,7 +93,7 @@ class WorkerConfig:
     write heartbeats. ``rescue_interval``: how often the worker looks for stale jobs of its
     queue (0: never, e.g. when only the operator should)."""
 
-    queue: str = queue_module.DEFAULT_QUEUE
+    queue: str = checks.DEFAULT_QUEUE
     concurrency: int = 2
     poll_interval: float = 5000.0
     worker_id: str | None = None
@@ -105,21 +105,21 @@ class WorkerConfig:
     job_timeout: float | None = None
     max_backoff: float = 30.0
     counts_compact_interval: float = 10.0
-    stale_threshold: float = queue_module.DEFAULT_STALE_THRESHOLD_MS / 1000
+    stale_threshold: float = maintenance.DEFAULT_STALE_THRESHOLD_MS / 1000
     rescue_interval: float = 60.0
 
     def __post_init__(self) -> None:
-        queue_module.check_name(self.queue, "queue")
-        queue_module.check_int(self.concurrency, "concurrency", minimum=1, maximum=10_000)
-        queue_module.check_seconds(self.poll_interval, "poll_interval", allow_zero=False)
-        queue_module.check_seconds(self.heartbeat_interval, "heartbeat_interval", allow_zero=False)
-        queue_module.check_seconds(self.grace_timeout, "grace_timeout")
+        checks.check_name(self.queue, "queue")
+        checks.check_int(self.concurrency, "concurrency", minimum=1, maximum=10_000)
+        checks.check_seconds(self.poll_interval, "poll_interval", allow_zero=False)
+        checks.check_seconds(self.heartbeat_interval, "heartbeat_interval", allow_zero=False)
+        checks.check_seconds(self.grace_timeout, "grace_timeout")
         if self.job_timeout is not None:
-            queue_module.check_seconds(self.job_timeout, "job_timeout", allow_zero=False)
+            checks.check_seconds(self.job_timeout, "job_timeout", allow_zero=False)
         if self.worker_id is not None:
-            queue_module.check_name(self.worker_id, "worker id")
-        queue_module.check_seconds(self.stale_threshold, "stale_threshold", allow_zero=False)
-        queue_module.check_seconds(self.rescue_interval, "rescue_interval")
+            checks.check_name(self.worker_id, "worker id")
+        checks.check_seconds(self.stale_threshold, "stale_threshold", allow_zero=False)
+        checks.check_seconds(self.rescue_interval, "rescue_interval")
         # The lease lapses at half the threshold; a few heartbeats must fit in it, or a
         # single slow one would stop every job.
         if self.stale_threshold < 6 * self.heartbeat_interval:
