@@ -93,3 +93,10 @@ def test_stats_table_lines_up() -> None:
     lines = cli._stats_table(total, {"parseBook": total}).splitlines()
     assert [line.split()[0] for line in lines] == ["TYPE", "parseBook", "TOTAL"]
     assert len({len(line) for line in lines}) == 1
+
+
+def test_new_job_options_are_checked() -> None:
+    checked = checks.check_new_job(types.NewJob("t", {"n": 1}, priority=2, queue="q"))
+    assert (checked["priority"], checked["queue"], checked["run_at"]) == (2, "q", None)
+    with pytest.raises(TypeError, match="unexpected job option 'priorty'"):
+        checks.check_new_job(types.NewJob("t", priorty=2))  # type: ignore[call-arg]

@@ -160,15 +160,23 @@ def check_seconds(
 
 
 def check_new_job(job: types.NewJob) -> dict[str, typing.Any]:
+    """A new job's columns, checked; options not given are ``None`` (the database's or the
+    queue's default), except ``priority`` (0)."""
+    options = job.options
+    unknown = sorted(options.keys() - types.JobOptions.__optional_keys__)
+    if unknown:  # **options takes any keyword at run time: a typo must not pass unnoticed
+        raise TypeError(f"unexpected job option {unknown[0]!r}")
+    max_attempts = options.get("max_attempts")
+    queue = options.get("queue")
     return {
         "type": check_name(job.type, "job type"),
         "payload": to_json_text(job.payload, "payload"),
-        "run_at": check_run_at(job.run_at),
+        "run_at": check_run_at(options.get("run_at")),
         "max_attempts": None
-        if job.max_attempts is None
-        else check_int(job.max_attempts, "max_attempts", minimum=1),
-        "queue": None if job.queue is None else check_name(job.queue, "queue"),
-        "priority": check_int(job.priority, "priority", minimum=-_INT32_MAX),
+        if max_attempts is None
+        else check_int(max_attempts, "max_attempts", minimum=1),
+        "queue": None if queue is None else check_name(queue, "queue"),
+        "priority": check_int(options.get("priority", 0), "priority", minimum=-_INT32_MAX),
     }
 
 

@@ -95,19 +95,15 @@ class Producer:
         type: str,
         payload: typing.Any = None,
         *,
-        run_at: datetime.datetime | None = None,
-        max_attempts: int | None = None,
-        queue: str | None = None,
-        priority: int = 0,
         now: datetime.datetime | None = None,
         conn: psycopg.AsyncConnection[typing.Any] | None = None,
+        **options: typing.Unpack[types.JobOptions],
     ) -> types.Job:
-        """Add one job; returns it as stored (``.id`` is its UUID). With ``conn``, the insert
-        joins that connection's current transaction: the job exists only if the
-        application's own writes in it commit too."""
-        params = checks.check_new_job(
-            types.NewJob(type, payload, run_at, max_attempts, queue, priority)
-        )
+        """Add one job; returns it as stored (``.id`` is its UUID). ``options`` are
+        ``types.JobOptions``: ``run_at``, ``max_attempts``, ``queue``, ``priority``. With
+        ``conn``, the insert joins that connection's current transaction: the job exists
+        only if the application's own writes in it commit too."""
+        params = checks.check_new_job(types.NewJob(type, payload, **options))
         params["queue"] = params["queue"] or self.queue
         params["now"] = checks.check_time(now, "now")
         (job,) = await statements.jobs(self.pool, "job_insert", params, conn)
