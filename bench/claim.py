@@ -62,7 +62,7 @@ import psycopg
 import psycopg.sql
 
 import _common
-from jobqueue import db, migrations, sql, types
+from jobqueue import checks, db, migrations, producer, sql, types
 from jobqueue import queue as queue_module
 
 WORKER: typing.Final = "bench-worker"
@@ -175,7 +175,7 @@ class ClaimBench:
             return
         stats = await self.queue.get_queue_stats()
         cursor = await self.conn.execute("SELECT status, count(*) FROM jobs GROUP BY status")
-        counted = dict(queue_module.empty_stats(), **dict(await cursor.fetchall()))
+        counted = dict(producer.empty_stats(), **dict(await cursor.fetchall()))
         if stats != counted:
             raise RuntimeError(f"get_queue_stats() = {stats}, but the table holds {counted}")
 
@@ -228,7 +228,7 @@ class ClaimBench:
         return {
             "worker_id": WORKER,
             "limit": batch,
-            "queue": queue_module.DEFAULT_QUEUE,
+            "queue": checks.DEFAULT_QUEUE,
             "types": None,
             "now": None,
         }

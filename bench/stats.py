@@ -44,7 +44,7 @@ import time
 import typing
 
 import _common
-from jobqueue import db, migrations, types
+from jobqueue import db, migrations, producer, types
 from jobqueue import queue as queue_module
 
 WORKER: typing.Final = "bench-worker"
@@ -145,7 +145,7 @@ async def fill(
 
 async def naive_counts(conn: Connection) -> types.QueueStats:
     cursor = await conn.execute(NAIVE_BY_STATUS)
-    return dict(queue_module.empty_stats(), **dict(await cursor.fetchall()))
+    return dict(producer.empty_stats(), **dict(await cursor.fetchall()))
 
 
 # --- timing -----------------------------------------------------------------------------

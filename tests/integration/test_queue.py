@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 import jobqueue
-from jobqueue import queue as queue_module
+from jobqueue import producer
 
 UTC = datetime.UTC
 T0 = datetime.datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -24,7 +24,7 @@ def at(seconds: float) -> datetime.datetime:
 
 async def table_counts(conn: psycopg.AsyncConnection[typing.Any]) -> dict[str, int]:
     cursor = await conn.execute("SELECT status, count(*) FROM jobs GROUP BY status")
-    counts = queue_module.empty_stats()
+    counts = producer.empty_stats()
     counts.update(dict(await cursor.fetchall()))
     return counts
 
@@ -108,7 +108,7 @@ async def test_enqueue_rejects_bad_arguments(
     arguments: dict[str, typing.Any] = {"type": "parseBook", "payload": {"bookId": 1}, **kwargs}
     with pytest.raises(error, match=message):
         await queue.enqueue_job(**arguments)
-    assert await queue.get_queue_stats() == queue_module.empty_stats()
+    assert await queue.get_queue_stats() == producer.empty_stats()
 
 
 @pytest.mark.parametrize("bad_id", ["not-a-uuid", "", "1234"])
@@ -360,7 +360,7 @@ async def test_stats_follow_every_change_by_type_and_queue(
     assert list(by_type) == ["a", "b"]
     assert by_type["b"]["pending"] == 2
     await conn.execute("TRUNCATE jobs")
-    assert await queue.get_queue_stats() == queue_module.empty_stats()
+    assert await queue.get_queue_stats() == producer.empty_stats()
 
 
 async def test_stats_stay_exact_through_compaction(

@@ -8,8 +8,7 @@ import uuid
 
 import pytest
 
-from jobqueue import cli, types
-from jobqueue import queue as queue_module
+from jobqueue import checks, cli, types
 
 
 @pytest.mark.parametrize(
@@ -48,23 +47,23 @@ def test_parse_aware_datetime() -> None:
 
 def test_job_id_accepts_uuid_and_string() -> None:
     value = uuid.uuid4()
-    assert queue_module.check_job_id(value) is value
-    assert queue_module.check_job_id(str(value)) == value
+    assert checks.check_job_id(value) is value
+    assert checks.check_job_id(str(value)) == value
     with pytest.raises(TypeError, match="job id must be a UUID or a string"):
-        queue_module.check_job_id(12)
+        checks.check_job_id(12)
 
 
 def test_json_text_keeps_unicode_and_null() -> None:
-    assert queue_module.to_json_text(None, "payload") is None
-    assert queue_module.to_json_text({"t": "书"}, "payload") == '{"t": "书"}'
+    assert checks.to_json_text(None, "payload") is None
+    assert checks.to_json_text({"t": "书"}, "payload") == '{"t": "书"}'
 
 
 def test_seconds_checks() -> None:
-    assert queue_module.check_seconds(0, "retry_delay") == 0.0
+    assert checks.check_seconds(0, "retry_delay") == 0.0
     with pytest.raises(ValueError, match="retry_delay must be a non-negative finite number"):
-        queue_module.check_seconds(float("inf"), "retry_delay")
+        checks.check_seconds(float("inf"), "retry_delay")
     with pytest.raises(TypeError, match="must be a number"):
-        queue_module.check_seconds("5", "retry_delay")
+        checks.check_seconds("5", "retry_delay")
 
 
 def test_job_to_json() -> None:
@@ -96,3 +95,10 @@ def test_stats_table_lines_up() -> None:
     lines = cli._stats_table(total, {"parseBook": total}).splitlines()
     assert [line.split()[0] for line in lines] == ["TYPE", "parseBook", "TOTAL"]
     assert len({len(line) for line in lines}) == 1
+
+
+def test_new_job_options_are_checked() -> None:
+    checked = checks.check_new_job(types.NewJob("t", {"n": 1}, priority=2, queue="q"))
+    assert (checked["priority"], checked["queue"], checked["run_at"]) == (2, "q", None)
+    with pytest.raises(TypeError, match="unexpected job option 'priorty'"):
+        checks.check_new_job(types.NewJob("t", priorty=2))  # type: ignore[call-arg]

@@ -8,8 +8,7 @@ import psycopg
 import psycopg.errors
 import pytest
 
-from jobqueue import db, types
-from jobqueue import queue as queue_module
+from jobqueue import checks, db, types
 from jobqueue import worker as worker_module
 
 
@@ -74,7 +73,7 @@ def test_undecodable_json_becomes_a_marker(text: bytes) -> None:
 @pytest.mark.parametrize("name", ["a\nb", "a\x00b", "tab\there", "\x7f"])
 def test_names_with_control_characters_are_refused(name: str) -> None:
     with pytest.raises(ValueError, match="control character"):
-        queue_module.check_name(name, "job type")
+        checks.check_name(name, "job type")
 
 
 @pytest.mark.parametrize(
@@ -89,16 +88,16 @@ def test_names_with_control_characters_are_refused(name: str) -> None:
 )
 def test_times_outside_what_both_sides_hold_are_refused(moment: datetime.datetime) -> None:
     with pytest.raises(ValueError, match="out of range"):
-        queue_module.check_run_at(moment)
+        checks.check_run_at(moment)
 
 
 def test_depth_is_measured_without_recursion() -> None:
     deep: list[object] = []
     for _ in range(100_000):
         deep = [deep]
-    assert queue_module.json_depth_exceeds(deep, 200)
-    assert not queue_module.json_depth_exceeds({"a": [{"b": 1}]}, 3)
-    assert queue_module.json_depth_exceeds({"a": [{"b": [1]}]}, 3)
+    assert checks.json_depth_exceeds(deep, 200)
+    assert not checks.json_depth_exceeds({"a": [{"b": 1}]}, 3)
+    assert checks.json_depth_exceeds({"a": [{"b": [1]}]}, 3)
 
 
 def test_the_lease_must_hold_several_heartbeats() -> None:

@@ -38,6 +38,7 @@ from jobqueue.sync import SyncQueue
 from jobqueue.types import (
     Job,
     JobNotFoundError,
+    JobOptions,
     JobQueueError,
     JobStateError,
     JobStatus,
@@ -60,6 +61,7 @@ __all__ = [
     "Job",
     "JobHandler",
     "JobNotFoundError",
+    "JobOptions",
     "JobQueueError",
     "JobStateError",
     "JobStatus",

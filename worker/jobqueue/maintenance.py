@@ -1,12 +1,14 @@
 """Keeping a queue in shape, from outside any worker: what the operator (and a person with
 the CLI) calls. Each function is one or a few statements through a ``Queue``'s pool, safe to
-run from any number of processes at once.
+run from any number of processes at once. The rescue functions are also ``Queue`` methods
+(their first argument, ``self``, is the queue), as the seed had them.
 
 - ``queue_depth``: per queue and type, how much work waits (ready now, delayed, due soon),
   how old the oldest ready job is, and how much runs; failed and done from the statistics.
   One statement, reading pending and running rows through their partial indexes.
-- ``Queue.rescue_stale_jobs``: running jobs of dead workers back to pending (or failed),
-  returning what it took from whom. Workers run it themselves too.
+- ``rescue_stale_jobs`` (``Queue.rescue_stale_jobs``; the seed's ``cleanup_stale_locks``
+  counts them): running jobs of dead workers back to pending (or failed), returning what
+  it took from whom. Workers run it themselves too.
 - ``prune_finished_jobs``: retention, deleting finished jobs older than a threshold in
   bounded batches (each its own short transaction), so it never holds many locks for long.
 """
@@ -17,14 +19,17 @@ import dataclasses
 import datetime
 import logging
 import typing
+import zlib
 
-from jobqueue import queue as queue_module
-from jobqueue import sql
+from jobqueue import checks, producer, settings, sql, statements, types
 
 logger = logging.getLogger("jobqueue.maintenance")
+# The stale-job rescue logs as the seed did, as the queue.
+queue_logger = logging.getLogger("jobqueue.queue")
 
 DEFAULT_DUE_WITHIN: typing.Final = 60.0
 DEFAULT_PRUNE_BATCH: typing.Final = 1000
+_RESCUE_LOCK_KEY: typing.Final = 0x6A6F6271_72736375  # "jobqrscu", plus the queue's CRC32
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -48,7 +53,7 @@ class QueueDepth:
 
 
 async def queue_depth(
-    queue: queue_module.Queue,
+    queue: producer.Producer,
     *,
     name: str | None = None,
     due_within: float = DEFAULT_DUE_WITHIN,
@@ -57,9 +62,9 @@ async def queue_depth(
     """The backlog of every queue (or of queue ``name``), per job type. ``due_soon`` counts
     delayed jobs falling due within ``due_within`` seconds: work to scale up for ahead."""
     params = {
-        "queue": None if name is None else queue_module.check_name(name, "queue"),
-        "due_within": queue_module.check_seconds(due_within, "due_within"),
-        "now": queue_module.check_time(now, "now"),
+        "queue": None if name is None else checks.check_name(name, "queue"),
+        "due_within": checks.check_seconds(due_within, "due_within"),
+        "now": checks.check_time(now, "now"),
     }
     async with queue.pool.connection() as conn:
         cursor = await conn.execute(sql.query("queue_depth_measure"), params)
@@ -81,7 +86,7 @@ async def queue_depth(
 
 
 async def prune_finished_jobs(
-    queue: queue_module.Queue,
+    queue: producer.Producer,
     older_than: float,
     *,
     name: str | None = None,
@@ -93,13 +98,13 @@ async def prune_finished_jobs(
     ``batch_size`` at a time, until none is left (or ``max_batches`` ran); returns how many
     were deleted. The statistics stay exact: deleting a job takes it out of its counts."""
     params = {
-        "older_than": queue_module.check_seconds(older_than, "older_than", allow_zero=False),
-        "queue": None if name is None else queue_module.check_name(name, "queue"),
-        "batch_size": queue_module.check_int(batch_size, "batch_size", minimum=1, maximum=100_000),
-        "now": queue_module.check_time(now, "now"),
+        "older_than": checks.check_seconds(older_than, "older_than", allow_zero=False),
+        "queue": None if name is None else checks.check_name(name, "queue"),
+        "batch_size": checks.check_int(batch_size, "batch_size", minimum=1, maximum=100_000),
+        "now": checks.check_time(now, "now"),
     }
     if max_batches is not None:
-        queue_module.check_int(max_batches, "max_batches", minimum=1)
+        checks.check_int(max_batches, "max_batches", minimum=1)
     deleted = batches = 0
     while max_batches is None or batches < max_batches:
         async with queue.pool.connection() as conn:
@@ -111,3 +116,58 @@ async def prune_finished_jobs(
     if deleted:
         logger.info("[Maintenance] Pruned %d finished jobs older than %gs", deleted, older_than)
     return deleted
+
+
+async def cleanup_stale_locks(
+    self: producer.Producer,
+    threshold: float | None = None,
+    *,
+    queue: str | None = None,
+    now: datetime.datetime | None = None,
+) -> int:
+    """Release running jobs with no sign of life (heartbeat, else lock time) for
+    ``threshold`` seconds (default 300): back to pending, or failed when out of attempts.
+    Returns how many were released. Every queue unless ``queue`` is given."""
+    rescued = await rescue_stale_jobs(
+        self, settings.STALE_THRESHOLD.check(threshold), queue=queue, now=now
+    )
+    return len(rescued)
+
+
+async def rescue_stale_jobs(
+    self: producer.Producer,
+    threshold: float,
+    *,
+    queue: str | None = None,
+    now: datetime.datetime | None = None,
+    only_one_rescuer: bool = False,
+) -> list[types.RescuedJob]:
+    """``cleanup_stale_locks`` with the threshold in seconds, returning what it rescued
+    and from which worker. Safe from any number of processes at once; with
+    ``only_one_rescuer`` (what workers use) a call returns ``[]`` at once while another
+    process that asked the same is rescuing."""
+    params = {
+        "threshold": checks.check_seconds(threshold, "threshold", allow_zero=False),
+        "queue": None if queue is None else checks.check_name(queue, "queue"),
+        "now": checks.check_time(now, "now"),
+    }
+    async with self.pool.connection() as conn, conn.transaction():
+        lock_key = _RESCUE_LOCK_KEY + zlib.crc32((queue or "").encode())
+        if only_one_rescuer and not await statements.try_lock(conn, lock_key):
+            return []
+        cursor = await conn.execute(sql.query("job_rescue_stale"), params)
+        rows = await cursor.fetchall()
+    rescued = [
+        types.RescuedJob(job_id, job_type, job_queue, types.JobStatus(status), attempts, by, seen)
+        for job_id, job_type, job_queue, status, attempts, by, seen in rows
+    ]
+    for job in rescued:
+        queue_logger.warning(
+            "[Queue] Released stale job %s (type: %s) from worker %s, silent since %s -> %s",
+            job.id,
+            job.type,
+            job.worker_id,
+            job.last_seen.isoformat(),
+            job.status,
+        )
+    return rescued

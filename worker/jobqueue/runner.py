@@ -29,8 +29,8 @@ import time
 import traceback
 import typing
 
+from jobqueue import checks, types
 from jobqueue import queue as queue_module
-from jobqueue import types
 
 logger = logging.getLogger("jobqueue.runner")
 
@@ -74,14 +74,14 @@ class RetryPolicy:
     delay each attempt up to ``max_delay``, and ``jitter`` (0 to 1) takes up to that
     fraction off at random so that jobs failing together do not retry together."""
 
-    delay: float = queue_module.DEFAULT_RETRY_DELAY_SECONDS
+    delay: float = checks.DEFAULT_RETRY_DELAY_SECONDS
     exponential_backoff: bool = False
     max_delay: float = 3600.0
     jitter: float = 0.0
 
     def __post_init__(self) -> None:
-        queue_module.check_seconds(self.delay, "retry delay")
-        queue_module.check_seconds(self.max_delay, "max_delay")
+        checks.check_seconds(self.delay, "retry delay")
+        checks.check_seconds(self.max_delay, "max_delay")
         if not 0.0 <= self.jitter <= 1.0:
             raise ValueError(f"jitter must be between 0 and 1, got {self.jitter}")
 
@@ -123,7 +123,7 @@ class Registry:
     ) -> JobHandler[typing.Any, typing.Any]:
         """Add ``handler``; ``source`` says where it comes from in error messages (default:
         the module that defines it)."""
-        job_type = queue_module.check_name(getattr(handler, "type", None), "handler type")
+        job_type = checks.check_name(getattr(handler, "type", None), "handler type")
         if not callable(getattr(handler, "handle", None)):
             raise TypeError(f"handler for {job_type!r} has no handle(payload, job) method")
         where = source or f"module {_defined_in(handler)}"
@@ -347,14 +347,14 @@ async def run_job(
     else:
         result, follow_ups = value, []
     try:
-        queue_module.to_json_text(result, "result")
+        checks.to_json_text(result, "result")
     except (TypeError, ValueError) as error:  # the same result would fail again: no retry
         return _failed(job, started, f"handler returned an unusable result: {error}", None)
     for follow_up in follow_ups:
         try:
             if not isinstance(follow_up, types.NewJob):
                 raise TypeError(f"expected a NewJob, not {type(follow_up).__name__}")
-            queue_module.check_new_job(follow_up)
+            checks.check_new_job(follow_up)
         except (TypeError, ValueError) as error:
             return _failed(
                 job, started, f"handler returned an invalid follow-up job: {error}", None

@@ -70,16 +70,32 @@ class Job:
 JOB_FIELDS: typing.Final = frozenset(field.name for field in dataclasses.fields(Job))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+class JobOptions(typing.TypedDict, total=False):
+    """How a new job is to run, for ``enqueue_job`` and ``NewJob`` alike (declared once here):
+    ``run_at``, when it is due (timezone-aware; default now); ``max_attempts`` (default 3);
+    ``queue`` (default the ``Queue``'s own); ``priority``, higher claimed first (default 0)."""
+
+    run_at: datetime.datetime | None
+    max_attempts: int | None
+    queue: str | None
+    priority: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True, init=False)
 class NewJob:
-    """A job to enqueue, for ``enqueue_jobs``; the same arguments as ``enqueue_job``."""
+    """A job to enqueue, for ``enqueue_jobs`` and follow-ups: the arguments of
+    ``enqueue_job``, kept for later (``NewJob("embedBook", {"bookId": 1}, priority=5)``)."""
 
     type: str
-    payload: typing.Any = None
-    run_at: datetime.datetime | None = None
-    max_attempts: int | None = None
-    queue: str | None = None
-    priority: int = 0
+    payload: typing.Any
+    options: JobOptions
+
+    def __init__(
+        self, type: str, payload: typing.Any = None, **options: typing.Unpack[JobOptions]
+    ) -> None:
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "payload", payload)
+        object.__setattr__(self, "options", options)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -53,7 +53,7 @@ import uuid
 
 import psycopg
 
-from jobqueue import db, metrics, plugins, runner, settings, sql, types
+from jobqueue import checks, db, metrics, plugins, runner, settings, sql, types
 from jobqueue import queue as queue_module
 
 logger = logging.getLogger("jobqueue.worker")
@@ -121,9 +121,9 @@ class WorkerConfig:
         for field in dataclasses.fields(self):
             setting: settings.Setting = field.metadata["setting"]
             object.__setattr__(self, field.name, setting.check(getattr(self, field.name)))
-        queue_module.check_name(self.queue, "queue")
+        checks.check_name(self.queue, "queue")
         if self.worker_id is not None:
-            queue_module.check_name(self.worker_id, "worker id")
+            checks.check_name(self.worker_id, "worker id")
         # The lease lapses at half the threshold; a few heartbeats must fit in it, or a
         # single slow one would stop every job.
         if self.stale_threshold < 6 * self.heartbeat_interval:

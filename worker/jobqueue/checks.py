@@ -1,0 +1,180 @@
+"""Argument checks, run before any SQL: a caller's mistake is a ``ValueError``/``TypeError``
+naming the problem rather than a database error. Every time or delay the queue computes
+passes ``check_time``/``check_seconds`` too, so what is written can be read back.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import datetime
+import json
+import math
+import re
+import typing
+import uuid
+
+from jobqueue import settings, types
+
+DEFAULT_QUEUE: typing.Final = "default"
+DEFAULT_RETRY_DELAY_SECONDS: typing.Final = float(typing.cast(float, settings.RETRY_DELAY.default))
+MAX_NAME_LENGTH: typing.Final = 200
+_INT32_MAX: typing.Final = 2**31 - 1
+
+_CONTROL_CHARACTERS: typing.Final = re.compile(r"[\x00-\x1f\x7f]")
+# How deep a payload or result may nest: a worker decodes it on a stack it shares with the
+# event loop and the database driver, well within Python's recursion limit of 1000.
+MAX_JSON_DEPTH: typing.Final = 200
+# The times the queue stores are kept a day inside what Python can represent in any
+# timezone, so that whatever is written can be read back.
+EARLIEST_TIME: typing.Final = datetime.datetime(1, 1, 2, tzinfo=datetime.UTC)
+LATEST_TIME: typing.Final = datetime.datetime(9999, 12, 30, tzinfo=datetime.UTC)
+# The longest delay, threshold or retention anyone sets on purpose: ten years, in seconds.
+MAX_SECONDS: typing.Final = 10 * 366 * 86_400.0
+
+
+def check_name(value: object, what: str) -> str:
+    """A job type, queue or worker name: a non-empty string of at most 200 characters,
+    with no control characters (a newline in a name would forge log lines)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string, not {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{what} must not be empty")
+    if len(value) > MAX_NAME_LENGTH:
+        raise ValueError(f"{what} is {len(value)} characters long; the limit is {MAX_NAME_LENGTH}")
+    bad = _CONTROL_CHARACTERS.search(value)
+    if bad:
+        raise ValueError(
+            f"{what} {value[:40]!r} contains the control character {bad.group()!r};"
+            " names are printable text"
+        )
+    return value
+
+
+def json_depth_exceeds(value: object, limit: int) -> bool:
+    """Whether ``value`` nests lists and dicts more than ``limit`` deep (without recursing:
+    the value may be hostile)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: collections.abc.Iterable[object] = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend(
+            (child, depth + 1) for child in children if isinstance(child, dict | list | tuple)
+        )
+    return False
+
+
+def to_json_text(value: object, what: str) -> str | None:
+    """``value`` as JSON text for a jsonb column; ``None`` stays SQL NULL. Refuses what a
+    worker could not decode again."""
+    if value is None:
+        return None
+    if isinstance(value, dict | list | tuple) and json_depth_exceeds(value, MAX_JSON_DEPTH):
+        raise ValueError(f"{what} nests more than {MAX_JSON_DEPTH} levels deep")
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except TypeError as error:
+        raise TypeError(f"{what} is not JSON-serialisable: {error}") from None
+    except ValueError as error:  # NaN or infinity, which JSON cannot carry; huge integers
+        raise ValueError(f"{what} is not valid JSON: {error}") from None
+    except RecursionError:  # a structure that contains itself
+        raise ValueError(f"{what} contains itself (a circular reference)") from None
+    if "\\u0000" in text:
+        raise ValueError(f"{what} contains a NUL character, which PostgreSQL jsonb cannot store")
+    return text
+
+
+def check_time(value: object, what: str) -> datetime.datetime | None:
+    """A timezone-aware time the database and Python can both hold (years 1 to 9999)."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime.datetime):
+        raise TypeError(f"{what} must be a datetime, not {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(
+            f"{what} must be timezone-aware (a naive datetime is ambiguous);"
+            " use e.g. datetime.now(timezone.utc)"
+        )
+    try:
+        in_range = EARLIEST_TIME <= value <= LATEST_TIME
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise ValueError(
+            f"{what} {value.isoformat()} is out of range: it must lie between"
+            f" {EARLIEST_TIME.date()} and {LATEST_TIME.date()} (UTC)"
+        )
+    return value
+
+
+def check_run_at(value: object) -> datetime.datetime | None:
+    return check_time(value, "run_at")
+
+
+def check_int(value: object, what: str, *, minimum: int, maximum: int = _INT32_MAX) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an integer, not {type(value).__name__}")
+    if not minimum <= value <= maximum:
+        raise ValueError(f"{what} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def check_job_id(value: object) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"job id must be a UUID or a string, not {type(value).__name__}")
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ValueError(f"malformed job id {value!r}: expected a UUID") from None
+
+
+def check_seconds(
+    value: object,
+    what: str,
+    *,
+    allow_zero: bool = True,
+    maximum: float = MAX_SECONDS,
+    unit: str = "seconds",
+) -> float:
+    """A duration (in seconds unless ``unit`` says otherwise): finite, not negative (or
+    positive), at most ``maximum``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{what} must be a number, not {type(value).__name__}")
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+        raise ValueError(
+            f"{what} must be a {'non-negative' if allow_zero else 'positive'}"
+            f" finite number, got {value}"
+        )
+    if seconds > maximum:
+        raise ValueError(f"{what} is {value} {unit}; the limit is {maximum:.0f} {unit} (ten years)")
+    return seconds
+
+
+def check_new_job(job: types.NewJob) -> dict[str, typing.Any]:
+    """A new job's columns, checked; options not given are ``None`` (the database's or the
+    queue's default), except ``priority`` (0)."""
+    options = job.options
+    unknown = sorted(options.keys() - types.JobOptions.__optional_keys__)
+    if unknown:  # **options takes any keyword at run time: a typo must not pass unnoticed
+        raise TypeError(f"unexpected job option {unknown[0]!r}")
+    max_attempts = options.get("max_attempts")
+    queue = options.get("queue")
+    return {
+        "type": check_name(job.type, "job type"),
+        "payload": to_json_text(job.payload, "payload"),
+        "run_at": check_run_at(options.get("run_at")),
+        "max_attempts": None
+        if max_attempts is None
+        else check_int(max_attempts, "max_attempts", minimum=1),
+        "queue": None if queue is None else check_name(queue, "queue"),
+        "priority": check_int(options.get("priority", 0), "priority", minimum=-_INT32_MAX),
+    }

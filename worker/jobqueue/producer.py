@@ -1,0 +1,216 @@
+"""The producer API: what a web app needs of the queue (enqueue, status, statistics).
+
+``Producer`` holds a connection pool and runs the named queries of ``sql/queries.sql``; every
+operation is one statement, so it is atomic without an explicit transaction. A web app that
+only enqueues needs nothing more; ``jobqueue.Queue`` adds the worker's claim/finish calls
+(``session``) and the stale-job rescue (``maintenance``) as methods.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import datetime
+import logging
+import typing
+import uuid
+
+import psycopg
+
+from jobqueue import checks, db, settings, sql, statements, types
+
+# The seed's log lines say [Queue], and so does their logger, whichever module writes them.
+logger = logging.getLogger("jobqueue.queue")
+
+_PRODUCER_POOL_SIZE: typing.Final = 10
+# How many appended count deltas a stats read tolerates before it folds them together.
+_COUNTS_COMPACT_AFTER: typing.Final = 500
+_COUNTS_LOCK_KEY: typing.Final = 0x6A6F6271_636E7473  # "jobqcnts"
+# A reader that may not write (a SELECT-only role, a hot standby) skips the compaction.
+_CANNOT_WRITE: typing.Final = (
+    psycopg.errors.InsufficientPrivilege,
+    psycopg.errors.ReadOnlySqlTransaction,
+)
+
+
+def empty_stats() -> types.QueueStats:
+    return {status.value: 0 for status in types.JobStatus}
+
+
+class Producer:
+    """The producer API over one database. Use as ``async with Producer(url) as queue: ...``,
+    or call ``open()``/``close()``. ``queue`` is the default queue name for enqueue and claim;
+    ``prepared_statements=False`` when connecting through PgBouncer in transaction mode."""
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        pool: statements.Pool | None = None,
+        queue: str = checks.DEFAULT_QUEUE,
+        retry_delay: float | None = None,
+        pool_max_size: int | None = None,
+        pool_timeout: float | None = None,
+        prepared_statements: bool = True,
+    ) -> None:
+        self.queue = checks.check_name(queue, "queue")
+        # Settings not given come from the environment, as for the command line.
+        self.retry_delay: float = settings.RETRY_DELAY.check(
+            settings.RETRY_DELAY.from_env() if retry_delay is None else retry_delay
+        )
+        pool_max_size = settings.POOL_SIZE.check(pool_max_size) or settings.POOL_SIZE.from_env()
+        pool_timeout = settings.POOL_TIMEOUT.check(pool_timeout or settings.POOL_TIMEOUT.from_env())
+        self._owns_pool = pool is None
+        self._may_write = True  # until the database says this role or server cannot
+        if pool is not None and isinstance(pool.conninfo, str):
+            self.conninfo = pool.conninfo
+        else:
+            self.conninfo = db.resolve_database_url(database_url)
+        self.pool: statements.Pool = pool or db.make_pool(
+            self.conninfo,
+            max_size=pool_max_size or _PRODUCER_POOL_SIZE,
+            timeout=pool_timeout,
+            prepared_statements=prepared_statements,
+        )
+
+    async def open(self) -> typing.Self:
+        if self._owns_pool:
+            # One direct connection first: it fails at once with the server's own reason
+            # (refused, bad password, no such database), where the pool would retry quietly
+            # until its timeout and then say only that it timed out.
+            probe = await psycopg.AsyncConnection.connect(
+                self.conninfo, **db.connect_options(self.conninfo)
+            )
+            await probe.close()
+            await self.pool.open(wait=True)
+        return self
+
+    async def close(self) -> None:
+        if self._owns_pool:
+            await self.pool.close()
+
+    async def __aenter__(self) -> typing.Self:
+        return await self.open()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # enqueue ---------------------------------------------------------------------------
+
+    async def enqueue_job(
+        self,
+        type: str,
+        payload: typing.Any = None,
+        *,
+        now: datetime.datetime | None = None,
+        conn: psycopg.AsyncConnection[typing.Any] | None = None,
+        **options: typing.Unpack[types.JobOptions],
+    ) -> types.Job:
+        """Add one job; returns it as stored (``.id`` is its UUID). ``options`` are
+        ``types.JobOptions``: ``run_at``, ``max_attempts``, ``queue``, ``priority``. With
+        ``conn``, the insert joins that connection's current transaction: the job exists
+        only if the application's own writes in it commit too."""
+        params = checks.check_new_job(types.NewJob(type, payload, **options))
+        params["queue"] = params["queue"] or self.queue
+        params["now"] = checks.check_time(now, "now")
+        (job,) = await statements.jobs(self.pool, "job_insert", params, conn)
+        logger.info("[Queue] Enqueued job %s (type: %s)", job.id, job.type)
+        return job
+
+    async def enqueue_jobs(
+        self,
+        jobs: collections.abc.Iterable[types.NewJob],
+        *,
+        now: datetime.datetime | None = None,
+        conn: psycopg.AsyncConnection[typing.Any] | None = None,
+    ) -> list[types.Job]:
+        """Add many jobs in one statement (one round trip); returns them in the given order.
+        All are checked before any is written: one bad job enqueues none. With ``conn``, the
+        insert joins that connection's current transaction."""
+        checked = [checks.check_new_job(job) for job in jobs]
+        if not checked:
+            return []
+        ids = [uuid.uuid4() for _ in checked]
+        params = {
+            "ids": ids,
+            "types": [job["type"] for job in checked],
+            "payloads": [job["payload"] for job in checked],
+            "run_ats": [job["run_at"] for job in checked],
+            "max_attempts": [job["max_attempts"] for job in checked],
+            "queues": [job["queue"] or self.queue for job in checked],
+            "priorities": [job["priority"] for job in checked],
+            "now": checks.check_time(now, "now"),
+        }
+        stored = {
+            job.id: job for job in await statements.jobs(self.pool, "job_insert_many", params, conn)
+        }
+        in_order = [stored[job_id] for job_id in ids]
+        for job in in_order:
+            logger.debug("[Queue] Enqueued job %s (type: %s)", job.id, job.type)
+        logger.info("[Queue] Enqueued %d jobs", len(in_order))
+        return in_order
+
+    # read ------------------------------------------------------------------------------
+
+    async def get_job_status(self, job_id: uuid.UUID | str) -> types.Job | None:
+        """The job with this id, or ``None`` when there is none."""
+        jobs = await statements.jobs(self.pool, "job_get", {"id": checks.check_job_id(job_id)})
+        return jobs[0] if jobs else None
+
+    async def _counts(self, queue: str | None) -> dict[str, types.QueueStats]:
+        """``{type: stats}`` summed over the queue (or all queues)."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(sql.query("job_counts_sum"), {"queue": queue})
+            rows = await cursor.fetchall()
+            if sum(row[6] for row in rows) > _COUNTS_COMPACT_AFTER and self._may_write:
+                try:
+                    await self._compact_counts(conn)
+                except _CANNOT_WRITE as error:
+                    self._may_write = False
+                    logger.info("[Queue] Not compacting the statistics: %s", str(error).strip())
+        by_type: dict[str, types.QueueStats] = {}
+        statuses = [status.value for status in types.JobStatus]
+        for row in rows:
+            stats = by_type.setdefault(row[1], empty_stats())
+            for status, count in zip(statuses, row[2:6], strict=True):
+                stats[status] += int(count)
+        return by_type
+
+    async def compact_counts(self) -> bool:
+        """Fold the statistics' appended deltas together (workers call this every few
+        seconds); ``False`` when another process was already doing it."""
+        async with self.pool.connection() as conn:
+            return await self._compact_counts(conn)
+
+    @staticmethod
+    async def _compact_counts(conn: psycopg.AsyncConnection[typing.Any]) -> bool:
+        async with conn.transaction():
+            if not await statements.try_lock(conn, _COUNTS_LOCK_KEY):
+                return False
+            await conn.execute(sql.query("job_counts_compact"))
+            return True
+
+    async def get_queue_stats(
+        self, *, queue: str | None = None, type: str | None = None
+    ) -> types.QueueStats:
+        """``{pending, running, failed, done}``, zeros included; over every queue unless
+        ``queue`` is given, every type unless ``type`` is. Reads a few counter rows, never
+        the jobs table, so it costs the same with a million finished jobs as with none."""
+        if queue is not None:
+            checks.check_name(queue, "queue")
+        if type is not None:
+            checks.check_name(type, "job type")
+        stats = empty_stats()
+        for row_type, counts in (await self._counts(queue)).items():
+            if type is None or row_type == type:
+                for status, count in counts.items():
+                    stats[status] += count
+        return stats
+
+    async def get_queue_stats_by_type(
+        self, *, queue: str | None = None
+    ) -> dict[str, types.QueueStats]:
+        """``{type: {pending, running, failed, done}}`` for every type that has had jobs."""
+        if queue is not None:
+            checks.check_name(queue, "queue")
+        by_type = await self._counts(queue)
+        return {row_type: by_type[row_type] for row_type in sorted(by_type)}

@@ -1,0 +1,232 @@
+"""The worker's session with the queue: claim jobs, keep their locks with heartbeats,
+finish them (complete, fail, or hand back unfinished), and find when the next one is due.
+
+Each function is a method of ``jobqueue.Queue`` (``self``: the queue whose pool it uses);
+they live here, apart from the producer API, because only workers (and tests standing in
+for one) call them. A call that names a ``worker_id`` acts only on jobs that worker still
+holds: a job whose lock went stale may be running elsewhere.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import datetime
+import logging
+import typing
+import uuid
+
+from jobqueue import checks, producer, sql, statements, types
+
+logger = logging.getLogger("jobqueue.queue")
+
+
+async def claim_jobs(
+    self: producer.Producer,
+    worker_id: str,
+    *,
+    limit: int = 1,
+    queue: str | None = None,
+    types_: collections.abc.Collection[str] | None = None,
+    now: datetime.datetime | None = None,
+) -> list[types.Job]:
+    """Claim up to ``limit`` ready jobs for ``worker_id`` in one statement (priority,
+    then ``run_at`` order). Each returned job is ``running``, locked by the worker, with
+    ``attempts`` already counting this run. ``types_`` limits the job types claimed."""
+    params = {
+        "worker_id": checks.check_name(worker_id, "worker id"),
+        "limit": checks.check_int(limit, "limit", minimum=1, maximum=10_000),
+        "queue": checks.check_name(queue, "queue") if queue is not None else self.queue,
+        "types": None if types_ is None else [checks.check_name(t, "job type") for t in types_],
+        "now": checks.check_time(now, "now"),
+    }
+    jobs = await statements.jobs(self.pool, "job_claim", params)
+    for job in jobs:
+        logger.info("[Queue] Dequeued job %s (type: %s) by %s", job.id, job.type, worker_id)
+    return jobs
+
+
+async def _finish(
+    self: producer.Producer,
+    query: str,
+    operation: str,
+    job_id: uuid.UUID,
+    params: dict[str, typing.Any],
+    follow_ups: collections.abc.Sequence[types.NewJob] = (),
+) -> types.Job:
+    if follow_ups:
+        async with self.pool.connection() as conn, conn.transaction():
+            jobs = await statements.jobs(self.pool, query, {"id": job_id, **params}, conn)
+            if jobs:
+                await self.enqueue_jobs(follow_ups, conn=conn)
+    else:  # one statement is atomic alone: no BEGIN/COMMIT round trips
+        jobs = await statements.jobs(self.pool, query, {"id": job_id, **params})
+    if jobs:
+        return jobs[0]
+    current = await self.get_job_status(job_id)
+    if current is None:
+        raise types.JobNotFoundError(job_id)
+    if params.get("worker_id") is not None and current.status in (
+        types.JobStatus.PENDING,
+        types.JobStatus.RUNNING,
+    ):
+        raise types.JobStateError(
+            current, operation, f"worker {params['worker_id']} no longer holds it"
+        )
+    raise types.JobStateError(current, operation, "it has already finished")
+
+
+async def complete_job(
+    self: producer.Producer,
+    job_id: uuid.UUID | str,
+    result: typing.Any = None,
+    *,
+    enqueue: collections.abc.Iterable[types.NewJob] = (),
+    worker_id: str | None = None,
+    now: datetime.datetime | None = None,
+) -> types.Job:
+    """Mark a pending or running job ``done`` with ``result``, and enqueue the
+    ``enqueue`` jobs in the same transaction: both happen or neither. A job that already
+    finished raises ``JobStateError``; with ``worker_id``, so does a job that worker no
+    longer holds (its lock went stale and the job was handed to another)."""
+    params = {
+        "result": checks.to_json_text(result, "result"),
+        "worker_id": None if worker_id is None else checks.check_name(worker_id, "worker id"),
+        "now": checks.check_time(now, "now"),
+    }
+    follow_ups = list(enqueue)
+    job = await _finish(
+        self, "job_complete", "complete", checks.check_job_id(job_id), params, follow_ups
+    )
+    logger.info("[Queue] Job %s completed", job.id)
+    return job
+
+
+async def fail_job(
+    self: producer.Producer,
+    job_id: uuid.UUID | str,
+    error: str,
+    *,
+    retry_delay: float | None = None,
+    final: bool = False,
+    worker_id: str | None = None,
+    now: datetime.datetime | None = None,
+) -> types.Job:
+    """Record a failed attempt. While attempts remain the job goes back to ``pending``,
+    due ``retry_delay`` seconds from now (default: the queue's, 30 s); after the last
+    one, or with ``final=True``, it is ``failed``. Errors as for ``complete_job``."""
+    if not isinstance(error, str):
+        raise TypeError(f"error must be a string, not {type(error).__name__}")
+    delay = (
+        self.retry_delay
+        if retry_delay is None
+        else checks.check_seconds(retry_delay, "retry_delay")
+    )
+    params = {
+        "error": error,
+        "retry_delay": delay,
+        "final": bool(final),
+        "worker_id": None if worker_id is None else checks.check_name(worker_id, "worker id"),
+        "now": checks.check_time(now, "now"),
+    }
+    job = await _finish(self, "job_fail", "fail", checks.check_job_id(job_id), params)
+    if job.status is types.JobStatus.PENDING:
+        logger.warning(
+            "[Queue] Job %s failed (attempt %d/%d), retrying at %s: %s",
+            job.id,
+            job.attempts,
+            job.max_attempts,
+            job.run_at.isoformat(),
+            error,
+        )
+    else:
+        logger.error(
+            "[Queue] Job %s failed permanently after %d attempts: %s",
+            job.id,
+            job.attempts,
+            error,
+        )
+    return job
+
+
+async def heartbeat(
+    self: producer.Producer,
+    worker_id: str,
+    job_ids: collections.abc.Collection[uuid.UUID],
+    *,
+    now: datetime.datetime | None = None,
+) -> set[uuid.UUID]:
+    """Refresh the locks ``worker_id`` holds on ``job_ids``; returns the ids it still
+    holds (a missing one was released as stale and may be running elsewhere)."""
+    if not job_ids:
+        return set()
+    params = {"ids": list(job_ids), "worker_id": worker_id, "now": checks.check_time(now, "now")}
+    return await statements.ids(self.pool, "job_heartbeat", params)
+
+
+async def complete_jobs(
+    self: producer.Producer,
+    worker_id: str,
+    results: collections.abc.Sequence[tuple[uuid.UUID, typing.Any]],
+    *,
+    now: datetime.datetime | None = None,
+) -> set[uuid.UUID]:
+    """Complete many of ``worker_id``'s running jobs in one statement; returns the ids
+    it still held (and so completed). Results are checked before anything is written."""
+    if not results:
+        return set()
+    params = {
+        "ids": [job_id for job_id, _ in results],
+        "results": [checks.to_json_text(result, "result") for _, result in results],
+        "worker_id": worker_id,
+        "now": checks.check_time(now, "now"),
+    }
+    completed = await statements.ids(self.pool, "job_complete_many", params)
+    for job_id, _ in results:
+        if job_id in completed:
+            logger.info("[Queue] Job %s completed", job_id)
+    return completed
+
+
+async def release_jobs(
+    self: producer.Producer,
+    worker_id: str,
+    job_ids: collections.abc.Collection[uuid.UUID],
+    *,
+    keep_attempt: bool = False,
+    error: str | None = None,
+    now: datetime.datetime | None = None,
+) -> list[types.Job]:
+    """Put ``worker_id``'s unfinished jobs back to ``pending`` at once; returns the jobs
+    released. A worker shutting down gives the attempt back; one that stops because it
+    failed keeps it counted (``keep_attempt``), so a job out of attempts ends
+    ``failed`` with ``error``."""
+    if not job_ids:
+        return []
+    params = {
+        "ids": list(job_ids),
+        "worker_id": worker_id,
+        "keep_attempt": keep_attempt,
+        "error": error,
+        "now": checks.check_time(now, "now"),
+    }
+    released = await statements.jobs(self.pool, "job_release", params)
+    for job in released:
+        logger.warning("[Queue] Released job %s (type: %s) -> %s", job.id, job.type, job.status)
+    return released
+
+
+async def next_run_at(
+    self: producer.Producer,
+    *,
+    queue: str | None = None,
+    types_: collections.abc.Collection[str] | None = None,
+) -> datetime.datetime | None:
+    """When the earliest pending job of the queue is due (``None``: no pending job)."""
+    params = {
+        "queue": self.queue if queue is None else queue,
+        "types": None if types_ is None else list(types_),
+    }
+    async with self.pool.connection() as conn:
+        cursor = await conn.execute(sql.query("job_next_run_at"), params)
+        row = await cursor.fetchone()
+    return row[0] if row else None
