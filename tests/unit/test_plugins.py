@@ -15,7 +15,7 @@ from jobqueue import plugins, runner
 
 def test_importing_jobqueue_loads_no_plugin_and_no_heavy_dependency() -> None:
     probe = (
-        "import sys, jobqueue; heavy = ['ebooklib', 'lxml', 'kopf', 'kubernetes',"
+        "import sys, jobqueue; heavy = ['lxml', 'kopf', 'kubernetes',"
         " 'jobqueue_books', 'jobqueue_operator', 'static_model'];"
         " print([name for name in heavy if name in sys.modules])"
     )

@@ -130,3 +130,31 @@ def summarize(
     ranked = sorted(range(len(candidates)), key=lambda i: (-score(candidates[i]), i))
     chosen = sorted(ranked[:count])
     return join_sentences(candidates[i] for i in chosen)
+
+
+_KANA = re.compile(r"[\u3040-\u30ff]")
+_HANGUL = re.compile(r"[\uac00-\ud7af]")
+_LETTER = re.compile(r"[^\W\d_]")
+_CJK_LANGUAGES: typing.Final = ("ja", "ko", "zh")
+
+
+def cjk_language(text: str) -> str | None:
+    """``ja``, ``ko`` or ``zh`` when ``text`` is mostly written in that script (kana means
+    Japanese, hangul Korean, Han alone Chinese); ``None`` otherwise."""
+    cjk = len(_CJK_CHAR.findall(text))
+    if not cjk or cjk < 0.3 * len(_LETTER.findall(text)):
+        return None
+    kana, hangul = len(_KANA.findall(text)), len(_HANGUL.findall(text))
+    if hangul > cjk / 2:
+        return "ko"
+    return "ja" if kana > cjk / 20 else "zh"
+
+
+def checked_language(declared: str | None, text: str) -> str | None:
+    """The declared language, unless the text is plainly in a CJK language the declaration
+    does not name (converters often write ``en`` into every book they make)."""
+    found = cjk_language(text)
+    if found is None:
+        return declared
+    primary = (declared or "").split("-")[0].split("_")[0].lower()
+    return declared if primary in _CJK_LANGUAGES else found

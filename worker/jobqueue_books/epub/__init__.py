@@ -1,16 +1,11 @@
 """Reading EPUB files that anyone may have made: the input of the ``parseBook`` job.
 
-An EPUB is a zip archive of XML documents, and both halves are classic attack surfaces.
-``ebooklib``, which builds our model of the book, was not written for hostile input: it
-reads every manifest entry whole into memory, trusts the names the package document gives
-it, treats a directory path as an unpacked book, and parses XML with libxml2 in recover
-mode with settings that are not ours. So ``read_epub`` decides whether a file is safe
-*before* ebooklib or any XML parser sees it:
+An EPUB is a zip archive of XML documents, and both halves are classic attack surfaces. So
+``read_epub`` decides whether a file is safe *before* any XML parser sees it:
 
 1. The file: a regular file (a FIFO would block the worker thread forever), at most
-   ``Limits.max_file_bytes``, read into memory once. ebooklib then gets those bytes, never
-   the path, so what was checked is exactly what is parsed (nothing can swap the file in
-   between) and ebooklib's directory mode cannot be reached.
+   ``Limits.max_file_bytes``, read into memory once; everything after reads those bytes,
+   so what was checked is exactly what is parsed (nothing can swap the file in between).
 2. The archive: a zip whose central directory can be read (a truncated download has none),
    at most ``max_entries`` entries, every name relative and without ``..`` components,
    backslashes, drive letters or control characters (a name is where a later extraction
@@ -24,29 +19,28 @@ mode with settings that are not ours. So ``read_epub`` decides whether a file is
 5. Entities: every entry that may be XML is refused if it declares an entity
    (``<!ENTITY``) or has a DOCTYPE with an internal subset. That stops external entities
    (XXE: reading local files or URLs into the book) and entity expansion (billion laughs)
-   whatever the parser settings, including those of ebooklib's parser. The scan reads the
-   text in every encoding a parser could choose (byte-order mark, UTF-16/32 and EBCDIC
-   sniffing, the declared encoding), so UTF-16 or UTF-7 cannot hide a declaration. Real
-   books need neither: named entities such as ``&nbsp;`` come from the external XHTML DTD,
-   which nothing loads; documents that use them are read with the HTML parser instead.
+   whatever the parser settings. The scan reads the text in every encoding a parser could
+   choose (byte-order mark, UTF-16/32 and EBCDIC sniffing, the declared encoding), so
+   UTF-16 or UTF-7 cannot hide a declaration. Real books need neither: named entities such
+   as ``&nbsp;`` come from the external XHTML DTD, which nothing loads; documents that use
+   them are read with the HTML parser instead.
 
-Only then does ebooklib build its model; anything it raises becomes ``EpubError``. Chapter
-text is parsed by our own lxml parser with entity resolution, DTD loading and network
-access off and libxml2's size limits on (``huge_tree=False``).
+Only then is the book read, by our own code and lxml parsers with entity resolution, DTD
+loading and network access off and libxml2's size limits on (``huge_tree=False``), and
+only from the entries already inflated and checked: an href never reaches the file system.
+Reading forgives what common readers forgive (``package``); anything unexpected becomes
+``EpubError``.
 
 The modules: ``safety`` (steps 1-5, the path check and the XML parser settings),
-``package`` (ebooklib's model of the package to a ``Book``: metadata, spine, table of
-contents), ``extract`` (text from the documents) and ``model`` (``Book``, ``Limits``,
-``EpubError``). This one reads a book through them.
+``package`` (the package document to a ``Book``: metadata, spine, table of contents),
+``extract`` (text from the documents, in the encoding they really have) and ``model``
+(``Book``, ``Limits``, ``EpubError``). This one reads a book through them.
 """
 
 from __future__ import annotations
 
-import io
 import pathlib
 import typing
-
-import ebooklib.epub
 
 from jobqueue_books.epub import model, package, safety
 
@@ -67,15 +61,11 @@ def read_epub(path: pathlib.Path, limits: model.Limits = _DEFAULT_LIMITS) -> mod
     data = safety.read_file(path, limits)
     markup = safety.check_archive(data, limits)
     package_path = safety.check_container(markup)
-    unique_id = safety.check_package(package_path, markup)
+    safety.check_package(package_path, markup)
     safety.check_not_encrypted(markup)
     try:
-        ebook = ebooklib.epub.read_epub(io.BytesIO(data), {"ignore_ncx": True})
-    except Exception as error:  # anything at all: the caller must only ever see EpubError
-        raise model.EpubError(f"EPUB could not be read: {model.describe(error)}") from error
-    try:
-        return package.book(ebook, unique_id, fallback_title=path.stem)
+        return package.read(package_path, markup, fallback_title=path.stem)
     except model.EpubError:
         raise
-    except Exception as error:  # ebooklib's model can hold surprises (None, odd types)
+    except Exception as error:  # the caller must only ever see EpubError
         raise model.EpubError(f"EPUB could not be read: {model.describe(error)}") from error

@@ -35,18 +35,42 @@ _CELLS: typing.Final = frozenset({"td", "th"})
 _XML_DECLARATION = re.compile(r"^\ufeff?\s*<\?xml[^>]*>")
 
 
+_SNIFFED_WIDE: typing.Final = ("utf-16", "utf-32", "cp500")
+
+
+def decode(name: str, data: bytes) -> str:
+    """The text of a document, in the encoding it really has, which is not always the one
+    it declares: bytes that are valid UTF-8 are UTF-8 (a declared ISO-8859-1 or
+    Windows-1252 is a common lie of converters), then each declared encoding is tried, and
+    bytes that fit none are read as Windows-1252, the usual truth of such files. A byte
+    order mark, or UTF-16/32 or EBCDIC detected from the first bytes, always wins."""
+    candidates = safety.encodings(name, data)
+    if candidates[0].startswith(_SNIFFED_WIDE) or data.startswith(b"\xef\xbb\xbf"):
+        return data.decode(candidates[0], errors="replace")
+    for encoding in ("utf-8", *candidates):
+        try:
+            return data.decode(encoding)
+        except (UnicodeDecodeError, LookupError):
+            continue
+    return data.decode("cp1252", errors="replace")
+
+
+def utf8_without_declaration(name: str, data: bytes) -> bytes:
+    """The document as UTF-8 with its XML declaration removed, so that a parser cannot
+    choose an encoding other than the one ``decode`` found."""
+    return _XML_DECLARATION.sub("", decode(name, data)).encode("utf-8")
+
+
 def parse_document(name: str, data: bytes) -> typing.Any:
     """The root of an XHTML document, or ``None`` when it is empty. Strict XML first; a
     document that is not well-formed (often: HTML entities such as ``&nbsp;``, undefined
-    without the DTD) is read again by the HTML parser, as reading systems do."""
+    without the DTD) is read again by the HTML parser, as reading systems do. Both read the
+    text ``decode`` gives, never an encoding of their own choosing."""
+    decoded = _XML_DECLARATION.sub("", decode(name, data))
     try:
-        return lxml.etree.fromstring(data, parser=safety.xml_parser())
+        return lxml.etree.fromstring(decoded.encode("utf-8"), parser=safety.xml_parser())
     except lxml.etree.XMLSyntaxError:
         pass
-    # The HTML parser gets text, so it cannot pick an encoding the entity scan did not read.
-    decoded = _XML_DECLARATION.sub(
-        "", data.decode(safety.encodings(name, data)[0], errors="replace")
-    )
     if not decoded.strip():
         return None
     parser = lxml.html.HTMLParser(

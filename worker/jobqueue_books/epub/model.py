@@ -7,8 +7,6 @@ import dataclasses
 import functools
 import typing
 
-import ebooklib.epub
-
 from jobqueue_books import text as book_text
 
 KIB: typing.Final = 1024
@@ -79,8 +77,6 @@ def size(count: int) -> str:
 
 
 def describe(error: BaseException) -> str:
-    if isinstance(error, ebooklib.epub.EpubException):
-        return str(error.msg)
     if isinstance(error, KeyError) and error.args:
         return str(error.args[0])  # str() of a KeyError adds quotes around the message
     message = str(error)

@@ -1,4 +1,4 @@
-"""The safety checks an EPUB passes before ebooklib or any XML parser sees it (see the
+"""The safety checks an EPUB passes before any XML parser sees it (see the
 package's docstring for the list): the file, the archive, zip bombs, entities in every
 encoding a parser could choose, the container and package documents, DRM; and the one
 XML parser configuration used on book content."""
@@ -333,7 +333,7 @@ def xml_parser(*, recover: bool = False) -> typing.Any:
 
 
 def _parse_xml(name: str, markup: dict[str, bytes]) -> typing.Any:
-    """The root element of an entry, parsed as leniently as ebooklib parses it."""
+    """The root element of an entry, parsed as leniently as the package reader parses it."""
     if name not in markup:
         raise model.EpubError(f"EPUB entry {name} is not XML")
     try:
@@ -346,7 +346,7 @@ def _parse_xml(name: str, markup: dict[str, bytes]) -> typing.Any:
 
 
 def check_container(markup: dict[str, bytes]) -> str:
-    """The path of the package document (OPF) that ebooklib will read."""
+    """The path of the package document (OPF) that will be read."""
     if CONTAINER_PATH not in markup:
         raise model.EpubError(f"EPUB is missing {CONTAINER_PATH}")
     root = _parse_xml(CONTAINER_PATH, markup)
@@ -357,7 +357,7 @@ def check_container(markup: dict[str, bytes]) -> str:
     ]
     if not paths:
         raise model.EpubError(f"EPUB {CONTAINER_PATH} names no package document (OPF)")
-    # ebooklib takes the last one, and it normalises the path before looking it up.
+    # Readers take the last one; the path is normalised before it is looked up.
     package_path = posixpath.normpath(paths[-1])
     if package_path not in markup:
         raise model.EpubError(
@@ -368,7 +368,8 @@ def check_container(markup: dict[str, bytes]) -> str:
 
 
 def check_package(package_path: str, markup: dict[str, bytes]) -> str | None:
-    """Checks what ebooklib needs without checking itself; returns the unique-identifier."""
+    """Checks that the package document has the parts a book needs; returns its
+    unique-identifier."""
     root = _parse_xml(package_path, markup)
     if root.tag != f"{{{OPF_NS}}}package":
         raise model.EpubError(f"EPUB package document {package_path} is not an OPF <package>")
