@@ -242,3 +242,30 @@ def test_retry_policy_delays() -> None:
     assert len(set(delays)) > 100
     with pytest.raises(ValueError, match="jitter must be between 0 and 1"):
         runner.RetryPolicy(jitter=2.0)
+
+
+def test_options_are_declared_once_at_registration(registry: runner.Registry) -> None:
+    class Tuned:  # the seed's shape, with options as plain attributes
+        type = "tuned"
+        timeout = 5.0
+        retry = runner.RetryPolicy(delay=1.0)
+
+        def handle(self, payload: typing.Any, job: types.Job) -> None:
+            return None
+
+    class Declared(runner.Handler):
+        type = "declared"
+
+        async def handle(self, payload: typing.Any, job: runner.RunningJob) -> None:
+            return None
+
+    tuned = Tuned()
+    assert registry.register(tuned) is tuned
+    registry.register(Declared())
+    found = registry.get("tuned")
+    assert found is not None
+    assert (found.timeout, found.retry, found.is_async) == (5.0, Tuned.retry, False)
+    assert found.validate_payload({"a": 1}) == {"a": 1}
+    declared = registry.get("declared")
+    assert isinstance(declared, Declared)
+    assert (declared.timeout, declared.retry, declared.is_async) == (None, None, True)

@@ -476,11 +476,13 @@ class Worker:
         self._metrics.active_jobs.set(len(self._active))
 
     async def _run_one(self, job: types.Job) -> None:
-        runner.set_current_queue(self.queue)  # this task's context only
         try:
             try:
                 outcome = await runner.run_job(
-                    job, self.registry, self._executor, default_timeout=self.config.job_timeout
+                    runner.RunningJob.of(job, self.queue.pool),
+                    self.registry,
+                    self._executor,
+                    default_timeout=self.config.job_timeout,
                 )
             except asyncio.CancelledError:
                 if job.id in self._abandoned:  # stopped on purpose: no outcome to write
@@ -878,7 +880,7 @@ def make_worker(
         database_url,
         queue=config.queue,
         # Claims, outcome writes and heartbeats take one connection each at most; handlers
-        # that use current_queue() share the rest.
+        # that use job.pool share the rest.
         pool_max_size=min(3 + config.concurrency, 20),
         pool_timeout=5.0,
         # Without LISTEN the worker can sit behind PgBouncer in transaction mode, which
