@@ -338,7 +338,8 @@ class Outcome:
 
     job: types.Job
     duration: float
-    result: typing.Any = None
+    # The result as JSON text, serialised once: checking that it can be stored is writing it.
+    result_json: str | None = None
     enqueue: collections.abc.Sequence[types.NewJob] = ()
     error: str | None = None
     retryable: bool = True
@@ -410,7 +411,7 @@ async def run_job(
     else:
         result, follow_ups = value, []
     try:
-        checks.to_json_text(result, "result")
+        result_json = checks.to_json_text(result, "result")
     except (TypeError, ValueError) as error:  # the same result would fail again: no retry
         return _failed(job, started, f"handler returned an unusable result: {error}", None)
     for follow_up in follow_ups:
@@ -424,7 +425,7 @@ async def run_job(
             )
     duration = time.monotonic() - started
     logger.info("[Runner] Job %s completed in %dms", job.id, round(duration * 1000))
-    return Outcome(job, duration, result=result, enqueue=follow_ups)
+    return Outcome(job, duration, result_json=result_json, enqueue=follow_ups)
 
 
 async def _call(

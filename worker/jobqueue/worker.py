@@ -53,7 +53,7 @@ import uuid
 
 import psycopg
 
-from jobqueue import checks, db, maintenance, metrics, plugins, runner, sql, types
+from jobqueue import checks, db, maintenance, metrics, plugins, runner, session, sql, types
 from jobqueue import queue as queue_module
 
 logger = logging.getLogger("jobqueue.worker")
@@ -551,7 +551,7 @@ class Worker:
         if plain:
             try:
                 completed = await self.queue.complete_jobs(
-                    self.worker_id, [(o.job.id, o.result) for o in plain], now=self.clock()
+                    self.worker_id, [(o.job.id, o.result_json) for o in plain], now=self.clock()
                 )
             except Exception as error:
                 if _retryable(error):
@@ -586,7 +586,7 @@ class Worker:
             )
             refused = dataclasses.replace(
                 outcome,
-                result=None,
+                result_json=None,
                 enqueue=(),
                 error=f"could not record the job's outcome: {runner.describe_error(error)}",
                 retryable=False,
@@ -600,9 +600,10 @@ class Worker:
     async def _record(self, outcome: runner.Outcome) -> None:
         job = outcome.job
         if outcome.succeeded:
-            await self.queue.complete_job(
+            await session.complete_job_json(
+                self.queue,
                 job.id,
-                outcome.result,
+                outcome.result_json,
                 enqueue=outcome.enqueue,
                 worker_id=self.worker_id,
                 now=self.clock(),
