@@ -30,7 +30,7 @@ one file per worker, which is scanned afterwards for warnings, errors and traceb
 version of ``jobqueue worker`` has no ``--log-level`` (then says so).
 
 Pickup latency: one idle worker at ``--concurrency 8``, first with LISTEN and the default
-poll interval of 5,000 ms, then with ``--no-listen --poll-interval 100`` (polling alone;
+poll interval of 5,000 ms, then with ``--no-listen --poll-interval 0.1`` (polling alone;
 such workers also use no prepared statements). ``--latency-jobs`` (200) jobs are enqueued
 one at a time with ``Queue.enqueue_job``, each after the previous one is done and a
 random pause (10-30 ms with LISTEN; 10 ms to 10 ms + the poll interval without, so that
@@ -558,7 +558,7 @@ async def latency(
         "--concurrency",
         str(LATENCY_CONCURRENCY),
         "--poll-interval",
-        f"{poll_ms:g}",
+        f"{poll_ms:g}ms",
         *([] if listen else ["--no-listen"]),
     ]
     spread = PAUSE_SPREAD_LISTEN_MS if listen else poll_ms

@@ -43,7 +43,7 @@ def worker_manifests(database_url: str, replicas: int, **env: str) -> list[Json]
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": "jobqueue-settings"},
-            "data": {"poll-interval-ms": "500"},
+            "data": {"poll-interval": "0.5"},
         },
         {
             "apiVersion": "apps/v1",
@@ -81,7 +81,7 @@ def worker_manifests(database_url: str, replicas: int, **env: str) -> list[Json]
                                         "valueFrom": {
                                             "configMapKeyRef": {
                                                 "name": "jobqueue-settings",
-                                                "key": "poll-interval-ms",
+                                                "key": "poll-interval",
                                             }
                                         },
                                     },
@@ -161,7 +161,7 @@ def test_a_deployment_of_three_workers_drains_a_burst(
         # Its name from a fieldRef, its settings from the ConfigMap and the env values.
         output = kube.pod_log(pod)
         assert "[Worker] Starting worker " + pod["metadata"]["name"] in output
-        assert "concurrency=4 poll_interval=500ms" in output
+        assert "concurrency=4 poll_interval=0.5s" in output
 
     runs = tmp_path / "runs.log"
     with jobqueue.SyncQueue(database_url) as queue:

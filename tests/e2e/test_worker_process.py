@@ -177,10 +177,10 @@ def test_kill_9_then_cleanup_reruns_the_job_exactly_once_more(
             return (current.heartbeat_at - claimed.locked_at).total_seconds() > 1.5
 
         waiting.eventually_sync(lock_old_heartbeat_fresh, what="heartbeats")
-        assert queue.cleanup_stale_locks(1000) == 0
+        assert queue.cleanup_stale_locks(1) == 0
         first.process.kill()
         first.wait()
-        waiting.eventually_sync(lambda: queue.cleanup_stale_locks(1000) == 1, what="stale")
+        waiting.eventually_sync(lambda: queue.cleanup_stale_locks(1) == 1, what="stale")
     requeued = job(database_url, held.id)
     assert requeued.status == "pending"
     assert requeued.attempts == 1
@@ -198,7 +198,7 @@ def test_kill_9_then_cleanup_reruns_the_job_exactly_once_more(
 def test_notify_pickup_in_a_process(
     database_url: str, tmp_path: pathlib.Path, start_worker: typing.Any
 ) -> None:
-    worker = start_worker("--poll-interval", "600000")
+    worker = start_worker("--poll-interval", "600")
     worker.wait_for_output("[Worker] Listening for new jobs")
     for _ in range(3):  # the poll would come after 10 minutes: each pickup is a NOTIFY's
         queued = enqueue(database_url, "test.record", {})
@@ -275,7 +275,7 @@ def test_json_logs_and_settings_from_the_environment(
     [
         (["--import", "no_such_module_here"], {}, "cannot import handler module"),
         (["--types", "nobody"], {}, "no handler registered for job types: nobody"),
-        (["--concurrency", "0"], {}, "must be at least 1"),
+        (["--concurrency", "0"], {}, "concurrency is 0, below the least allowed, 1"),
         ([], {"JOBQUEUE_BURST": "maybe"}, "JOBQUEUE_BURST='maybe' is not a boolean"),
     ],
 )
@@ -323,7 +323,7 @@ def test_worker_survives_a_database_restart(
         before = queue.enqueue_jobs(
             jobqueue.NewJob("test.record", {"log": str(runs), "pause": 0.02}) for _ in range(200)
         )
-    worker = start_worker("--poll-interval", "200", "--concurrency", "4", url=database_url)
+    worker = start_worker("--poll-interval", "0.2", "--concurrency", "4", url=database_url)
     waiting.eventually_sync(lambda: runs.exists() and runs.read_text().count("\n") >= 20)
     private_server["context"].__exit__(None, None, None)  # stop the server mid-run
     assert runs.read_text().count("\n") < 200, "the jobs were over before the restart"

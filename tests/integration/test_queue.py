@@ -265,7 +265,7 @@ async def test_failing_a_pending_job_by_hand_uses_an_attempt(queue: jobqueue.Que
 async def test_worker_cannot_finish_a_job_it_no_longer_holds(queue: jobqueue.Queue) -> None:
     job = await queue.enqueue_job("t")
     await queue.claim_jobs("old", now=at(0))
-    assert await queue.cleanup_stale_locks(1000, now=at(60)) == 1
+    assert await queue.cleanup_stale_locks(1, now=at(60)) == 1
     await queue.claim_jobs("new", now=at(61))
     with pytest.raises(jobqueue.JobStateError, match="worker old no longer holds it"):
         await queue.complete_job(job.id, {"from": "old"}, worker_id="old")
@@ -282,8 +282,8 @@ async def test_cleanup_stale_locks_requeues_and_fails_by_attempts(queue: jobqueu
     await queue.claim_jobs("dead", limit=2, now=at(0))
     fresh = await queue.enqueue_job("t")
     await queue.claim_jobs("alive", now=at(250))
-    assert await queue.cleanup_stale_locks(300_000, now=at(299)) == 0
-    assert await queue.cleanup_stale_locks(300_000, now=at(301)) == 2
+    assert await queue.cleanup_stale_locks(300, now=at(299)) == 0
+    assert await queue.cleanup_stale_locks(300, now=at(301)) == 2
     requeued = await queue.get_job_status(retryable.id)
     assert requeued is not None
     assert requeued.status is jobqueue.JobStatus.PENDING
@@ -305,14 +305,21 @@ async def test_heartbeat_keeps_a_long_job_from_cleanup(queue: jobqueue.Queue) ->
     await queue.claim_jobs("w", now=at(0))
     for minute in range(1, 30):
         assert await queue.heartbeat("w", [job.id], now=at(60 * minute)) == {job.id}
-        assert await queue.cleanup_stale_locks(300_000, now=at(60 * minute + 1)) == 0
-    assert await queue.cleanup_stale_locks(300_000, now=at(60 * 29 + 301)) == 1
+        assert await queue.cleanup_stale_locks(300, now=at(60 * minute + 1)) == 0
+    assert await queue.cleanup_stale_locks(300, now=at(60 * 29 + 301)) == 1
     assert await queue.heartbeat("w", [job.id]) == set()
 
 
 async def test_cleanup_rejects_a_non_positive_threshold(queue: jobqueue.Queue) -> None:
-    with pytest.raises(ValueError, match="threshold_ms must be a positive"):
+    with pytest.raises(ValueError, match="stale_threshold is 0 s, below the least allowed"):
         await queue.cleanup_stale_locks(0)
+
+
+async def test_cleanup_refuses_the_seeds_milliseconds_naming_the_unit(
+    queue: jobqueue.Queue,
+) -> None:
+    with pytest.raises(ValueError, match=r"the unit is seconds \(for 300000 ms, give 300\)"):
+        await queue.cleanup_stale_locks(300_000)
 
 
 # --- stats (S7) ------------------------------------------------------------------------------
@@ -397,7 +404,7 @@ async def test_module_level_functions_use_database_url(
         assert failed.attempts == 1
         done = await jobqueue.complete_job(job.id, {"result": "data"})
         assert done.status == "done"
-        assert await jobqueue.cleanup_stale_locks(300_000) == 0
+        assert await jobqueue.cleanup_stale_locks(300) == 0
         assert len(await jobqueue.enqueue_jobs([jobqueue.NewJob("x")])) == 1
     finally:
         await jobqueue.close_default_queue()
@@ -418,7 +425,7 @@ def test_sync_facade(database_url: str) -> None:
         assert queue.fail_job(job.id, "once").status == "pending"
         assert queue.complete_job(job.id, {"ok": True}).result == {"ok": True}
         assert len(queue.enqueue_jobs([jobqueue.NewJob("a"), jobqueue.NewJob("b")])) == 2
-        assert queue.cleanup_stale_locks(1000) == 0
+        assert queue.cleanup_stale_locks(1) == 0
         with pytest.raises(jobqueue.JobStateError):
             queue.complete_job(job.id, {})
 

@@ -74,7 +74,7 @@ async def test_concurrency_bound_is_respected(
         running -= 1
 
     await queue.enqueue_jobs(jobqueue.NewJob("gated") for _ in range(12))
-    worker = run_worker(concurrency=3, poll_interval=50)
+    worker = run_worker(concurrency=3, poll_interval=0.05)
 
     async def three_running() -> bool:
         return (await queue.get_queue_stats())["running"] == 3 and worker.active_jobs == 3
@@ -98,7 +98,7 @@ async def test_failures_are_retried_then_failed(
         raise RuntimeError(f"attempt {job.attempts} failed")
 
     job = await queue.enqueue_job("broken", max_attempts=3)
-    worker = run_worker(poll_interval=50)
+    worker = run_worker(poll_interval=0.05)
     failed = await waiting.until_status(queue, job.id, "failed")
     assert failed.attempts == 3
     assert failed.error == "RuntimeError: attempt 3 failed"
@@ -180,7 +180,7 @@ async def test_notify_wakes_an_idle_worker_at_once(
     async def quick(payload: object, job: types.Job) -> None:
         finished[job.id] = time.monotonic()
 
-    worker = run_worker(poll_interval=600_000)  # a poll would come only after 10 minutes
+    worker = run_worker(poll_interval=600)  # a poll would come only after 10 minutes
 
     async def idle_and_listening() -> bool:
         return worker.listening and worker.last_claim_ok
@@ -213,7 +213,7 @@ async def test_listen_connection_loss_is_noticed_and_re_listened(
     async def quick(payload: object, job: types.Job) -> None:
         done.add(job.id)
 
-    worker = run_worker(poll_interval=600_000)
+    worker = run_worker(poll_interval=600)
 
     async def listener_pid() -> int | None:
         cursor = await conn.execute(
@@ -243,7 +243,7 @@ async def test_polling_without_listen(
     async def quick(payload: object, job: types.Job) -> None:
         return None
 
-    worker = run_worker(listen=False, poll_interval=100)
+    worker = run_worker(listen=False, poll_interval=0.1)
     job = await queue.enqueue_job("quick")
     await waiting.until_status(queue, job.id, "done")
     assert worker.listening is False
@@ -258,7 +258,7 @@ async def test_delayed_job_starts_on_time(
     async def later(payload: object, job: types.Job) -> None:
         started["at"] = datetime.datetime.now(UTC)
 
-    worker = run_worker(poll_interval=600_000)  # a poll would come only after 10 minutes
+    worker = run_worker(poll_interval=600)  # a poll would come only after 10 minutes
 
     async def idle_and_listening() -> bool:
         return worker.listening and worker.last_claim_ok
@@ -281,7 +281,7 @@ async def test_a_polling_worker_finds_delayed_jobs_and_starts_them_on_time(
 
     due = datetime.datetime.now(UTC) + datetime.timedelta(seconds=1)
     job = await queue.enqueue_job("later", run_at=due)
-    run_worker(listen=False, poll_interval=600_000)  # its first claim finds the job not due
+    run_worker(listen=False, poll_interval=600)  # its first claim finds the job not due
     await waiting.until_status(queue, job.id, "done")
     assert due <= started["at"] < due + datetime.timedelta(seconds=3)
 
@@ -318,7 +318,7 @@ async def test_heartbeats_keep_a_long_job_safe_from_cleanup(
 
     await waiting.eventually(heartbeat_moved_on, what="heartbeats")
     # The lock is over a second old, but the heartbeat is fresh: cleanup leaves it alone.
-    assert await queue.cleanup_stale_locks(1000) == 0
+    assert await queue.cleanup_stale_locks(1) == 0
     release.set()
     assert (await waiting.until_status(queue, job.id, "done")).result == "finished"
 
@@ -330,7 +330,7 @@ async def test_a_lost_job_outcome_is_dropped(
     worker = run_worker(concurrency=1, heartbeat_interval=60, stale_threshold=3600)
     await waiting.until_status(queue, job.id, "running")
     later = datetime.datetime.now(UTC) + datetime.timedelta(hours=1)
-    assert await queue.cleanup_stale_locks(1000, now=later) == 1
+    assert await queue.cleanup_stale_locks(60, now=later) == 1
     await queue.claim_jobs("another", now=later)
     release.set()
 
@@ -379,7 +379,7 @@ async def test_module_level_worker_api(database_url: str, monkeypatch: pytest.Mo
     monkeypatch.setenv("DATABASE_URL", database_url)
     assert jobqueue.get_worker_state()["is_running"] is False
     worker = jobqueue.init_job_system(
-        poll_interval=100, concurrency=2, worker_id="seed-worker", handle_signals=False
+        poll_interval=0.1, concurrency=2, worker_id="seed-worker", handle_signals=False
     )
     try:
         async with jobqueue.Queue(database_url) as queue:
@@ -410,7 +410,7 @@ async def test_workers_fold_the_count_deltas_without_readers(
 
     for _ in range(20):
         await queue.enqueue_job("quick")
-    run_worker(concurrency=1, counts_compact_interval=0.05)
+    run_worker(concurrency=1, stats_interval=0.05)
 
     async def folded() -> bool:
         cursor = await conn.execute("SELECT count(*), sum(done) FROM job_counts")
@@ -435,7 +435,7 @@ async def test_a_busy_worker_stays_healthy(
 ) -> None:
     """All slots busy with long jobs: the supervisor still ticks, so liveness holds."""
     job = await queue.enqueue_job("long")
-    worker = run_worker(concurrency=1, poll_interval=50)
+    worker = run_worker(concurrency=1, poll_interval=0.05)
     await waiting.until_status(queue, job.id, "running")
     busy_since = worker.last_tick
 

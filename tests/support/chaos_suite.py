@@ -174,7 +174,7 @@ class Chaos:
                     "--concurrency",
                     str(self.settings.concurrency),
                     "--poll-interval",
-                    "500",
+                    "0.5",
                     "--heartbeat-interval",
                     "0.3",
                     "--stale-threshold",

@@ -12,25 +12,27 @@ from jobqueue import checks, cli, types
 
 
 @pytest.mark.parametrize(
-    ("text", "milliseconds"),
+    ("text", "seconds"),
     [
-        ("300000", 300_000),
-        ("300000ms", 300_000),
-        ("30s", 30_000),
-        ("5m", 300_000),
-        ("1.5h", 5_400_000),
-        ("1d", 86_400_000),
-        (" 2 m ", 120_000),
+        ("300", 300),
+        ("300000ms", 300),
+        ("30s", 30),
+        ("5m", 300),
+        ("1.5h", 5400),
+        ("1d", 86_400),
+        (" 2 m ", 120),
+        ("0.25", 0.25),
+        ("250ms", 0.25),
     ],
 )
-def test_parse_duration(text: str, milliseconds: float) -> None:
-    assert cli.parse_duration_ms(text) == milliseconds
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert cli.parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["", "5 minutes", "-5m", "0s", "m", "1e3"])
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="invalid duration"):
-        cli.parse_duration_ms(text)
+        cli.parse_duration(text)
 
 
 def test_parse_aware_datetime() -> None:

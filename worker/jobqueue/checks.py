@@ -13,10 +13,10 @@ import re
 import typing
 import uuid
 
-from jobqueue import types
+from jobqueue import settings, types
 
 DEFAULT_QUEUE: typing.Final = "default"
-DEFAULT_RETRY_DELAY_SECONDS: typing.Final = 30.0
+DEFAULT_RETRY_DELAY_SECONDS: typing.Final = float(typing.cast(float, settings.RETRY_DELAY.default))
 MAX_NAME_LENGTH: typing.Final = 200
 _INT32_MAX: typing.Final = 2**31 - 1
 
@@ -178,10 +178,3 @@ def check_new_job(job: types.NewJob) -> dict[str, typing.Any]:
         "queue": None if queue is None else check_name(queue, "queue"),
         "priority": check_int(options.get("priority", 0), "priority", minimum=-_INT32_MAX),
     }
-
-
-def check_threshold_ms(value: object) -> float:
-    """A stale-lock threshold in milliseconds, as the seed's ``cleanupStaleLocks`` takes it;
-    returned in seconds."""
-    limit = MAX_SECONDS * 1000
-    return check_seconds(value, "threshold_ms", allow_zero=False, maximum=limit, unit="ms") / 1000

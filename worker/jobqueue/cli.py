@@ -13,38 +13,32 @@ import asyncio
 import collections.abc
 import dataclasses
 import datetime
-import importlib
 import json
 import logging
 import os
-import re
 import sys
 import typing
 
 import psycopg
 
-from jobqueue import checks, db, embedded, logs, maintenance, migrations, plugins, probes, types
+from jobqueue import (
+    checks,
+    db,
+    embedded,
+    logs,
+    maintenance,
+    migrations,
+    plugins,
+    probes,
+    settings,
+    types,
+)
 from jobqueue import queue as queue_module
-
-_DURATION = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d)?\s*$")
-_UNIT_MS: typing.Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+from jobqueue import worker as worker_module
 
 
 class UserError(Exception):
     """A mistake in what the user asked for: reported as one line, no traceback."""
-
-
-def parse_duration_ms(text: str) -> float:
-    """``"5m"``, ``"30s"``, ``"1.5h"``, ``"300000ms"``; a bare number is milliseconds."""
-    match = _DURATION.match(text)
-    if not match:
-        raise argparse.ArgumentTypeError(
-            f"invalid duration {text!r}: use a number with ms, s, m, h or d (e.g. 5m)"
-        )
-    milliseconds = float(match["number"]) * _UNIT_MS[match["unit"] or "ms"]
-    if milliseconds <= 0:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: must be above zero")
-    return milliseconds
 
 
 def parse_json(text: str) -> typing.Any:
@@ -91,19 +85,6 @@ def parse_aware_datetime(text: str) -> datetime.datetime:
     return moment
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(name, default)
-
-
-def _env_flag(name: str) -> bool:
-    value = os.environ.get(name, "").strip().lower()
-    if value in ("", "0", "false", "no", "off"):
-        return False
-    if value in ("1", "true", "yes", "on"):
-        return True
-    raise UserError(f"{name}={value!r} is not a boolean: use true or false")
-
-
 def whole_number(
     minimum: int, maximum: int | None = None, what: str = "number"
 ) -> collections.abc.Callable[[str], int]:
@@ -123,31 +104,77 @@ def whole_number(
 
 
 positive_int = whole_number(1)
-port_number = whole_number(0, 65535, "port number")
 
 
-def finite_number(*, allow_zero: bool) -> collections.abc.Callable[[str], float]:
-    """An argparse type: a finite number above zero (or, with ``allow_zero``, zero too)."""
+def parse_duration(text: str) -> float:
+    """An argparse type: a duration above zero, in seconds (``30s``, ``5m``, ``7d``)."""
+    try:
+        seconds = settings.parse_duration(text)
+    except settings.SettingError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: must be above zero")
+    return seconds
 
-    def parse(text: str) -> float:
+
+def setting_type(setting: settings.Setting) -> collections.abc.Callable[[str], typing.Any]:
+    """An argparse type: text parsed and checked as ``setting`` declares."""
+
+    def parse(text: str) -> typing.Any:
         try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not (value >= 0 if allow_zero else value > 0) or value == float("inf"):
-            bound = "zero or more" if allow_zero else "above zero"
-            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
-        return value
+            return setting.parse(text)
+        except settings.SettingError as error:
+            raise argparse.ArgumentTypeError(
+                str(error).removeprefix(f"{setting.option}=")
+            ) from None
 
     return parse
 
 
-positive_number = finite_number(allow_zero=False)
-non_negative_number = finite_number(allow_zero=True)
+def add_setting_option(parser: argparse.ArgumentParser, setting: settings.Setting) -> None:
+    """The option of a declared setting. It stays unset unless given, so the caller can
+    tell a given value from the environment's (``setting_value``)."""
+
+    where = f"{setting.help} [{setting.env}]"
+    if setting.kind is settings.Kind.FLAG:
+        parser.add_argument(
+            setting.option,
+            dest=setting.name,
+            action=argparse.BooleanOptionalAction,
+            default=argparse.SUPPRESS,
+            help=f"{where} (default: {setting.describe_default()})",
+        )
+        return
+    metavar = {
+        settings.Kind.DURATION: "SECONDS",
+        settings.Kind.INTEGER: "N",
+        settings.Kind.LIST: "A,B",
+    }.get(setting.kind)
+    parser.add_argument(
+        setting.option,
+        dest=setting.name,
+        type=setting_type(setting),
+        choices=setting.choices or None,
+        metavar=metavar,
+        default=argparse.SUPPRESS,
+        help=f"{where} (default: {setting.describe_default()})"
+        + (
+            "; 500ms, 30s, 5m, 2h and 7d work too" if setting.kind is settings.Kind.DURATION else ""
+        ),
+    )
 
 
-def comma_list(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
+def setting_value(args: argparse.Namespace, setting: settings.Setting) -> typing.Any:
+    """The option's value if given, else the environment's, else the default."""
+    if setting.name in vars(args):
+        return getattr(args, setting.name)
+    return setting.from_env()
+
+
+# The worker options that are fields of ``WorkerConfig``; the others the command uses itself.
+_WORKER_CONFIG_FIELDS: typing.Final = frozenset(
+    field.name for field in dataclasses.fields(worker_module.WorkerConfig)
+)
 
 
 def add_worker_parser(
@@ -159,158 +186,35 @@ def add_worker_parser(
     worker = commands.add_parser(
         "worker", help="run a worker: claim and run jobs until stopped", parents=[common]
     )
-    option = worker.add_argument
-    option(
-        "--queue",
-        default=_env("JOBQUEUE_QUEUE", "default"),
-        help="queue to work on [JOBQUEUE_QUEUE] (default: default)",
-    )
-    option(
-        "--concurrency",
-        type=positive_int,
-        default=_env("JOBQUEUE_CONCURRENCY", "2"),
-        help="jobs run at once [JOBQUEUE_CONCURRENCY] (default: 2)",
-    )
-    option(
-        "--poll-interval",
-        type=positive_number,
-        default=_env("JOBQUEUE_POLL_INTERVAL", "5000"),
-        metavar="MS",
-        help="fallback poll, ms [JOBQUEUE_POLL_INTERVAL] (default: 5000)",
-    )
-    option(
-        "--worker-id",
-        default=_env("JOBQUEUE_WORKER_ID"),
-        help="this worker's name [JOBQUEUE_WORKER_ID] (default: hostname-random)",
-    )
-    option(
-        "--types",
-        type=comma_list,
-        default=_env("JOBQUEUE_TYPES"),
-        metavar="A,B",
-        help="claim only these job types [JOBQUEUE_TYPES] (default: every registered)",
-    )
-    option(
-        "--import",
-        dest="imports",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import a module that registers handlers; repeatable"
-        " [JOBQUEUE_IMPORTS, comma-separated]",
-    )
-    option(
-        "--no-plugins",
-        dest="no_plugins",
-        action="store_true",
-        default=None,
-        help="load no plugin's handlers (not even jobqueue.noop), only the --import"
-        " modules' [JOBQUEUE_NO_PLUGINS]",
-    )
-    option(
-        "--burst",
-        action="store_true",
-        default=None,
-        help="exit 0 once no job is ready [JOBQUEUE_BURST]",
-    )
-    option(
-        "--no-listen",
-        dest="no_listen",
-        action="store_true",
-        default=None,
-        help="poll only, no LISTEN/NOTIFY (e.g. PgBouncer in transaction mode)"
-        " [JOBQUEUE_NO_LISTEN]",
-    )
-    option(
-        "--metrics-port",
-        type=port_number,
-        default=_env("JOBQUEUE_METRICS_PORT"),
-        help="serve /metrics, /healthz, /readyz on this port [JOBQUEUE_METRICS_PORT]"
-        " (default: off)",
-    )
-    option(
-        "--grace-timeout",
-        type=float,
-        default=_env("JOBQUEUE_GRACE_TIMEOUT", "25"),
-        metavar="SECONDS",
-        help="on SIGTERM, wait this long for running jobs, then hand"
-        " them back [JOBQUEUE_GRACE_TIMEOUT] (default: 25)",
-    )
-    option(
-        "--heartbeat-interval",
-        type=positive_number,
-        default=_env("JOBQUEUE_HEARTBEAT_INTERVAL", "15"),
-        metavar="SECONDS",
-        help="refresh running jobs' locks this often [JOBQUEUE_HEARTBEAT_INTERVAL] (default: 15)",
-    )
-    option(
-        "--job-timeout",
-        type=positive_number,
-        default=_env("JOBQUEUE_JOB_TIMEOUT"),
-        metavar="SECONDS",
-        help="fail a run that takes longer, unless its handler sets"
-        " its own timeout [JOBQUEUE_JOB_TIMEOUT] (default: none)",
-    )
-    option(
-        "--stale-threshold",
-        type=positive_number,
-        default=_env("JOBQUEUE_STALE_THRESHOLD", "300"),
-        metavar="SECONDS",
-        help="a running job with no heartbeat for this long is rescued; this worker stops"
-        " its own jobs at half of it when it cannot write heartbeats"
-        " [JOBQUEUE_STALE_THRESHOLD] (default: 300)",
-    )
-    option(
-        "--rescue-interval",
-        type=non_negative_number,
-        default=_env("JOBQUEUE_RESCUE_INTERVAL", "60"),
-        metavar="SECONDS",
-        help="look for stale jobs of this queue this often, 0 for never"
-        " [JOBQUEUE_RESCUE_INTERVAL] (default: 60)",
-    )
-    option(
-        "--log-format",
-        choices=logs.LOG_FORMATS,
-        default=_env("JOBQUEUE_LOG_FORMAT", "text"),
-        help="text or json [JOBQUEUE_LOG_FORMAT] (default: text)",
-    )
-
-
-def import_handler_modules(names: collections.abc.Iterable[str]) -> None:
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except Exception as error:  # any failure while importing user code is the user's
-            raise UserError(f"cannot import handler module {name!r}: {error}") from error
+    for setting in settings.WORKER_COMMAND:
+        if setting is settings.IMPORTS:
+            worker.add_argument(
+                setting.option,
+                dest=setting.name,
+                action="append",
+                default=argparse.SUPPRESS,
+                metavar="MODULE",
+                help=f"import a module that registers handlers; repeatable, adds to"
+                f" [{setting.env}] (comma-separated)",
+            )
+        else:
+            add_setting_option(worker, setting)
 
 
 async def run_worker(args: argparse.Namespace) -> int:
-    from jobqueue import worker
-
-    if not (args.no_plugins if args.no_plugins is not None else _env_flag("JOBQUEUE_NO_PLUGINS")):
-        plugins.register_all_handlers()
-    import_handler_modules([*comma_list(_env("JOBQUEUE_IMPORTS") or ""), *args.imports])
+    worker = worker_module
+    plugins.register_configured_handlers(
+        load_plugins=setting_value(args, settings.PLUGINS), imports=vars(args).get("imports", [])
+    )
     config = worker.WorkerConfig(
-        queue=args.queue,
-        concurrency=args.concurrency,
-        poll_interval=args.poll_interval,
-        worker_id=args.worker_id,
-        types=args.types,
-        listen=not (
-            args.no_listen if args.no_listen is not None else _env_flag("JOBQUEUE_NO_LISTEN")
-        ),
-        burst=args.burst if args.burst is not None else _env_flag("JOBQUEUE_BURST"),
-        heartbeat_interval=args.heartbeat_interval,
-        grace_timeout=args.grace_timeout,
-        job_timeout=args.job_timeout,
-        stale_threshold=args.stale_threshold,
-        rescue_interval=args.rescue_interval,
+        **{name: value for name, value in vars(args).items() if name in _WORKER_CONFIG_FIELDS}
     )
     running = worker.make_worker(config, database_url=args.database_url)
     running.install_signal_handlers()
     server = None
-    if args.metrics_port is not None:
-        server = probes.ProbeServer(running.healthy, running.ready, port=args.metrics_port)
+    metrics_port = setting_value(args, settings.METRICS_PORT)
+    if metrics_port is not None:
+        server = probes.ProbeServer(running.healthy, running.ready, port=metrics_port)
         await server.start()
     try:
         await worker.serve(running)
@@ -334,27 +238,20 @@ async def run_worker(args: argparse.Namespace) -> int:
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--database-url", metavar="URL", help=f"PostgreSQL URL (default: ${db.DATABASE_URL_ENV})"
-    )
+    for setting in settings.COMMON:
+        add_setting_option(parser, setting)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
-    parser.add_argument(
-        "--log-level",
-        choices=logs.LOG_LEVELS,
-        help="info shows the seed's line per job; warning only problems"
-        " [JOBQUEUE_LOG_LEVEL] (default: info)",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jobqueue",
-        description="A job queue on PostgreSQL: migrations, queue operations, workers.",
+        description="A job queue on PostgreSQL: migrations, queue operations, workers."
+        " Durations are in seconds (or 500ms, 5m, 2h, 7d).",
     )
     add_common_options(parser)
-    parser.set_defaults(log_level=os.environ.get("JOBQUEUE_LOG_LEVEL", "info"))
-    # Subcommands accept the same options after their name; their parsers leave a value
-    # unset unless given, so one given before the subcommand is not overwritten.
+    # Subcommands accept the same options after their name; they stay unset unless given,
+    # so one given before the subcommand is not overwritten.
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     add_common_options(common)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -382,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prune.add_argument(
         "--older-than",
-        type=parse_duration_ms,
+        type=parse_duration,
         required=True,
         metavar="DURATION",
         help="last changed longer ago than this (e.g. 7d, 12h)",
@@ -424,8 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     depth.add_argument("--queue", metavar="NAME", help="one queue (default: all)")
     depth.add_argument(
         "--due-within",
-        type=parse_duration_ms,
-        default=maintenance.DEFAULT_DUE_WITHIN * 1000,
+        type=parse_duration,
+        default=maintenance.DEFAULT_DUE_WITHIN,
         metavar="DURATION",
         help="count delayed jobs due within this as due soon (default 1m)",
     )
@@ -450,14 +347,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cleanup.add_argument(
         "--threshold",
-        type=parse_duration_ms,
-        default=maintenance.DEFAULT_STALE_THRESHOLD_MS,
-        metavar="DURATION",
+        type=setting_type(settings.STALE_THRESHOLD),
+        default=settings.STALE_THRESHOLD.default,
+        metavar="SECONDS",
         help="no heartbeat for this long means dead (default 5m)",
     )
     cleanup.add_argument("--queue", metavar="NAME", help="one queue (default: all)")
 
     add_worker_parser(commands, common)
+
+    shown = commands.add_parser(
+        "settings",
+        help="every setting (the core's and the plugins'): its value here and where it came from",
+        parents=[common],
+    )
+    shown.add_argument(
+        "--markdown", action="store_true", help="print the README's table of settings instead"
+    )
 
     plugins.add_commands(commands, common)
     return parser
@@ -517,7 +423,7 @@ async def run_db(args: argparse.Namespace) -> int:
 
         async def prune(queue: queue_module.Queue) -> int:
             deleted = await maintenance.prune_finished_jobs(
-                queue, args.older_than / 1000, name=args.queue, batch_size=args.batch_size
+                queue, args.older_than, name=args.queue, batch_size=args.batch_size
             )
             print(f"deleted {deleted} finished job{'s' if deleted != 1 else ''}")
             return 0
@@ -550,11 +456,32 @@ def _env_url() -> str | None:
         return None
 
 
+def show_settings(*, markdown: bool) -> int:
+    declared = plugins.all_settings()
+    if markdown:
+        print(settings.markdown_table(declared))
+        return 0
+    width = max(len(setting.env) for setting in declared)
+    for setting in declared:
+        source = "environment" if setting.env in os.environ else "default"
+        value = setting.from_env()
+        if setting.kind is settings.Kind.DURATION and value is not None:
+            shown = settings.format_duration(value)
+        elif setting is settings.DATABASE_URL and value:
+            shown = "(set)"  # it may hold a password
+        else:
+            shown = setting.describe_default() if value is None else str(value)
+        print(f"{setting.env:<{width}}  {shown}  ({source})")
+    return 0
+
+
 async def run_command(args: argparse.Namespace) -> int:
     if args.command == "db":
         return await run_db(args)
     if args.command == "worker":
         return await run_worker(args)
+    if args.command == "settings":
+        return show_settings(markdown=args.markdown)
     if getattr(args, "run", None) is not None:  # a plugin's command
         return int(await args.run(args))
 
@@ -581,9 +508,7 @@ async def run_command(args: argparse.Namespace) -> int:
                 raise UserError(f"no job with id {args.id}")
             _print_job(found, args.json)
         elif args.command == "depth":
-            rows = await maintenance.queue_depth(
-                queue, name=args.queue, due_within=args.due_within / 1000
-            )
+            rows = await maintenance.queue_depth(queue, name=args.queue, due_within=args.due_within)
             if args.json:
                 print(json.dumps([dataclasses.asdict(row) for row in rows], indent=2))
             else:
@@ -605,8 +530,7 @@ async def run_command(args: argparse.Namespace) -> int:
                 f"job {job.id} is {job.status} (attempt {job.attempts}/{job.max_attempts}{retry})"
             )
         elif args.command == "cleanup-stale-locks":
-            threshold = checks.check_threshold_ms(args.threshold)
-            rescued = await queue.rescue_stale_jobs(threshold, queue=args.queue)
+            rescued = await queue.rescue_stale_jobs(args.threshold, queue=args.queue)
             for taken in rescued:
                 print(
                     f"{taken.id} ({taken.type}, queue {taken.queue}) from worker"
@@ -621,9 +545,14 @@ async def run_command(args: argparse.Namespace) -> int:
 
 def main(argv: collections.abc.Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        for setting in settings.COMMON:
+            setattr(args, setting.name, setting_value(args, setting))
+    except settings.SettingError as error:
+        print(f"jobqueue: error: {error}", file=sys.stderr)
+        return 1
     logs.setup_logging(
-        level="debug" if args.verbose else args.log_level,
-        log_format=getattr(args, "log_format", "text"),
+        level="debug" if args.verbose else args.log_level, log_format=args.log_format
     )
     try:
         return asyncio.run(run_command(args))

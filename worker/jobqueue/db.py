@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime
 import enum
 import json
-import os
+import math
 import re
 import typing
 
@@ -32,11 +32,9 @@ import psycopg.rows
 import psycopg.types.json
 import psycopg_pool
 
-from jobqueue import types
+from jobqueue import settings, types
 
-DATABASE_URL_ENV: typing.Final = "DATABASE_URL"
-# Seconds a new connection may take: an unreachable host must fail, not hang.
-CONNECT_TIMEOUT: typing.Final = 10
+DATABASE_URL_ENV: typing.Final = settings.DATABASE_URL.env
 
 
 class ConfigurationError(ValueError):
@@ -45,7 +43,7 @@ class ConfigurationError(ValueError):
 
 def resolve_database_url(database_url: str | None = None) -> str:
     """``database_url`` if given, else ``$DATABASE_URL``; a clear error when neither is set."""
-    url = database_url or os.environ.get(DATABASE_URL_ENV)
+    url = database_url or settings.DATABASE_URL.from_env()
     if not url:
         raise ConfigurationError(
             f"no database configured: pass database_url or set {DATABASE_URL_ENV}"
@@ -211,7 +209,10 @@ def connect_options(url: str) -> dict[str, typing.Any]:
         given = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError:
         return {}  # connecting will report the malformed URL
-    return {} if "connect_timeout" in given else {"connect_timeout": CONNECT_TIMEOUT}
+    if "connect_timeout" in given:
+        return {}
+    # libpq takes whole seconds, and 1 at least (it treats 0 as "forever").
+    return {"connect_timeout": max(1, math.ceil(settings.CONNECT_TIMEOUT.from_env()))}
 
 
 async def _configure_pooled(conn: psycopg.AsyncConnection[typing.Any]) -> None:

@@ -9,8 +9,10 @@ import logging
 import sys
 import typing
 
-LOG_FORMATS: typing.Final = ("text", "json")
-LOG_LEVELS: typing.Final = ("debug", "info", "warning", "error")
+from jobqueue import settings
+
+LOG_FORMATS: typing.Final = settings.LOG_FORMAT.choices
+LOG_LEVELS: typing.Final = settings.LOG_LEVEL.choices
 
 
 class JsonFormatter(logging.Formatter):

@@ -21,7 +21,7 @@ import logging
 import typing
 import zlib
 
-from jobqueue import checks, producer, sql, statements, types
+from jobqueue import checks, producer, settings, sql, statements, types
 
 logger = logging.getLogger("jobqueue.maintenance")
 # The stale-job rescue logs as the seed did, as the queue.
@@ -29,7 +29,6 @@ queue_logger = logging.getLogger("jobqueue.queue")
 
 DEFAULT_DUE_WITHIN: typing.Final = 60.0
 DEFAULT_PRUNE_BATCH: typing.Final = 1000
-DEFAULT_STALE_THRESHOLD_MS: typing.Final = 300_000
 _RESCUE_LOCK_KEY: typing.Final = 0x6A6F6271_72736375  # "jobqrscu", plus the queue's CRC32
 
 
@@ -121,16 +120,16 @@ async def prune_finished_jobs(
 
 async def cleanup_stale_locks(
     self: producer.Producer,
-    threshold_ms: float = DEFAULT_STALE_THRESHOLD_MS,
+    threshold: float | None = None,
     *,
     queue: str | None = None,
     now: datetime.datetime | None = None,
 ) -> int:
     """Release running jobs with no sign of life (heartbeat, else lock time) for
-    ``threshold_ms``: back to pending, or failed when out of attempts. Returns how many
-    were released. Every queue unless ``queue`` is given."""
+    ``threshold`` seconds (default 300): back to pending, or failed when out of attempts.
+    Returns how many were released. Every queue unless ``queue`` is given."""
     rescued = await rescue_stale_jobs(
-        self, checks.check_threshold_ms(threshold_ms), queue=queue, now=now
+        self, settings.STALE_THRESHOLD.check(threshold), queue=queue, now=now
     )
     return len(rescued)
 

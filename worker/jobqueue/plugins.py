@@ -9,6 +9,8 @@ Three groups, each entry named after its plugin:
   ``run=async function(args) -> exit status`` as its default.
 - ``jobqueue.migrations``: a package holding a ``migrations/`` folder of numbered SQL files,
   applied with the core's under the entry's name (a version history per component).
+- ``jobqueue.settings``: a sequence of ``jobqueue.settings.Setting``, the plugin's settings,
+  listed by ``jobqueue settings`` and in the README's table with the core's.
 
 A plugin whose extra is not installed (its import fails) is skipped, with a warning naming
 the extra when its handlers were wanted (quietly for its commands); any other failure while
@@ -20,12 +22,14 @@ namespace, so no handler of an application clashes with it by accident.
 from __future__ import annotations
 
 import argparse
+import collections.abc
+import importlib
 import importlib.metadata
 import logging
 import types
 import typing
 
-from jobqueue import runner
+from jobqueue import runner, settings
 from jobqueue import types as job_types
 
 logger = logging.getLogger("jobqueue.plugins")
@@ -33,6 +37,7 @@ logger = logging.getLogger("jobqueue.plugins")
 HANDLERS_GROUP: typing.Final = "jobqueue.handlers"
 COMMANDS_GROUP: typing.Final = "jobqueue.commands"
 MIGRATIONS_GROUP: typing.Final = "jobqueue.migrations"
+SETTINGS_GROUP: typing.Final = "jobqueue.settings"
 
 
 class PluginError(RuntimeError):
@@ -96,6 +101,39 @@ def register_all_handlers(registry: runner.Registry | None = None) -> list[str]:
         target.plugins.add(entry.name)
         loaded.append(entry.name)
     return loaded
+
+
+def import_modules(names: collections.abc.Iterable[str]) -> None:
+    """Import modules that register handlers when imported (``--import``)."""
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as error:  # any failure while importing user code is the user's
+            raise PluginError(f"cannot import handler module {name!r}: {error}") from error
+
+
+def register_configured_handlers(
+    *,
+    load_plugins: bool | None = None,
+    imports: collections.abc.Sequence[str] = (),
+    registry: runner.Registry | None = None,
+) -> None:
+    """What a worker registers: every installed plugin's handlers unless ``load_plugins``
+    (default ``$JOBQUEUE_PLUGINS``) is false, then the modules of ``$JOBQUEUE_IMPORTS``
+    and ``imports``."""
+    if settings.PLUGINS.from_env() if load_plugins is None else load_plugins:
+        register_all_handlers(registry)
+    import_modules([*settings.IMPORTS.from_env(), *imports])
+
+
+def all_settings() -> list[settings.Setting]:
+    """The core's settings, then each installed plugin's."""
+    found = list(settings.CORE)
+    for entry in _entries(SETTINGS_GROUP):
+        declared = _load(entry, logging.DEBUG)
+        if declared is not None:
+            found.extend(declared)
+    return found
 
 
 def add_commands(

@@ -16,11 +16,12 @@ import uuid
 
 import psycopg
 
-from jobqueue import checks, db, sql, statements, types
+from jobqueue import checks, db, settings, sql, statements, types
 
 # The seed's log lines say [Queue], and so does their logger, whichever module writes them.
 logger = logging.getLogger("jobqueue.queue")
 
+_PRODUCER_POOL_SIZE: typing.Final = 10
 # How many appended count deltas a stats read tolerates before it folds them together.
 _COUNTS_COMPACT_AFTER: typing.Final = 500
 _COUNTS_LOCK_KEY: typing.Final = 0x6A6F6271_636E7473  # "jobqcnts"
@@ -46,13 +47,18 @@ class Producer:
         *,
         pool: statements.Pool | None = None,
         queue: str = checks.DEFAULT_QUEUE,
-        retry_delay: float = checks.DEFAULT_RETRY_DELAY_SECONDS,
-        pool_max_size: int = 10,
-        pool_timeout: float = 30.0,
+        retry_delay: float | None = None,
+        pool_max_size: int | None = None,
+        pool_timeout: float | None = None,
         prepared_statements: bool = True,
     ) -> None:
         self.queue = checks.check_name(queue, "queue")
-        self.retry_delay = checks.check_seconds(retry_delay, "retry_delay")
+        # Settings not given come from the environment, as for the command line.
+        self.retry_delay: float = settings.RETRY_DELAY.check(
+            settings.RETRY_DELAY.from_env() if retry_delay is None else retry_delay
+        )
+        pool_max_size = settings.POOL_SIZE.check(pool_max_size) or settings.POOL_SIZE.from_env()
+        pool_timeout = settings.POOL_TIMEOUT.check(pool_timeout or settings.POOL_TIMEOUT.from_env())
         self._owns_pool = pool is None
         self._may_write = True  # until the database says this role or server cannot
         if pool is not None and isinstance(pool.conninfo, str):
@@ -61,7 +67,7 @@ class Producer:
             self.conninfo = db.resolve_database_url(database_url)
         self.pool: statements.Pool = pool or db.make_pool(
             self.conninfo,
-            max_size=pool_max_size,
+            max_size=pool_max_size or _PRODUCER_POOL_SIZE,
             timeout=pool_timeout,
             prepared_statements=prepared_statements,
         )

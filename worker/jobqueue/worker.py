@@ -53,7 +53,7 @@ import uuid
 
 import psycopg
 
-from jobqueue import checks, db, maintenance, metrics, plugins, runner, session, sql, types
+from jobqueue import checks, db, metrics, plugins, runner, session, settings, sql, types
 from jobqueue import queue as queue_module
 
 logger = logging.getLogger("jobqueue.worker")
@@ -84,49 +84,59 @@ def _retryable(error: BaseException) -> bool:
     return db.classify_error(error) is not None
 
 
+def _from_environment(setting: settings.Setting) -> typing.Any:
+    """A field default: the setting's environment variable, else its declared default."""
+    return dataclasses.field(default_factory=setting.from_env, metadata={"setting": setting})
+
+
 @dataclasses.dataclass(frozen=True)
 class WorkerConfig:
-    """How a worker runs. Times in seconds except ``poll_interval`` (ms, as in the seed).
+    """How a worker runs. Each field is a setting of ``jobqueue.settings`` (its help says
+    what it does); one not given comes from its environment variable, else its declared
+    default, exactly as for ``jobqueue worker``. Durations are in seconds.
 
     ``stale_threshold``: a running job with no heartbeat for this long belongs to a dead
     worker and is rescued; this worker gives up its own jobs at half of it when it cannot
     write heartbeats. ``rescue_interval``: how often the worker looks for stale jobs of its
     queue (0: never, e.g. when only the operator should)."""
 
-    queue: str = checks.DEFAULT_QUEUE
-    concurrency: int = 2
-    poll_interval: float = 5000.0
-    worker_id: str | None = None
-    types: collections.abc.Sequence[str] | None = None
-    listen: bool = True
-    burst: bool = False
-    heartbeat_interval: float = 15.0
-    grace_timeout: float = 25.0
-    job_timeout: float | None = None
-    max_backoff: float = 30.0
-    counts_compact_interval: float = 10.0
-    stale_threshold: float = maintenance.DEFAULT_STALE_THRESHOLD_MS / 1000
-    rescue_interval: float = 60.0
+    queue: str = _from_environment(settings.QUEUE)
+    concurrency: int = _from_environment(settings.CONCURRENCY)
+    poll_interval: float = _from_environment(settings.POLL_INTERVAL)
+    worker_id: str | None = _from_environment(settings.WORKER_ID)
+    types: collections.abc.Sequence[str] | None = _from_environment(settings.TYPES)
+    listen: bool = _from_environment(settings.LISTEN)
+    burst: bool = _from_environment(settings.BURST)
+    heartbeat_interval: float = _from_environment(settings.HEARTBEAT_INTERVAL)
+    grace_timeout: float = _from_environment(settings.GRACE_TIMEOUT)
+    job_timeout: float | None = _from_environment(settings.JOB_TIMEOUT)
+    stale_threshold: float = _from_environment(settings.STALE_THRESHOLD)
+    rescue_interval: float = _from_environment(settings.RESCUE_INTERVAL)
+    max_backoff: float = _from_environment(settings.MAX_BACKOFF)
+    stats_interval: float = _from_environment(settings.STATS_INTERVAL)
+    pool_size: int | None = _from_environment(settings.POOL_SIZE)
+    pool_timeout: float = _from_environment(settings.POOL_TIMEOUT)
 
     def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            setting: settings.Setting = field.metadata["setting"]
+            object.__setattr__(self, field.name, setting.check(getattr(self, field.name)))
         checks.check_name(self.queue, "queue")
-        checks.check_int(self.concurrency, "concurrency", minimum=1, maximum=10_000)
-        checks.check_seconds(self.poll_interval, "poll_interval", allow_zero=False)
-        checks.check_seconds(self.heartbeat_interval, "heartbeat_interval", allow_zero=False)
-        checks.check_seconds(self.grace_timeout, "grace_timeout")
-        if self.job_timeout is not None:
-            checks.check_seconds(self.job_timeout, "job_timeout", allow_zero=False)
         if self.worker_id is not None:
             checks.check_name(self.worker_id, "worker id")
-        checks.check_seconds(self.stale_threshold, "stale_threshold", allow_zero=False)
-        checks.check_seconds(self.rescue_interval, "rescue_interval")
         # The lease lapses at half the threshold; a few heartbeats must fit in it, or a
         # single slow one would stop every job.
         if self.stale_threshold < 6 * self.heartbeat_interval:
-            raise ValueError(
+            raise settings.SettingError(
                 f"stale_threshold ({self.stale_threshold:g}s) must be at least 6 times"
                 f" heartbeat_interval ({self.heartbeat_interval:g}s)"
             )
+
+    @property
+    def pool_max_size(self) -> int:
+        """``pool_size``, or enough for the claim, writer and heartbeat connections plus
+        one per running job for handlers that use the database."""
+        return self.pool_size or min(3 + self.concurrency, 20)
 
     @property
     def lease(self) -> float:
@@ -259,7 +269,7 @@ class Worker:
         least every poll)."""
         if self.failure is not None:
             return False, self.failure
-        limit = 3 * self.config.poll_interval / 1000 + 60
+        limit = 3 * self.config.poll_interval + 60
         age = time.monotonic() - self.last_tick
         if self.is_running and age > limit:
             return False, f"supervisor loop has not run for {age:.0f}s"
@@ -328,7 +338,7 @@ class Worker:
         self._stopped.clear()
         logger.info("[Worker] Starting worker %s", self.worker_id)
         logger.info(
-            "[Worker] queue=%s concurrency=%d poll_interval=%gms types=%s listen=%s"
+            "[Worker] queue=%s concurrency=%d poll_interval=%gs types=%s listen=%s"
             " stale_threshold=%gs rescue_interval=%gs",
             self.config.queue,
             self.config.concurrency,
@@ -388,7 +398,7 @@ class Worker:
     async def _supervise(self) -> None:
         # Never wait longer than a poll between claims: after an outage the queue is back
         # in business within one poll interval, not after a long backoff.
-        poll_seconds = self.config.poll_interval / 1000
+        poll_seconds = self.config.poll_interval
         backoff = _Backoff(min(self.config.max_backoff, max(1.0, poll_seconds)))
         while not self._stopping.is_set():
             self.last_tick = time.monotonic()
@@ -398,7 +408,7 @@ class Worker:
             self._wakeup.clear()
             # No free slot: wait for one, but tick at least every poll interval anyway, so
             # that /healthz can tell a busy worker from a stuck one.
-            timeout = self.config.poll_interval / 1000
+            timeout = self.config.poll_interval
             if free > 0:
                 sent = time.monotonic()
                 try:
@@ -433,7 +443,7 @@ class Worker:
     async def _idle_timeout(self) -> float:
         """How long to sleep when no job is ready: the jittered poll interval, or less when
         a delayed job falls due sooner."""
-        poll = self.config.poll_interval / 1000 * random.uniform(0.8, 1.0)
+        poll = self.config.poll_interval * random.uniform(0.8, 1.0)
         try:
             due = await self.queue.next_run_at(queue=self.config.queue, types_=self.types)
         except Exception as error:
@@ -721,7 +731,7 @@ class Worker:
         """Fold the statistics' deltas now and then, so they stay a few rows however many
         jobs pass and however rarely anyone reads the stats (one worker at a time does)."""
         while True:
-            await asyncio.sleep(self.config.counts_compact_interval * random.uniform(0.8, 1.2))
+            await asyncio.sleep(self.config.stats_interval * random.uniform(0.8, 1.2))
             try:
                 await self.queue.compact_counts()
             except Exception as error:
@@ -880,10 +890,8 @@ def make_worker(
     worker_queue = queue_module.Queue(
         database_url,
         queue=config.queue,
-        # Claims, outcome writes and heartbeats take one connection each at most; handlers
-        # that use job.pool share the rest.
-        pool_max_size=min(3 + config.concurrency, 20),
-        pool_timeout=5.0,
+        pool_max_size=config.pool_max_size,
+        pool_timeout=config.pool_timeout,
         # Without LISTEN the worker can sit behind PgBouncer in transaction mode, which
         # cannot keep a prepared statement from one transaction to the next.
         prepared_statements=config.listen,
@@ -904,23 +912,38 @@ async def serve(worker: Worker) -> None:
 _current: dict[str, typing.Any] = {}
 
 
+def _config(
+    poll_interval: float | None,
+    concurrency: int | None,
+    worker_id: str | None,
+    options: dict[str, typing.Any],
+) -> WorkerConfig:
+    """The seed's positional settings plus any other ``WorkerConfig`` field; what is not
+    given comes from the environment, as for ``jobqueue worker``."""
+    seed: dict[str, typing.Any] = {
+        "poll_interval": poll_interval,
+        "concurrency": concurrency,
+        "worker_id": worker_id,
+    }
+    given = {name: value for name, value in seed.items() if value is not None}
+    return WorkerConfig(**given, **options)
+
+
 def start_worker(
-    *,
-    poll_interval: float = 5000.0,
-    concurrency: int = 2,
+    poll_interval: float | None = None,
+    concurrency: int | None = None,
     worker_id: str | None = None,
+    *,
     database_url: str | None = None,
     registry: runner.Registry | None = None,
-    **settings: typing.Any,
+    **options: typing.Any,
 ) -> Worker:
     """Start the process's worker as a task on the running event loop (the seed's
-    ``startWorker``); ``settings`` are further ``WorkerConfig`` fields."""
+    ``startWorker``); ``options`` are further ``WorkerConfig`` fields."""
     running = _current.get("worker")
     if running is not None and not running._stopped.is_set():
         raise RuntimeError(f"worker {running.worker_id} is already running; stop it first")
-    config = WorkerConfig(
-        poll_interval=poll_interval, concurrency=concurrency, worker_id=worker_id, **settings
-    )
+    config = _config(poll_interval, concurrency, worker_id, options)
     worker = make_worker(config, database_url=database_url, registry=registry)
     _current["worker"] = worker
     _current["task"] = asyncio.get_running_loop().create_task(serve(worker))
@@ -954,21 +977,19 @@ def get_worker_state() -> dict[str, typing.Any]:
 
 
 def init_job_system(
-    poll_interval: float = 5000.0,
-    concurrency: int = 2,
+    poll_interval: float | None = None,
+    concurrency: int | None = None,
     worker_id: str | None = None,
     *,
     handle_signals: bool = True,
-    **settings: typing.Any,
+    **options: typing.Any,
 ) -> Worker:
     """What a service calls at start-up (the seed's ``initJobSystem``): register the
-    handlers of every installed plugin, start the worker, and stop it gracefully on
-    SIGTERM/SIGINT."""
-
-    plugins.register_all_handlers()
-    worker = start_worker(
-        poll_interval=poll_interval, concurrency=concurrency, worker_id=worker_id, **settings
-    )
+    handlers of every installed plugin and of ``$JOBQUEUE_IMPORTS`` (as ``jobqueue worker``
+    does; ``JOBQUEUE_PLUGINS=false`` loads no plugin), start the worker, and stop it
+    gracefully on SIGTERM/SIGINT. Settings not given come from the environment."""
+    plugins.register_configured_handlers()
+    worker = start_worker(poll_interval, concurrency, worker_id, **options)
     if handle_signals:
         worker.install_signal_handlers()
     return worker

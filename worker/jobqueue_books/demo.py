@@ -23,6 +23,7 @@ import unicodedata
 
 from jobqueue import db, embedded, migrations, plugins, runner, types, worker
 from jobqueue import queue as queue_module
+from jobqueue import settings as core_settings
 from jobqueue_books import embedding, samples, store
 
 DEMO_WORKER: typing.Final = "demo-worker"
@@ -147,7 +148,7 @@ async def run(
     *,
     show_logs: bool = False,
 ) -> int:
-    url = database_url or os.environ.get(db.DATABASE_URL_ENV)
+    url = database_url or core_settings.DATABASE_URL.from_env()
     with contextlib.ExitStack() as stack:
         if not url:
             print("starting an embedded PostgreSQL (set DATABASE_URL to use your own)")

@@ -22,8 +22,9 @@ import math
 import os
 import typing
 
-EMBEDDER_ENV: typing.Final = "JOBQUEUE_EMBEDDER"
-DEFAULT_EMBEDDER: typing.Final = "static"
+from jobqueue_books import settings as books_settings
+
+EMBEDDER_ENV: typing.Final = books_settings.EMBEDDER.env
 
 
 class Embedder(typing.Protocol):
@@ -101,7 +102,7 @@ BUILT_IN: typing.Final[dict[str, collections.abc.Callable[[], Embedder]]] = {
 def load_embedder(spec: str | None = None) -> Embedder:
     """The embedder named by ``spec`` or ``$JOBQUEUE_EMBEDDER`` (default ``static``); loaded
     once per process, since loading a model is the slow part."""
-    chosen = spec or os.environ.get(EMBEDDER_ENV) or DEFAULT_EMBEDDER
+    chosen: str = spec or books_settings.EMBEDDER.from_env()
     if chosen in BUILT_IN:
         return BUILT_IN[chosen]()
     module_name, _, attribute = chosen.partition(":")

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import typing
 
 from jobqueue import runner, statements, types
 from jobqueue_books import embedding, epub, store, text
+from jobqueue_books import settings as books_settings
 
 logger = logging.getLogger("jobqueue.handlers.books")
 
-BOOKS_DIR_ENV: typing.Final = "JOBQUEUE_BOOKS_DIR"
 EMBED_BATCH: typing.Final = 256
 
 
@@ -60,7 +59,7 @@ class ParseBookHandler(runner.Handler):
         file_path = payload["filePath"]
         logger.info("[ParseBook] Parsing book %s from %s", book_id, file_path)
         try:
-            path = epub.resolve_book_path(file_path, os.environ.get(BOOKS_DIR_ENV) or None)
+            path = epub.resolve_book_path(file_path, books_settings.BOOKS_DIR.from_env() or None)
             book = await asyncio.to_thread(epub.read_epub, path)
         except epub.EpubError as error:
             # The same file would fail the same way: no retries.
