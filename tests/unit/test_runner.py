@@ -60,7 +60,7 @@ async def test_seed_shaped_handler(registry: runner.Registry) -> None:
     registry.register(Seedlike())
     outcome = await runner.run_job(make_job("seedlike", {"bookId": 123}), registry)
     assert outcome.succeeded
-    assert outcome.result == {"success": True}
+    assert outcome.result_json == '{"success": true}'
 
 
 def test_registering_a_type_twice_is_an_error(registry: runner.Registry) -> None:
@@ -100,7 +100,7 @@ async def test_sync_handlers_run_in_a_thread_async_on_the_loop(registry: runner.
     with concurrent.futures.ThreadPoolExecutor(thread_name_prefix="handlers") as executor:
         for job_type in ("sync", "async"):
             outcome = await runner.run_job(make_job(job_type), registry, executor)
-            assert outcome.result == "ok"
+            assert outcome.result_json == '"ok"'
     assert seen["sync"].startswith("handlers")
     assert seen["async"] == threading.current_thread().name
 
@@ -118,7 +118,7 @@ async def test_a_blocking_handler_does_not_block_the_loop(registry: runner.Regis
         await asyncio.sleep(0)  # the loop is free while the handler blocks its thread
         assert not running.done()
         release.set()
-        assert (await running).result == "released"
+        assert (await running).result_json == '"released"'
 
 
 async def test_handler_exception_becomes_a_readable_retryable_error(
@@ -142,7 +142,7 @@ async def test_typed_dict_payloads_are_checked(registry: runner.Registry) -> Non
         return payload["bookId"]
 
     good = await runner.run_job(make_job("parse", {"bookId": 1, "filePath": "a"}), registry)
-    assert good.result == 1
+    assert good.result_json == "1"
     cases = {
         "missing bookId": {"filePath": "a"},
         "'bookId' must be int, not a string": {"bookId": "1", "filePath": "a"},
@@ -213,7 +213,7 @@ async def test_completion_carries_follow_ups(registry: runner.Registry) -> None:
         return jobqueue.Completion({"n": 1}, enqueue=[jobqueue.NewJob("child", {"of": 1})])
 
     outcome = await runner.run_job(make_job("parent"), registry)
-    assert outcome.result == {"n": 1}
+    assert outcome.result_json == '{"n": 1}'
     assert [job.type for job in outcome.enqueue] == ["child"]
 
 
@@ -242,3 +242,30 @@ def test_retry_policy_delays() -> None:
     assert len(set(delays)) > 100
     with pytest.raises(ValueError, match="jitter must be between 0 and 1"):
         runner.RetryPolicy(jitter=2.0)
+
+
+def test_options_are_declared_once_at_registration(registry: runner.Registry) -> None:
+    class Tuned:  # the seed's shape, with options as plain attributes
+        type = "tuned"
+        timeout = 5.0
+        retry = runner.RetryPolicy(delay=1.0)
+
+        def handle(self, payload: typing.Any, job: types.Job) -> None:
+            return None
+
+    class Declared(runner.Handler):
+        type = "declared"
+
+        async def handle(self, payload: typing.Any, job: runner.RunningJob) -> None:
+            return None
+
+    tuned = Tuned()
+    assert registry.register(tuned) is tuned
+    registry.register(Declared())
+    found = registry.get("tuned")
+    assert found is not None
+    assert (found.timeout, found.retry, found.is_async) == (5.0, Tuned.retry, False)
+    assert found.validate_payload({"a": 1}) == {"a": 1}
+    declared = registry.get("declared")
+    assert isinstance(declared, Declared)
+    assert (declared.timeout, declared.retry, declared.is_async) == (None, None, True)

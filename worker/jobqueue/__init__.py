@@ -27,10 +27,13 @@ from jobqueue.queue import (
 )
 from jobqueue.runner import (
     Completion,
+    Handler,
     JobHandler,
     PayloadError,
     Registry,
     RetryPolicy,
+    RunningJob,
+    SeedHandler,
     handler,
     register_handler,
 )
@@ -58,6 +61,7 @@ from jobqueue.worker import (
 __all__ = [
     "Completion",
     "ConfigurationError",
+    "Handler",
     "Job",
     "JobHandler",
     "JobNotFoundError",
@@ -74,6 +78,8 @@ __all__ = [
     "Registry",
     "RescuedJob",
     "RetryPolicy",
+    "RunningJob",
+    "SeedHandler",
     "SyncQueue",
     "Worker",
     "WorkerConfig",

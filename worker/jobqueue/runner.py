@@ -1,14 +1,20 @@
 """Handlers and running one job (S9, S13).
 
-A handler is any object with a ``type`` and a ``handle(payload, job)`` method returning a
-JSON-serialisable result, as in the seed. ``async def handle`` runs on the event loop; a
-plain ``def handle`` runs in the worker's thread pool, so a blocking handler cannot stall
-other jobs. Optional attributes tune a handler:
+A handler has a ``type`` and a ``handle(payload, job)`` method returning a JSON-serialisable
+result, as in the seed; ``job`` is a ``RunningJob``, the job's row plus the worker's pool
+(``job.pool``) for the handler's own reads and writes. ``async def handle`` runs on the
+event loop; a plain ``def handle`` runs in the worker's thread pool, so a blocking handler
+cannot stall other jobs. ``JobHandler`` declares the options that tune a handler, and the
+base class ``Handler`` gives their defaults:
 
 - ``timeout``: seconds a run may take; beyond it the run fails with ``timed out after Ns``.
 - ``retry``: a ``RetryPolicy`` (fixed delay, the seed's 30 s, or exponential with jitter).
 - ``validate_payload(payload)``: returns the payload to pass on, or raises ``PayloadError``
   (or ``ValueError``/``TypeError``/``KeyError``) when the payload does not fit the handler.
+- ``is_async``: whether ``handle`` runs on the event loop (default: it is ``async def``).
+
+A handler of the seed's shape (``type`` and ``handle`` only, options as plain attributes if
+any) is still registered as it is: the registry declares it once, at registration.
 
 ``run_job`` executes one job and reports an ``Outcome``; it never raises for a handler's
 fault, so the worker goes on whatever a handler does. Writing the outcome is the worker's.
@@ -29,8 +35,7 @@ import time
 import traceback
 import typing
 
-from jobqueue import checks, types
-from jobqueue import queue as queue_module
+from jobqueue import checks, statements, types
 
 logger = logging.getLogger("jobqueue.runner")
 
@@ -42,15 +47,44 @@ MAX_ERROR_LENGTH: typing.Final = 4000
 TRACEBACK_FRAMES: typing.Final = 8
 
 
-class JobHandler(typing.Protocol[_Payload_contra, _Result_co]):
-    """What the worker needs of a handler (the seed's ``JobHandler<Payload, Result>``)."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunningJob(types.Job):
+    """A job as its handler gets it: the stored row, plus the pool of the worker running it,
+    for the handler's own statements (``async with job.pool.connection() as conn``)."""
+
+    pool: statements.Pool = dataclasses.field(kw_only=True, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, job: types.Job, pool: statements.Pool) -> RunningJob:
+        return cls(**{name: getattr(job, name) for name in types.JOB_FIELDS}, pool=pool)
+
+
+class SeedHandler(typing.Protocol[_Payload_contra, _Result_co]):
+    """A handler as the seed has it (``JobHandler<Payload, Result>``): what ``register``
+    accepts. Options it does not declare get their defaults."""
 
     @property
     def type(self) -> str: ...
 
     def handle(
-        self, payload: _Payload_contra, job: types.Job
+        self, payload: _Payload_contra, job: RunningJob
     ) -> _Result_co | collections.abc.Awaitable[_Result_co]: ...
+
+
+class JobHandler(SeedHandler[_Payload_contra, _Result_co], typing.Protocol):
+    """What the worker runs: a handler with every option declared (see the module's
+    docstring); ``Handler`` gives the defaults."""
+
+    @property
+    def timeout(self) -> float | None: ...
+
+    @property
+    def retry(self) -> RetryPolicy | None: ...
+
+    @property
+    def is_async(self) -> bool: ...
+
+    def validate_payload(self, payload: typing.Any) -> typing.Any: ...
 
 
 class PayloadError(ValueError):
@@ -106,6 +140,54 @@ class RetryPolicy:
 DEFAULT_RETRY: typing.Final = RetryPolicy()
 
 
+class Handler:
+    """Base of a handler with its options declared: set ``type``, write ``handle``, and
+    override the options that differ from these defaults."""
+
+    type: str
+    timeout: float | None = None
+    retry: RetryPolicy | None = None
+
+    def handle(self, payload: typing.Any, job: RunningJob) -> typing.Any:
+        raise NotImplementedError(f"{type(self).__name__} has no handle(payload, job)")
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.handle)
+
+    def validate_payload(self, payload: typing.Any) -> typing.Any:
+        return payload
+
+
+class _Declared(Handler):
+    """A seed-shaped handler with its options read once, when it is registered."""
+
+    def __init__(self, handler: SeedHandler[typing.Any, typing.Any]) -> None:
+        self.handler = handler
+        self.type = handler.type
+        self.timeout = getattr(handler, "timeout", None)
+        self.retry = getattr(handler, "retry", None)
+        self._is_async = bool(getattr(handler, "is_async", False)) or (
+            inspect.iscoroutinefunction(handler.handle)
+        )
+        self._validate = getattr(handler, "validate_payload", None)
+
+    def handle(self, payload: typing.Any, job: RunningJob) -> typing.Any:
+        return self.handler.handle(payload, job)
+
+    @property
+    def is_async(self) -> bool:
+        return self._is_async
+
+    def validate_payload(self, payload: typing.Any) -> typing.Any:
+        return self._validate(payload) if callable(self._validate) else payload
+
+
+def declared(handler: SeedHandler[typing.Any, typing.Any]) -> JobHandler[typing.Any, typing.Any]:
+    """``handler`` with every option declared: itself when it is a ``Handler``."""
+    return handler if isinstance(handler, Handler) else _Declared(handler)
+
+
 # --- registry -------------------------------------------------------------------------------
 
 
@@ -119,8 +201,8 @@ class Registry:
         self.plugins: set[str] = set()  # plugins whose handlers are registered here
 
     def register(
-        self, handler: JobHandler[typing.Any, typing.Any], *, source: str | None = None
-    ) -> JobHandler[typing.Any, typing.Any]:
+        self, handler: SeedHandler[typing.Any, typing.Any], *, source: str | None = None
+    ) -> SeedHandler[typing.Any, typing.Any]:
         """Add ``handler``; ``source`` says where it comes from in error messages (default:
         the module that defines it)."""
         job_type = checks.check_name(getattr(handler, "type", None), "handler type")
@@ -132,7 +214,7 @@ class Registry:
                 f"job type {job_type!r} has two handlers: one from {self._sources[job_type]},"
                 f" one from {where}"
             )
-        self._handlers[job_type] = handler
+        self._handlers[job_type] = declared(handler)
         self._sources[job_type] = where
         return handler
 
@@ -152,8 +234,8 @@ REGISTRY: typing.Final = Registry()
 
 
 def register_handler(
-    handler: JobHandler[typing.Any, typing.Any],
-) -> JobHandler[typing.Any, typing.Any]:
+    handler: SeedHandler[typing.Any, typing.Any],
+) -> SeedHandler[typing.Any, typing.Any]:
     """Register ``handler`` with the default registry (the one workers use)."""
     return REGISTRY.register(handler)
 
@@ -201,7 +283,7 @@ def _json_kind(value: object) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class FunctionHandler:
+class FunctionHandler(Handler):
     """A handler made from a function by ``@handler``."""
 
     type: str
@@ -209,7 +291,7 @@ class FunctionHandler:
     timeout: float | None = None
     retry: RetryPolicy | None = None
 
-    def handle(self, payload: typing.Any, job: types.Job) -> typing.Any:
+    def handle(self, payload: typing.Any, job: RunningJob) -> typing.Any:
         return self.function(payload, job)
 
     @functools.cached_property
@@ -249,24 +331,6 @@ def handler(
 
 # --- running one job --------------------------------------------------------------------------
 
-_current_queue: contextvars.ContextVar[queue_module.Queue] = contextvars.ContextVar(
-    "jobqueue_current_queue"
-)
-
-
-def current_queue() -> queue_module.Queue:
-    """The queue of the worker running this job: handlers use its connection pool
-    (``current_queue().pool``) for their own reads and writes."""
-    try:
-        return _current_queue.get()
-    except LookupError:
-        raise RuntimeError("current_queue() is only available while a worker runs a job") from None
-
-
-def set_current_queue(job_queue: queue_module.Queue) -> None:
-    """For the worker: the queue that ``current_queue()`` returns in this task."""
-    _current_queue.set(job_queue)
-
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Outcome:
@@ -274,7 +338,8 @@ class Outcome:
 
     job: types.Job
     duration: float
-    result: typing.Any = None
+    # The result as JSON text, serialised once: checking that it can be stored is writing it.
+    result_json: str | None = None
     enqueue: collections.abc.Sequence[types.NewJob] = ()
     error: str | None = None
     retryable: bool = True
@@ -303,7 +368,7 @@ def _trimmed_traceback(error: BaseException) -> str:
 
 
 async def run_job(
-    job: types.Job,
+    job: RunningJob,
     registry: Registry,
     executor: concurrent.futures.Executor | None = None,
     *,
@@ -318,11 +383,10 @@ async def run_job(
     found = registry.get(job.type)
     if found is None:
         return _failed(job, started, f"no handler registered for job type {job.type!r}", None)
-    retry: RetryPolicy = getattr(found, "retry", None) or DEFAULT_RETRY
-    timeout: float | None = getattr(found, "timeout", None) or default_timeout
+    retry = found.retry or DEFAULT_RETRY
+    timeout = found.timeout or default_timeout
     try:
-        validate = getattr(found, "validate_payload", None)
-        payload = validate(job.payload) if callable(validate) else job.payload
+        payload = found.validate_payload(job.payload)
     except (PayloadError, ValueError, TypeError, KeyError) as error:
         return _failed(job, started, f"invalid payload: {describe_error(error)}", None)
     except Exception as error:  # a broken validator: the handler's fault, maybe fixed soon
@@ -347,7 +411,7 @@ async def run_job(
     else:
         result, follow_ups = value, []
     try:
-        checks.to_json_text(result, "result")
+        result_json = checks.to_json_text(result, "result")
     except (TypeError, ValueError) as error:  # the same result would fail again: no retry
         return _failed(job, started, f"handler returned an unusable result: {error}", None)
     for follow_up in follow_ups:
@@ -361,19 +425,20 @@ async def run_job(
             )
     duration = time.monotonic() - started
     logger.info("[Runner] Job %s completed in %dms", job.id, round(duration * 1000))
-    return Outcome(job, duration, result=result, enqueue=follow_ups)
+    return Outcome(job, duration, result_json=result_json, enqueue=follow_ups)
 
 
 async def _call(
     found: JobHandler[typing.Any, typing.Any],
     payload: typing.Any,
-    job: types.Job,
+    job: RunningJob,
     executor: concurrent.futures.Executor | None,
 ) -> typing.Any:
     if not runs_in_thread(found):
         return await typing.cast(collections.abc.Awaitable[typing.Any], found.handle(payload, job))
     loop = asyncio.get_running_loop()
-    # The thread runs in a copy of this task's context, so current_queue() works there too.
+    # The thread runs in a copy of this task's context: context variables the handler's
+    # caller set (a request id for logging, say) are seen there too, as on the loop.
     call = functools.partial(contextvars.copy_context().run, found.handle, payload, job)
     value = await loop.run_in_executor(executor, call)
     if inspect.isawaitable(value):
@@ -384,7 +449,7 @@ async def _call(
 def runs_in_thread(found: JobHandler[typing.Any, typing.Any]) -> bool:
     """Whether the handler's ``handle`` is synchronous, and so runs in a thread, which
     cancelling its job cannot stop."""
-    return not (getattr(found, "is_async", False) or inspect.iscoroutinefunction(found.handle))
+    return not found.is_async
 
 
 def _failed(job: types.Job, started: float, error: str, retry: RetryPolicy | None) -> Outcome:

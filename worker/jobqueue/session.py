@@ -88,8 +88,24 @@ async def complete_job(
     ``enqueue`` jobs in the same transaction: both happen or neither. A job that already
     finished raises ``JobStateError``; with ``worker_id``, so does a job that worker no
     longer holds (its lock went stale and the job was handed to another)."""
+    result_json = checks.to_json_text(result, "result")
+    return await complete_job_json(
+        self, job_id, result_json, enqueue=enqueue, worker_id=worker_id, now=now
+    )
+
+
+async def complete_job_json(
+    self: producer.Producer,
+    job_id: uuid.UUID | str,
+    result_json: str | None,
+    *,
+    enqueue: collections.abc.Iterable[types.NewJob] = (),
+    worker_id: str | None = None,
+    now: datetime.datetime | None = None,
+) -> types.Job:
+    """``complete_job`` with the result already JSON text (as the runner makes it)."""
     params = {
-        "result": checks.to_json_text(result, "result"),
+        "result": result_json,
         "worker_id": None if worker_id is None else checks.check_name(worker_id, "worker id"),
         "now": checks.check_time(now, "now"),
     }
@@ -166,17 +182,18 @@ async def heartbeat(
 async def complete_jobs(
     self: producer.Producer,
     worker_id: str,
-    results: collections.abc.Sequence[tuple[uuid.UUID, typing.Any]],
+    results: collections.abc.Sequence[tuple[uuid.UUID, str | None]],
     *,
     now: datetime.datetime | None = None,
 ) -> set[uuid.UUID]:
     """Complete many of ``worker_id``'s running jobs in one statement; returns the ids
-    it still held (and so completed). Results are checked before anything is written."""
+    it still held (and so completed). Each result is JSON text already (``None``: no
+    result), as the runner serialised it: once, when it checked the result could be stored."""
     if not results:
         return set()
     params = {
         "ids": [job_id for job_id, _ in results],
-        "results": [checks.to_json_text(result, "result") for _, result in results],
+        "results": [result_json for _, result_json in results],
         "worker_id": worker_id,
         "now": checks.check_time(now, "now"),
     }

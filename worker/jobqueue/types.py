@@ -57,7 +57,7 @@ class Job:
     def to_json(self) -> dict[str, JsonValue]:
         """The job as JSON-ready values (ISO-8601 times, string id)."""
         out: dict[str, JsonValue] = {}
-        for field in dataclasses.fields(self):
+        for field in dataclasses.fields(Job):  # the row's columns, in a subclass too
             value = getattr(self, field.name)
             if isinstance(value, datetime.datetime):
                 value = value.isoformat()

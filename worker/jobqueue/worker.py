@@ -53,7 +53,7 @@ import uuid
 
 import psycopg
 
-from jobqueue import checks, db, metrics, plugins, runner, settings, sql, types
+from jobqueue import checks, db, metrics, plugins, runner, session, settings, sql, types
 from jobqueue import queue as queue_module
 
 logger = logging.getLogger("jobqueue.worker")
@@ -486,11 +486,13 @@ class Worker:
         self._metrics.active_jobs.set(len(self._active))
 
     async def _run_one(self, job: types.Job) -> None:
-        runner.set_current_queue(self.queue)  # this task's context only
         try:
             try:
                 outcome = await runner.run_job(
-                    job, self.registry, self._executor, default_timeout=self.config.job_timeout
+                    runner.RunningJob.of(job, self.queue.pool),
+                    self.registry,
+                    self._executor,
+                    default_timeout=self.config.job_timeout,
                 )
             except asyncio.CancelledError:
                 if job.id in self._abandoned:  # stopped on purpose: no outcome to write
@@ -559,7 +561,7 @@ class Worker:
         if plain:
             try:
                 completed = await self.queue.complete_jobs(
-                    self.worker_id, [(o.job.id, o.result) for o in plain], now=self.clock()
+                    self.worker_id, [(o.job.id, o.result_json) for o in plain], now=self.clock()
                 )
             except Exception as error:
                 if _retryable(error):
@@ -594,7 +596,7 @@ class Worker:
             )
             refused = dataclasses.replace(
                 outcome,
-                result=None,
+                result_json=None,
                 enqueue=(),
                 error=f"could not record the job's outcome: {runner.describe_error(error)}",
                 retryable=False,
@@ -608,9 +610,10 @@ class Worker:
     async def _record(self, outcome: runner.Outcome) -> None:
         job = outcome.job
         if outcome.succeeded:
-            await self.queue.complete_job(
+            await session.complete_job_json(
+                self.queue,
                 job.id,
-                outcome.result,
+                outcome.result_json,
                 enqueue=outcome.enqueue,
                 worker_id=self.worker_id,
                 now=self.clock(),

@@ -8,7 +8,7 @@
 
 Each replaces its own earlier output, so a job delivered twice leaves the same rows.
 CPU-bound work (parsing, embedding, summarising) runs in a thread; database work on the
-worker's pool (``runner.current_queue()``).
+worker's pool, which each job brings (``job.pool``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import asyncio
 import logging
 import typing
 
-from jobqueue import runner, types
+from jobqueue import runner, statements, types
 from jobqueue_books import embedding, epub, store, text
 from jobqueue_books import settings as books_settings
 
@@ -42,7 +42,7 @@ def _by(authors: typing.Sequence[str]) -> str:
     return ", ".join(authors) if authors else "unknown author"
 
 
-class ParseBookHandler:
+class ParseBookHandler(runner.Handler):
     type = "parseBook"
 
     def validate_payload(self, payload: typing.Any) -> typing.Any:
@@ -52,7 +52,9 @@ class ParseBookHandler:
             raise runner.PayloadError("filePath must be a non-empty string")
         return payload
 
-    async def handle(self, payload: dict[str, typing.Any], job: types.Job) -> runner.Completion:
+    async def handle(
+        self, payload: dict[str, typing.Any], job: runner.RunningJob
+    ) -> runner.Completion:
         book_id = book_id_of(payload)
         file_path = payload["filePath"]
         logger.info("[ParseBook] Parsing book %s from %s", book_id, file_path)
@@ -62,7 +64,7 @@ class ParseBookHandler:
         except epub.EpubError as error:
             # The same file would fail the same way: no retries.
             raise runner.PayloadError(str(error)) from error
-        async with runner.current_queue().pool.connection() as conn:
+        async with job.pool.connection() as conn:
             await store.save_book(conn, book_id, str(path), book)
         logger.info(
             "[ParseBook] Book %s parsed: %s by %s, %d chapters",
@@ -89,8 +91,8 @@ class ParseBookHandler:
         return runner.Completion(result, enqueue=follow_ups)
 
 
-async def _chapters_of(book_id: str) -> list[store.StoredChapter]:
-    async with runner.current_queue().pool.connection() as conn:
+async def _chapters_of(pool: statements.Pool, book_id: str) -> list[store.StoredChapter]:
+    async with pool.connection() as conn:
         if not await store.book_exists(conn, book_id):
             raise runner.PayloadError(f"no book with id {book_id!r}: run parseBook for it first")
         return await store.chapters(conn, book_id)
@@ -112,19 +114,21 @@ def _embed_chapters(
     return [(*piece, vector) for piece, vector in zip(pieces, vectors, strict=True)]
 
 
-class EmbedBookHandler:
+class EmbedBookHandler(runner.Handler):
     type = "embedBook"
 
     def validate_payload(self, payload: typing.Any) -> typing.Any:
         book_id_of(payload)
         return payload
 
-    async def handle(self, payload: dict[str, typing.Any], job: types.Job) -> dict[str, typing.Any]:
+    async def handle(
+        self, payload: dict[str, typing.Any], job: runner.RunningJob
+    ) -> dict[str, typing.Any]:
         book_id = book_id_of(payload)
-        chapters = await _chapters_of(book_id)
+        chapters = await _chapters_of(job.pool, book_id)
         embedder = await asyncio.to_thread(embedding.load_embedder)
         rows = await asyncio.to_thread(_embed_chapters, chapters, embedder)
-        async with runner.current_queue().pool.connection() as conn:
+        async with job.pool.connection() as conn:
             await store.save_passages(conn, book_id, embedder.name, rows)
         logger.info(
             "[EmbedBook] Book %s: %d passages embedded with %s", book_id, len(rows), embedder.name
@@ -144,7 +148,7 @@ def _summaries(chapters: list[store.StoredChapter], wanted: list[int]) -> dict[i
     }
 
 
-class SummarizeBookHandler:
+class SummarizeBookHandler(runner.Handler):
     type = "summarizeBook"
 
     def validate_payload(self, payload: typing.Any) -> typing.Any:
@@ -154,9 +158,11 @@ class SummarizeBookHandler:
             raise runner.PayloadError(f"chapterIndex must be a whole number, not {index!r}")
         return payload
 
-    async def handle(self, payload: dict[str, typing.Any], job: types.Job) -> dict[str, typing.Any]:
+    async def handle(
+        self, payload: dict[str, typing.Any], job: runner.RunningJob
+    ) -> dict[str, typing.Any]:
         book_id = book_id_of(payload)
-        chapters = await _chapters_of(book_id)
+        chapters = await _chapters_of(job.pool, book_id)
         index = payload.get("chapterIndex")
         if index is not None and not 0 <= index < len(chapters):
             raise runner.PayloadError(
@@ -165,7 +171,7 @@ class SummarizeBookHandler:
             )
         wanted = [index] if index is not None else [chapter.index for chapter in chapters]
         summaries = await asyncio.to_thread(_summaries, chapters, wanted)
-        async with runner.current_queue().pool.connection() as conn:
+        async with job.pool.connection() as conn:
             await store.save_summaries(conn, book_id, summaries)
         logger.info("[SummarizeBook] Book %s: %d chapters summarized", book_id, len(summaries))
         return {
