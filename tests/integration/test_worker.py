@@ -105,9 +105,19 @@ async def test_failures_are_retried_then_failed(
     assert worker.failed == 3
 
 
-async def test_default_retry_is_thirty_seconds_later(
-    queue: jobqueue.Queue, registry: runner.Registry, run_worker: typing.Any
+@pytest.mark.parametrize(("setting", "expected"), [(None, 30.0), ("7s", 7.0)])
+async def test_default_retry_is_the_queues_retry_delay(
+    queue: jobqueue.Queue,
+    registry: runner.Registry,
+    run_worker: typing.Any,
+    monkeypatch: pytest.MonkeyPatch,
+    setting: str | None,
+    expected: float,
 ) -> None:
+    """The seed's 30 s, or ``JOBQUEUE_RETRY_DELAY``, for handlers without a policy."""
+    if setting is not None:
+        monkeypatch.setenv("JOBQUEUE_RETRY_DELAY", setting)
+
     @jobqueue.handler("broken", registry=registry)
     async def broken(payload: object, job: types.Job) -> None:
         raise RuntimeError("no")
@@ -121,7 +131,7 @@ async def test_default_retry_is_thirty_seconds_later(
 
     again = await waiting.eventually(retried, what="job re-queued")
     delay = (again.run_at - again.updated_at).total_seconds()
-    assert delay == pytest.approx(30.0, abs=0.01)
+    assert delay == pytest.approx(expected, abs=0.01)
 
 
 async def test_invalid_payload_fails_at_once(

@@ -373,9 +373,11 @@ async def run_job(
     executor: concurrent.futures.Executor | None = None,
     *,
     default_timeout: float | None = None,
+    default_retry: RetryPolicy = DEFAULT_RETRY,
 ) -> Outcome:
     """Run ``job`` with its handler and report the outcome; handler failures, timeouts and
-    bad payloads become a failed ``Outcome``. Only cancellation propagates."""
+    bad payloads become a failed ``Outcome``. Only cancellation propagates. A handler
+    without its own ``timeout`` or ``retry`` gets the defaults given."""
     logger.info("[Runner] Executing job %s (type: %s)", job.id, job.type)
     started = time.monotonic()
     if isinstance(job.payload, types.Undecodable):
@@ -383,7 +385,7 @@ async def run_job(
     found = registry.get(job.type)
     if found is None:
         return _failed(job, started, f"no handler registered for job type {job.type!r}", None)
-    retry = found.retry or DEFAULT_RETRY
+    retry = found.retry or default_retry
     timeout = found.timeout or default_timeout
     try:
         payload = found.validate_payload(job.payload)

@@ -402,7 +402,8 @@ RETRY_DELAY = Setting(
     "retry_delay",
     "JOBQUEUE_RETRY_DELAY",
     Kind.DURATION,
-    "wait before a failed job's next attempt, for handlers without a retry policy",
+    "wait before a failed job's next attempt: fail_job's, and a worker's for handlers"
+    " without a retry policy",
     default=30.0,
     group="queue",
     minimum=0.0,

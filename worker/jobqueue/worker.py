@@ -207,6 +207,8 @@ class Worker:
         self.clock: Clock = clock or _database_clock
         self.registry = registry or runner.REGISTRY
         self.worker_id = self.config.worker_id or default_worker_id()
+        # Handlers without a retry policy wait the queue's retry_delay (the seed's 30 s).
+        self._default_retry = runner.RetryPolicy(delay=queue.retry_delay)
         self.types = list(self.config.types) if self.config.types else self.registry.types()
         unknown = sorted(set(self.types) - set(self.registry.types()))
         if unknown:
@@ -493,6 +495,7 @@ class Worker:
                     self.registry,
                     self._executor,
                     default_timeout=self.config.job_timeout,
+                    default_retry=self._default_retry,
                 )
             except asyncio.CancelledError:
                 if job.id in self._abandoned:  # stopped on purpose: no outcome to write
