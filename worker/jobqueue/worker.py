@@ -6,11 +6,10 @@ NOTIFY for its queue (instant pickup), a slot freeing up, the next delayed job f
 a jittered poll (the fallback, and the only wake-up with ``listen=False``, e.g. behind
 PgBouncer in transaction mode), or a stop.
 
-Outcomes go to a writer task that completes every finished job it has in one statement, so
-under load completions batch themselves and at low load nothing waits. A job stays locked
-(and heartbeated) until its outcome is written; a database error only delays the write, and
-an outcome the database refuses (a follow-up it cannot store, a row deleted meanwhile) is
-recorded as the job's failure or dropped, never retried forever.
+This module is the supervisor: claiming, the running jobs, their heartbeats and leases,
+stopping. Its background loops are in ``loops``: the outcome writer (every finished job it
+has in one statement), the LISTEN connection, the stale-job rescue and the statistics'
+compaction. A job stays locked (and heartbeated) until its outcome is written.
 
 Once, never lost, never twice at once:
 
@@ -51,18 +50,15 @@ import time
 import typing
 import uuid
 
-import psycopg
-
-from jobqueue import checks, db, metrics, plugins, runner, session, settings, sql, types
+from jobqueue import checks, db, loops, metrics, plugins, runner, settings, types
 from jobqueue import queue as queue_module
 
 logger = logging.getLogger("jobqueue.worker")
 
-READY_CHANNEL: typing.Final = "jobqueue_ready"
+READY_CHANNEL: typing.Final = loops.READY_CHANNEL
 
 
-Clock: typing.TypeAlias = collections.abc.Callable[[], datetime.datetime | None]
-"""What a worker's statements take as the time: ``None`` for the database's ``now()``."""
+Clock: typing.TypeAlias = loops.Clock
 
 
 def _database_clock() -> None:
@@ -76,12 +72,6 @@ class WorkerFailedError(RuntimeError):
 def default_worker_id() -> str:
     """``<hostname>-<random>``: the pod name in Kubernetes, unique across restarts."""
     return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
-
-
-def _retryable(error: BaseException) -> bool:
-    """Whether a failed database call is worth repeating: the database is unavailable for
-    now, or misconfigured in a way someone may fix while we wait."""
-    return db.classify_error(error) is not None
 
 
 def _from_environment(setting: settings.Setting) -> typing.Any:
@@ -142,21 +132,6 @@ class WorkerConfig:
     def lease(self) -> float:
         """Seconds a running job stays this worker's without a confirmed heartbeat."""
         return self.stale_threshold / 2
-
-
-class _Backoff:
-    """Exponential delays with jitter for retrying a database that went away."""
-
-    def __init__(self, maximum: float) -> None:
-        self.maximum = maximum
-        self.failures = 0
-
-    def next(self) -> float:
-        self.failures += 1
-        return min(self.maximum, 0.1 * 2.0 ** min(self.failures, 30)) * random.uniform(0.5, 1.0)
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 class _HandlerThreads(concurrent.futures.ThreadPoolExecutor):
@@ -220,7 +195,6 @@ class Worker:
         self.failed = 0
         self.rescued = 0
         self.is_running = False
-        self.listening = False
         self.last_claim_ok = False
         self.last_tick = time.monotonic()
         self.failure: str | None = None  # why the worker stopped itself, once it has
@@ -232,13 +206,29 @@ class Worker:
         self._lease_from: dict[uuid.UUID, float] = {}
         # Jobs stopped before their end, and why: their outcome is not written.
         self._abandoned: dict[uuid.UUID, str] = {}
-        self._outcomes: asyncio.Queue[runner.Outcome] = asyncio.Queue()
         self._wakeup = asyncio.Event()
+        self._writer = loops.OutcomeWriter(
+            queue,
+            self.worker_id,
+            self.clock,
+            max_backoff=self.config.max_backoff,
+            report=self._database_error,
+            written=self._written,
+            wakeup=self._wakeup,
+        )
+        self._listener = loops.Listener(
+            queue,
+            self.worker_id,
+            self.config.queue,
+            max_backoff=self.config.max_backoff,
+            report=self._database_error,
+            wakeup=self._wakeup,
+        )
         self._stopping = asyncio.Event()
         self._hard_stop = asyncio.Event()
         self._stopped = asyncio.Event()
         self._executor: _HandlerThreads | None = None
-        self._writer: asyncio.Task[None] | None = None
+        self._writer_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._metrics = metrics.WorkerMetrics(self.config.queue, metrics_registry)
 
@@ -247,6 +237,11 @@ class Worker:
     @property
     def active_jobs(self) -> int:
         return len(self._active)
+
+    @property
+    def listening(self) -> bool:
+        """Whether the LISTEN connection is up (instant pickup)."""
+        return self._listener.listening
 
     def state(self) -> dict[str, typing.Any]:
         """The seed's ``getWorkerState()``: ``{is_running, active_jobs, ...}``."""
@@ -353,13 +348,29 @@ class Worker:
         self._metrics.concurrency.set(self.config.concurrency)
         self._metrics.identify(self.worker_id)
         self._executor = _HandlerThreads(self.config.concurrency)
-        self._writer = self._spawn("outcome writer", self._write_outcomes())
+        self._writer_task = self._spawn("outcome writer", self._writer.run())
         self._spawn("heartbeat", self._heartbeat())
         if self.config.listen:
-            self._spawn("listener", self._listen())
-        self._spawn("statistics", self._compact_counts())
+            self._spawn("listener", self._listener.run())
+        self._spawn(
+            "statistics",
+            loops.compact_counts(
+                self.queue, interval=self.config.stats_interval, report=self._database_error
+            ),
+        )
         if self.config.rescue_interval > 0:
-            self._spawn("stale-job rescue", self._rescue())
+            self._spawn(
+                "stale-job rescue",
+                loops.rescue_stale_jobs(
+                    self.queue,
+                    self.config.queue,
+                    threshold=self.config.stale_threshold,
+                    interval=self.config.rescue_interval,
+                    clock=self.clock,
+                    report=self._database_error,
+                    rescued=self._rescued,
+                ),
+            )
         try:
             await self._supervise()
         except Exception as error:
@@ -372,7 +383,6 @@ class Worker:
             await asyncio.gather(*helpers, return_exceptions=True)
             self._executor.shutdown(wait=False, cancel_futures=True)
             self.is_running = False
-            self.listening = False
             self._metrics.active_jobs.set(0)
             self._stopped.set()
             logger.info("[Worker] Worker %s stopped", self.worker_id)
@@ -401,7 +411,7 @@ class Worker:
         # Never wait longer than a poll between claims: after an outage the queue is back
         # in business within one poll interval, not after a long backoff.
         poll_seconds = self.config.poll_interval
-        backoff = _Backoff(min(self.config.max_backoff, max(1.0, poll_seconds)))
+        backoff = loops.Backoff(min(self.config.max_backoff, max(1.0, poll_seconds)))
         while not self._stopping.is_set():
             self.last_tick = time.monotonic()
             free = self.config.concurrency - len(self._active)
@@ -422,7 +432,7 @@ class Worker:
                         now=self.clock(),
                     )
                 except Exception as error:
-                    if not _retryable(error):
+                    if not loops.retryable(error):
                         raise
                     self._database_error("claim", error)
                     await self._sleep(backoff.next())
@@ -449,7 +459,7 @@ class Worker:
         try:
             due = await self.queue.next_run_at(queue=self.config.queue, types_=self.types)
         except Exception as error:
-            if not _retryable(error):
+            if not loops.retryable(error):
                 raise
             self._database_error("next_run_at", error)
             return poll
@@ -510,7 +520,7 @@ class Worker:
             # Finished before it could be stopped: the outcome is still worth writing (it is
             # written only while the job is still ours), and nothing is to be handed back.
             self._abandoned.pop(job.id, None)
-            self._outcomes.put_nowait(outcome)
+            self._writer.put(outcome)
         finally:
             self._active.pop(job.id, None)
             self._metrics.active_jobs.set(len(self._active))
@@ -534,108 +544,10 @@ class Worker:
 
     # --- writing outcomes -----------------------------------------------------------------
 
-    async def _write_outcomes(self) -> None:
-        # Retried every second at most: an outcome not written in time (before a stop, or
-        # before the stale threshold) means running the job again.
-        backoff = _Backoff(min(self.config.max_backoff, 1.0))
-        while True:
-            batch = [await self._outcomes.get()]
-            while not self._outcomes.empty() and len(batch) < 1000:
-                batch.append(self._outcomes.get_nowait())
-            unwritten = batch
-            while unwritten:
-                try:
-                    unwritten = await self._write(unwritten)
-                    backoff.reset()
-                except Exception as error:
-                    if not _retryable(error):
-                        raise
-                    self._database_error("complete", error)
-                    await asyncio.sleep(backoff.next())
-            for _ in batch:
-                self._outcomes.task_done()
-            self._wakeup.set()  # written retries may be ready; burst mode may be over
-
-    async def _write(self, batch: list[runner.Outcome]) -> list[runner.Outcome]:
-        """Write outcomes; returns those not yet written when a database error interrupts
-        (and raises it when nothing could be written)."""
-        plain = [o for o in batch if o.succeeded and not o.enqueue]
-        rest = [o for o in batch if not (o.succeeded and not o.enqueue)]
-        if plain:
-            try:
-                completed = await self.queue.complete_jobs(
-                    self.worker_id, [(o.job.id, o.result_json) for o in plain], now=self.clock()
-                )
-            except Exception as error:
-                if _retryable(error):
-                    raise
-                rest = plain + rest  # one of them is refused: find it, write the others
-            else:
-                for outcome in plain:
-                    self._written(outcome, "done" if outcome.job.id in completed else "lost")
-        for index, outcome in enumerate(rest):
-            try:
-                await self._write_one(outcome)
-            except Exception as error:
-                if not _retryable(error) or index == 0:
-                    raise
-                return rest[index:]
-        return []
-
-    async def _write_one(self, outcome: runner.Outcome) -> None:
-        try:
-            await self._record(outcome)
-        except (types.JobStateError, types.JobNotFoundError) as error:
-            self._written(outcome, "lost", error)
-        except Exception as error:
-            if _retryable(error):
-                raise
-            # The database refused this outcome (not the connection): record that as the
-            # job's failure, so the job ends instead of being retried forever.
-            logger.error(
-                "[Worker] Could not record the outcome of job %s: %s",
-                outcome.job.id,
-                runner.describe_error(error),
-            )
-            refused = dataclasses.replace(
-                outcome,
-                result_json=None,
-                enqueue=(),
-                error=f"could not record the job's outcome: {runner.describe_error(error)}",
-                retryable=False,
-                retry_delay=0.0,
-            )
-            try:
-                await self._record(refused)
-            except (types.JobStateError, types.JobNotFoundError) as lost:
-                self._written(outcome, "lost", lost)
-
-    async def _record(self, outcome: runner.Outcome) -> None:
-        job = outcome.job
-        if outcome.succeeded:
-            await session.complete_job_json(
-                self.queue,
-                job.id,
-                outcome.result_json,
-                enqueue=outcome.enqueue,
-                worker_id=self.worker_id,
-                now=self.clock(),
-            )
-            self._written(outcome, "done")
-            return
-        written = await self.queue.fail_job(
-            job.id,
-            outcome.error or "failed",
-            retry_delay=outcome.retry_delay,
-            final=not outcome.retryable,
-            worker_id=self.worker_id,
-            now=self.clock(),
-        )
-        self._written(outcome, "retried" if written.status == "pending" else "failed")
-
     def _written(
         self, outcome: runner.Outcome, result: str, why: BaseException | None = None
     ) -> None:
+        """The writer settled ``outcome``: the job is no longer ours to heartbeat."""
         self._let_go(outcome.job.id)
         if result == "lost":
             logger.warning(
@@ -656,7 +568,12 @@ class Worker:
         self._lease_from.pop(job_id, None)
         self._abandoned.pop(job_id, None)
 
-    # --- heartbeats, leases and rescue ----------------------------------------------------
+    def _rescued(self, jobs: list[types.RescuedJob]) -> None:
+        self.rescued += len(jobs)
+        for job in jobs:
+            self._metrics.job_rescued(job.type, job.status)
+
+    # --- heartbeats and leases ----------------------------------------------------
 
     async def _heartbeat(self) -> None:
         while True:
@@ -670,7 +587,7 @@ class Worker:
                     async with asyncio.timeout(self.config.heartbeat_interval):
                         still = await self.queue.heartbeat(self.worker_id, held, now=self.clock())
                 except Exception as error:
-                    if not _retryable(error):
+                    if not loops.retryable(error):
                         raise
                     self._database_error("heartbeat", error)
                 else:
@@ -709,72 +626,6 @@ class Worker:
 
         self._spawn("release", release())
 
-    async def _rescue(self) -> None:
-        """Now and then, rescue this queue's stale jobs (a killed worker's), one worker at a
-        time per queue."""
-        while True:
-            await asyncio.sleep(self.config.rescue_interval * random.uniform(0.8, 1.2))
-            try:
-                rescued = await self.queue.rescue_stale_jobs(
-                    self.config.stale_threshold,
-                    queue=self.config.queue,
-                    only_one_rescuer=True,
-                    now=self.clock(),
-                )
-            except Exception as error:
-                if not _retryable(error):
-                    raise
-                self._database_error("rescue", error)
-                continue
-            self.rescued += len(rescued)
-            for job in rescued:
-                self._metrics.job_rescued(job.type, job.status)
-
-    async def _compact_counts(self) -> None:
-        """Fold the statistics' deltas now and then, so they stay a few rows however many
-        jobs pass and however rarely anyone reads the stats (one worker at a time does)."""
-        while True:
-            await asyncio.sleep(self.config.stats_interval * random.uniform(0.8, 1.2))
-            try:
-                await self.queue.compact_counts()
-            except Exception as error:
-                if not _retryable(error):
-                    raise
-                self._database_error("compact_counts", error)
-
-    async def _listen(self) -> None:
-        """Keep a LISTEN connection; every notification for our queue wakes the supervisor.
-        On a lost connection: log, back off, re-listen, and claim once in case a
-        notification was missed meanwhile."""
-        backoff = _Backoff(self.config.max_backoff)
-        while True:
-            try:
-                conn = await psycopg.AsyncConnection.connect(
-                    self.queue.conninfo,
-                    autocommit=True,
-                    application_name=f"jobqueue-listen {self.worker_id}"[:63],
-                    **db.connect_options(self.queue.conninfo),
-                )
-                async with conn:
-                    await conn.execute(sql.query("job_ready_listen"))
-                    if not self.listening:
-                        logger.info("[Worker] Listening for new jobs on %s", READY_CHANNEL)
-                    self.listening = True
-                    backoff.reset()
-                    self._wakeup.set()
-                    while True:
-                        async for notice in conn.notifies(timeout=30.0):
-                            if notice.payload == self.config.queue:
-                                self._wakeup.set()
-                        # No notice for a while: prove the connection is still alive.
-                        await conn.execute(sql.query("connection_ping"))
-            except Exception as error:
-                if not _retryable(error):
-                    raise
-                self.listening = False
-                self._database_error("listen", error)
-                await asyncio.sleep(backoff.next())
-
     # --- stopping -------------------------------------------------------------------------
 
     async def _drain(self) -> None:
@@ -803,11 +654,11 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*unfinished.values(), return_exceptions=True)
             await self._release(list(unfinished), keep_attempt=failed)
-        writer_alive = self._writer is not None and not self._writer.done()
+        writer_alive = self._writer_task is not None and not self._writer_task.done()
         if writer_alive:
             try:
                 async with asyncio.timeout(max(self.config.grace_timeout, 5.0)):
-                    await self._outcomes.join()
+                    await self._writer.join()
             except TimeoutError:
                 logger.error(
                     "[Worker] Could not record the outcomes of %d jobs before stopping",
@@ -821,7 +672,7 @@ class Worker:
     ) -> None:
         """Hand jobs back to the queue, retrying a database error for ``patience`` seconds;
         what cannot be handed back is rescued as stale later."""
-        backoff = _Backoff(2.0)
+        backoff = loops.Backoff(2.0)
         deadline = time.monotonic() + patience
         error_text = f"worker {self.worker_id} stopped: {self.failure}" if keep_attempt else None
         while True:
@@ -834,7 +685,7 @@ class Worker:
                     now=self.clock(),
                 )
             except Exception as error:
-                if not _retryable(error) or time.monotonic() > deadline:
+                if not loops.retryable(error) or time.monotonic() > deadline:
                     logger.error(
                         "[Worker] Could not hand back %d jobs (%s); they will be rescued as stale",
                         len(job_ids),
@@ -864,7 +715,7 @@ async def open_queue_when_available(worker_queue: queue_module.Queue, worker: Wo
     the worker was stopped first. A configuration that cannot work (wrong password, unknown
     role, database or host) raises ``WorkerFailedError`` at once: waiting will not fix it,
     and a pod that exits shows the reason where a silently retrying one would not."""
-    backoff = _Backoff(worker.config.max_backoff)
+    backoff = loops.Backoff(worker.config.max_backoff)
     while not worker._stopping.is_set():
         try:
             await worker_queue.open()

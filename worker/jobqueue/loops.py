@@ -1,0 +1,293 @@
+"""The worker's background loops: the outcome writer, the LISTEN connection, the stale-job
+rescue and the statistics' compaction. The supervisor (``jobqueue.worker``) starts each one
+under its supervision and owns the running jobs; a loop knows only the queue and what it
+is told to call.
+
+Every loop runs until cancelled. A database error that passes by itself
+(``db.classify_error``) is reported through ``report`` and ridden out with backoff; any
+other error is raised, and the supervisor then fails the whole worker, so nothing stops
+silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections.abc
+import dataclasses
+import datetime
+import logging
+import random
+
+import psycopg
+
+from jobqueue import db, runner, session, sql, types
+from jobqueue import queue as queue_module
+
+logger = logging.getLogger("jobqueue.worker")
+
+READY_CHANNEL = "jobqueue_ready"
+# Outcomes one write takes at most: one statement completes them all.
+_BATCH: int = 1000
+
+Clock = collections.abc.Callable[[], datetime.datetime | None]
+"""What a worker's statements take as the time: ``None`` for the database's ``now()``."""
+ErrorReport = collections.abc.Callable[[str, BaseException], None]
+"""Told of a database error that will be retried: the operation's name and the error."""
+
+
+def retryable(error: BaseException) -> bool:
+    """Whether a failed database call is worth repeating: the database is unavailable for
+    now, or misconfigured in a way someone may fix while we wait."""
+    return db.classify_error(error) is not None
+
+
+class Backoff:
+    """Exponential delays with jitter for retrying a database that went away."""
+
+    def __init__(self, maximum: float) -> None:
+        self.maximum = maximum
+        self.failures = 0
+
+    def next(self) -> float:
+        self.failures += 1
+        return min(self.maximum, 0.1 * 2.0 ** min(self.failures, 30)) * random.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+Written = collections.abc.Callable[[runner.Outcome, str, BaseException | None], None]
+"""Told of each outcome once it is settled: ``done``, ``retried``, ``failed`` or ``lost``
+(the job was deleted or handed to another worker meanwhile), with the reason if lost."""
+
+
+class OutcomeWriter:
+    """Writes finished jobs' outcomes: every plain completion waiting in one statement, so
+    under load completions batch themselves and at low load nothing waits. An outcome the
+    database refuses (a follow-up it cannot store, a row deleted meanwhile) is recorded as
+    the job's failure or dropped, never retried forever."""
+
+    def __init__(
+        self,
+        queue: queue_module.Queue,
+        worker_id: str,
+        clock: Clock,
+        *,
+        max_backoff: float,
+        report: ErrorReport,
+        written: Written,
+        wakeup: asyncio.Event,
+    ) -> None:
+        self.queue = queue
+        self.worker_id = worker_id
+        self.clock = clock
+        # Retried every second at most: an outcome not written in time (before a stop, or
+        # before the stale threshold) means running the job again.
+        self._backoff = Backoff(min(max_backoff, 1.0))
+        self._report = report
+        self._written = written
+        self._wakeup = wakeup
+        self._outcomes: asyncio.Queue[runner.Outcome] = asyncio.Queue()
+
+    def put(self, outcome: runner.Outcome) -> None:
+        self._outcomes.put_nowait(outcome)
+
+    async def join(self) -> None:
+        """Until every outcome put so far is written."""
+        await self._outcomes.join()
+
+    async def run(self) -> None:
+        while True:
+            batch = [await self._outcomes.get()]
+            while not self._outcomes.empty() and len(batch) < _BATCH:
+                batch.append(self._outcomes.get_nowait())
+            unwritten = batch
+            while unwritten:
+                try:
+                    unwritten = await self._write(unwritten)
+                    self._backoff.reset()
+                except Exception as error:
+                    if not retryable(error):
+                        raise
+                    self._report("complete", error)
+                    await asyncio.sleep(self._backoff.next())
+            for _ in batch:
+                self._outcomes.task_done()
+            self._wakeup.set()  # written retries may be ready; burst mode may be over
+
+    async def _write(self, batch: list[runner.Outcome]) -> list[runner.Outcome]:
+        """Write outcomes; returns those not yet written when a database error interrupts
+        (and raises it when nothing could be written)."""
+        plain = [o for o in batch if o.succeeded and not o.enqueue]
+        rest = [o for o in batch if not (o.succeeded and not o.enqueue)]
+        if plain:
+            try:
+                completed = await self.queue.complete_jobs(
+                    self.worker_id, [(o.job.id, o.result_json) for o in plain], now=self.clock()
+                )
+            except Exception as error:
+                if retryable(error):
+                    raise
+                rest = plain + rest  # one of them is refused: find it, write the others
+            else:
+                for outcome in plain:
+                    self._written(outcome, "done" if outcome.job.id in completed else "lost", None)
+        for index, outcome in enumerate(rest):
+            try:
+                await self._write_one(outcome)
+            except Exception as error:
+                if not retryable(error) or index == 0:
+                    raise
+                return rest[index:]
+        return []
+
+    async def _write_one(self, outcome: runner.Outcome) -> None:
+        try:
+            await self._record(outcome)
+        except (types.JobStateError, types.JobNotFoundError) as error:
+            self._written(outcome, "lost", error)
+        except Exception as error:
+            if retryable(error):
+                raise
+            # The database refused this outcome (not the connection): record that as the
+            # job's failure, so the job ends instead of being retried forever.
+            logger.error(
+                "[Worker] Could not record the outcome of job %s: %s",
+                outcome.job.id,
+                runner.describe_error(error),
+            )
+            refused = dataclasses.replace(
+                outcome,
+                result_json=None,
+                enqueue=(),
+                error=f"could not record the job's outcome: {runner.describe_error(error)}",
+                retryable=False,
+                retry_delay=0.0,
+            )
+            try:
+                await self._record(refused)
+            except (types.JobStateError, types.JobNotFoundError) as lost:
+                self._written(outcome, "lost", lost)
+
+    async def _record(self, outcome: runner.Outcome) -> None:
+        job = outcome.job
+        if outcome.succeeded:
+            await session.complete_job_json(
+                self.queue,
+                job.id,
+                outcome.result_json,
+                enqueue=outcome.enqueue,
+                worker_id=self.worker_id,
+                now=self.clock(),
+            )
+            self._written(outcome, "done", None)
+            return
+        written = await self.queue.fail_job(
+            job.id,
+            outcome.error or "failed",
+            retry_delay=outcome.retry_delay,
+            final=not outcome.retryable,
+            worker_id=self.worker_id,
+            now=self.clock(),
+        )
+        self._written(outcome, "retried" if written.status == "pending" else "failed", None)
+
+
+class Listener:
+    """Keeps a LISTEN connection; every notification for ``queue_name`` sets ``wakeup``.
+    On a lost connection: report, back off, re-listen, and set ``wakeup`` once in case a
+    notification was missed meanwhile."""
+
+    def __init__(
+        self,
+        queue: queue_module.Queue,
+        worker_id: str,
+        queue_name: str,
+        *,
+        max_backoff: float,
+        report: ErrorReport,
+        wakeup: asyncio.Event,
+    ) -> None:
+        self.queue = queue
+        self.worker_id = worker_id
+        self.queue_name = queue_name
+        self.listening = False
+        self._backoff = Backoff(max_backoff)
+        self._report = report
+        self._wakeup = wakeup
+
+    async def run(self) -> None:
+        try:
+            while True:
+                try:
+                    await self._listen()
+                except Exception as error:
+                    if not retryable(error):
+                        raise
+                    self.listening = False
+                    self._report("listen", error)
+                    await asyncio.sleep(self._backoff.next())
+        finally:
+            self.listening = False
+
+    async def _listen(self) -> None:
+        conn = await psycopg.AsyncConnection.connect(
+            self.queue.conninfo,
+            autocommit=True,
+            application_name=f"jobqueue-listen {self.worker_id}"[:63],
+            **db.connect_options(self.queue.conninfo),
+        )
+        async with conn:
+            await conn.execute(sql.query("job_ready_listen"))
+            if not self.listening:
+                logger.info("[Worker] Listening for new jobs on %s", READY_CHANNEL)
+            self.listening = True
+            self._backoff.reset()
+            self._wakeup.set()
+            while True:
+                async for notice in conn.notifies(timeout=30.0):
+                    if notice.payload == self.queue_name:
+                        self._wakeup.set()
+                # No notice for a while: prove the connection is still alive.
+                await conn.execute(sql.query("connection_ping"))
+
+
+async def rescue_stale_jobs(
+    queue: queue_module.Queue,
+    queue_name: str,
+    *,
+    threshold: float,
+    interval: float,
+    clock: Clock,
+    report: ErrorReport,
+    rescued: collections.abc.Callable[[list[types.RescuedJob]], None],
+) -> None:
+    """Now and then, rescue the queue's stale jobs (a killed worker's), one process at a
+    time per queue; ``rescued`` is told what each round rescued."""
+    while True:
+        await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+        try:
+            found = await queue.rescue_stale_jobs(
+                threshold, queue=queue_name, only_one_rescuer=True, now=clock()
+            )
+        except Exception as error:
+            if not retryable(error):
+                raise
+            report("rescue", error)
+            continue
+        rescued(found)
+
+
+async def compact_counts(
+    queue: queue_module.Queue, *, interval: float, report: ErrorReport
+) -> None:
+    """Fold the statistics' deltas now and then, so they stay a few rows however many jobs
+    pass and however rarely anyone reads the stats (one process at a time does)."""
+    while True:
+        await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+        try:
+            await queue.compact_counts()
+        except Exception as error:
+            if not retryable(error):
+                raise
+            report("compact_counts", error)
