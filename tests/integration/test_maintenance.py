@@ -87,6 +87,30 @@ async def test_prune_refuses_nonsense(queue: jobqueue.Queue) -> None:
         await jobqueue.prune_finished_jobs(queue, 60, batch_size=0)
 
 
+async def test_prune_keeps_failed_and_done_apart(queue: jobqueue.Queue) -> None:
+    """Retention per status (the operator keeps failed jobs longer than done ones)."""
+    jobs = await queue.enqueue_jobs(jobqueue.NewJob("a") for _ in range(4))
+    for job in jobs[:2]:
+        await queue.complete_job(job.id, None, now=at(0))
+    for job in jobs[2:]:
+        await queue.fail_job(job.id, "x", final=True, now=at(0))
+    assert await jobqueue.prune_finished_jobs(queue, 60, statuses=["done"], now=at(120)) == 2
+    assert (await queue.get_queue_stats())["failed"] == 2
+    assert await jobqueue.prune_finished_jobs(queue, 60, statuses=["failed"], now=at(120)) == 2
+    with pytest.raises(ValueError, match="statuses must be among done, failed"):
+        await jobqueue.prune_finished_jobs(queue, 60, statuses=["running"])
+
+
+async def test_running_by_worker(queue: jobqueue.Queue) -> None:
+    await queue.enqueue_jobs(jobqueue.NewJob("a") for _ in range(5))
+    await queue.enqueue_job("a", queue="other")
+    await queue.claim_jobs("pod-a", limit=3)
+    await queue.claim_jobs("pod-b", limit=1)
+    await queue.claim_jobs("pod-c", queue="other", limit=1)
+    assert await jobqueue.running_by_worker(queue, name="default") == {"pod-a": 3, "pod-b": 1}
+    assert await jobqueue.running_by_worker(queue) == {"pod-a": 3, "pod-b": 1, "pod-c": 1}
+
+
 async def test_migrate_from_python(empty_database_url: str) -> None:
     applied = await jobqueue.migrate(empty_database_url)
     assert [migration.label for migration in applied][:2] == [

@@ -9,10 +9,13 @@ The public API is re-exported here; the modules behind it are private layers::
 """
 
 from jobqueue.db import ConfigurationError
-from jobqueue.maintenance import QueueDepth, prune_finished_jobs, queue_depth
+from jobqueue.loops import READY_CHANNEL
+from jobqueue.loops import Listener as ReadyListener
+from jobqueue.maintenance import QueueDepth, prune_finished_jobs, queue_depth, running_by_worker
 from jobqueue.migrations import MigrationError
 from jobqueue.migrations import migrate_database as migrate
 from jobqueue.plugins import register_all_handlers
+from jobqueue.probes import ProbeServer
 from jobqueue.queue import (
     Queue,
     cleanup_stale_locks,
@@ -59,6 +62,7 @@ from jobqueue.worker import (
 )
 
 __all__ = [
+    "READY_CHANNEL",
     "Completion",
     "ConfigurationError",
     "Handler",
@@ -72,9 +76,11 @@ __all__ = [
     "MigrationError",
     "NewJob",
     "PayloadError",
+    "ProbeServer",
     "Queue",
     "QueueDepth",
     "QueueStats",
+    "ReadyListener",
     "Registry",
     "RescuedJob",
     "RetryPolicy",
@@ -100,6 +106,7 @@ __all__ = [
     "queue_depth",
     "register_all_handlers",
     "register_handler",
+    "running_by_worker",
     "start_worker",
     "stop_worker",
 ]

@@ -15,6 +15,7 @@ run from any number of processes at once. The rescue functions are also ``Queue`
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import datetime
 import logging
@@ -29,6 +30,7 @@ queue_logger = logging.getLogger("jobqueue.queue")
 
 DEFAULT_DUE_WITHIN: typing.Final = 60.0
 DEFAULT_PRUNE_BATCH: typing.Final = 1000
+FINISHED: typing.Final = (types.JobStatus.DONE.value, types.JobStatus.FAILED.value)
 _RESCUE_LOCK_KEY: typing.Final = 0x6A6F6271_72736375  # "jobqrscu", plus the queue's CRC32
 
 
@@ -92,12 +94,18 @@ async def prune_finished_jobs(
     name: str | None = None,
     batch_size: int = DEFAULT_PRUNE_BATCH,
     max_batches: int | None = None,
+    statuses: collections.abc.Collection[str] = FINISHED,
     now: datetime.datetime | None = None,
 ) -> int:
-    """Delete ``done`` and ``failed`` jobs last changed more than ``older_than`` seconds ago,
-    ``batch_size`` at a time, until none is left (or ``max_batches`` ran); returns how many
-    were deleted. The statistics stay exact: deleting a job takes it out of its counts."""
+    """Delete finished jobs (``done`` and ``failed``, or those of ``statuses``) last changed
+    more than ``older_than`` seconds ago, ``batch_size`` at a time, until none is left (or
+    ``max_batches`` ran); returns how many were deleted. The statistics stay exact: deleting
+    a job takes it out of its counts."""
+    unknown = set(statuses) - set(FINISHED)
+    if unknown or not statuses:
+        raise ValueError(f"statuses must be among {', '.join(FINISHED)}, not {sorted(statuses)}")
     params = {
+        "statuses": sorted(statuses),
         "older_than": checks.check_seconds(older_than, "older_than", allow_zero=False),
         "queue": None if name is None else checks.check_name(name, "queue"),
         "batch_size": checks.check_int(batch_size, "batch_size", minimum=1, maximum=100_000),
@@ -116,6 +124,15 @@ async def prune_finished_jobs(
     if deleted:
         logger.info("[Maintenance] Pruned %d finished jobs older than %gs", deleted, older_than)
     return deleted
+
+
+async def running_by_worker(queue: producer.Producer, *, name: str | None = None) -> dict[str, int]:
+    """How many jobs each worker (by ``locked_by``) is running, in queue ``name`` or all."""
+    params = {"queue": None if name is None else checks.check_name(name, "queue")}
+    async with queue.pool.connection() as conn:
+        cursor = await conn.execute(sql.query("job_running_by_worker"), params)
+        rows = await cursor.fetchall()
+    return {str(worker): int(count) for worker, count in rows}
 
 
 async def cleanup_stale_locks(

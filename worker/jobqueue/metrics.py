@@ -34,6 +34,14 @@ WORKER_RESCUED_JOBS: typing.Final = "jobqueue_worker_rescued_jobs"  # ..._total
 WORKER_INFO: typing.Final = "jobqueue_worker"  # an info metric: ..._info
 QUEUE_JOBS: typing.Final = "jobqueue_queue_jobs"
 QUEUE_OLDEST_READY_AGE: typing.Final = "jobqueue_queue_oldest_ready_age_seconds"
+# The operator's, once per JobQueue resource (labels namespace and jobqueue).
+OPERATOR_DESIRED_REPLICAS: typing.Final = "jobqueue_operator_desired_replicas"
+OPERATOR_CURRENT_REPLICAS: typing.Final = "jobqueue_operator_current_replicas"
+OPERATOR_SCALE_EVENTS: typing.Final = "jobqueue_operator_scale_events"  # ..._total
+OPERATOR_RESCUED_JOBS: typing.Final = "jobqueue_operator_rescued_jobs"  # ..._total
+OPERATOR_PRUNED_JOBS: typing.Final = "jobqueue_operator_pruned_jobs"  # ..._total
+OPERATOR_RECONCILE_DURATION: typing.Final = "jobqueue_operator_reconcile_duration_seconds"
+OPERATOR_RECONCILE_ERRORS: typing.Final = "jobqueue_operator_reconcile_errors"  # ..._total
 
 _DURATION_BUCKETS: typing.Final = (
     0.001,
@@ -173,32 +181,47 @@ class WorkerMetrics:
 class QueueDepthCollector(prometheus_client.registry.Collector):
     """Queue-level gauges from the latest ``maintenance.queue_depth`` rows: register it once
     (``registry.register(collector)``) and ``update`` it after each query. Between updates
-    a scrape sees the last rows; before the first, nothing."""
+    a scrape sees the last rows; before the first, nothing.
+
+    One collector can export several databases' queues: give it ``source_labels`` (the
+    operator's are namespace and jobqueue), then ``update`` each source with its values
+    and ``forget`` a source that is gone."""
 
     STATES: typing.Final = ("ready", "delayed", "due_soon", "running", "failed", "done")
 
-    def __init__(self) -> None:
-        self._rows: list[maintenance.QueueDepth] = []
+    def __init__(self, source_labels: collections.abc.Sequence[str] = ()) -> None:
+        self.source_labels = tuple(source_labels)
+        self._rows: dict[tuple[str, ...], list[maintenance.QueueDepth]] = {}
 
-    def update(self, rows: collections.abc.Iterable[maintenance.QueueDepth]) -> None:
-        self._rows = list(rows)
+    def update(
+        self,
+        rows: collections.abc.Iterable[maintenance.QueueDepth],
+        source: collections.abc.Sequence[str] = (),
+    ) -> None:
+        if len(source) != len(self.source_labels):
+            raise ValueError(f"source must give {len(self.source_labels)} label values")
+        self._rows[tuple(source)] = list(rows)
+
+    def forget(self, source: collections.abc.Sequence[str] = ()) -> None:
+        self._rows.pop(tuple(source), None)
 
     def collect(self) -> collections.abc.Iterator[prometheus_client.core.Metric]:
         jobs = prometheus_client.core.GaugeMetricFamily(
             QUEUE_JOBS,
             "Jobs per queue, type and state: ready (due now), delayed, due_soon (delayed,"
             " due within the window), running, failed, done.",
-            labels=["queue", "type", "state"],
+            labels=[*self.source_labels, "queue", "type", "state"],
         )
         oldest = prometheus_client.core.GaugeMetricFamily(
             QUEUE_OLDEST_READY_AGE,
             "How long the longest-waiting ready job of a queue and type has been due.",
-            labels=["queue", "type"],
+            labels=[*self.source_labels, "queue", "type"],
         )
-        for row in self._rows:
-            for state in self.STATES:
-                jobs.add_metric([row.queue, row.type, state], getattr(row, state))
-            if row.oldest_ready_age is not None:
-                oldest.add_metric([row.queue, row.type], row.oldest_ready_age)
+        for source, rows in list(self._rows.items()):
+            for row in rows:
+                for state in self.STATES:
+                    jobs.add_metric([*source, row.queue, row.type, state], getattr(row, state))
+                if row.oldest_ready_age is not None:
+                    oldest.add_metric([*source, row.queue, row.type], row.oldest_ready_age)
         yield jobs
         yield oldest

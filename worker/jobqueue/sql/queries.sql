@@ -217,12 +217,14 @@ FULL JOIN finished USING (queue, type)
 ORDER BY queue, type;
 
 -- name: job_prune_finished
--- Retention: one bounded batch of finished jobs older than %(older_than)s seconds, oldest
--- first. Rows another pruner holds are skipped, so any number may run at once.
+-- Retention: one bounded batch of finished jobs (of %(statuses)s) older than %(older_than)s
+-- seconds, oldest first. Rows another pruner holds are skipped, so any number may run at
+-- once. The IN list stays literal so that the partial index on finished jobs applies.
 WITH doomed AS (
     SELECT id
     FROM jobs
     WHERE status IN ('done', 'failed')
+      AND status = ANY(%(statuses)s::text[])
       AND updated_at < coalesce(%(now)s, now()) - make_interval(secs => %(older_than)s)
       AND (%(queue)s::text IS NULL OR queue = %(queue)s)
     ORDER BY updated_at
@@ -232,6 +234,15 @@ WITH doomed AS (
 DELETE FROM jobs
 USING doomed
 WHERE jobs.id = doomed.id;
+
+-- name: job_running_by_worker
+-- How many jobs each worker is running, in one queue (or all): the operator ranks worker
+-- pods by it, so that scaling down removes idle ones first.
+SELECT locked_by, count(*)
+FROM jobs
+WHERE status = 'running' AND locked_by IS NOT NULL
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+GROUP BY locked_by;
 
 -- name: job_counts_sum
 -- Current counts per queue and type, from the appended deltas (see migration 0002).

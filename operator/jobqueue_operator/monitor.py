@@ -1,0 +1,175 @@
+"""One ``JobQueue``'s database side: what the operator reads and keeps in shape, through the
+core's public maintenance API only.
+
+A ``QueueMonitor`` holds a small pool to the queue's database. ``open`` applies the
+migrations first (under the core's advisory lock, so it is safe beside workers and other
+operators), so the schema exists before the first worker starts. With ``on_ready`` it also
+keeps a LISTEN connection: every NOTIFY that jobs of its queue are ready calls it, so a
+queue at zero replicas wakes in about a second instead of at the next poll.
+
+Errors are the core's: a database that cannot be reached raises what
+``jobqueue``'s classification calls transient; a wrong password or an unknown database,
+permanent. The operator reports either in the ``DatabaseReachable`` condition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections.abc
+import contextlib
+import dataclasses
+import logging
+
+import jobqueue
+
+logger = logging.getLogger("jobqueue_operator.monitor")
+
+# Connections per monitor: depth, rescue and prune run one after another; LISTEN has its own.
+_POOL_SIZE = 2
+# Batches of the retention purge per reconcile, so one pass stays short; the next goes on.
+PRUNE_BATCHES = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Depth:
+    """A queue's backlog over all its job types, and the rows per type."""
+
+    ready: int
+    delayed: int
+    due_soon: int
+    running: int
+    failed: int
+    done: int
+    oldest_ready_age: float | None
+    by_type: tuple[jobqueue.QueueDepth, ...]
+
+    @property
+    def pending(self) -> int:
+        return self.ready + self.delayed
+
+    @classmethod
+    def of(cls, rows: collections.abc.Sequence[jobqueue.QueueDepth]) -> Depth:
+        ages = [row.oldest_ready_age for row in rows if row.oldest_ready_age is not None]
+        return cls(
+            ready=sum(row.ready for row in rows),
+            delayed=sum(row.delayed for row in rows),
+            due_soon=sum(row.due_soon for row in rows),
+            running=sum(row.running for row in rows),
+            failed=sum(row.failed for row in rows),
+            done=sum(row.done for row in rows),
+            oldest_ready_age=max(ages) if ages else None,
+            by_type=tuple(rows),
+        )
+
+
+class QueueMonitor:
+    """The database side of one ``JobQueue`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        database_url: str,
+        queue_name: str,
+        *,
+        on_ready: collections.abc.Callable[[], None] | None = None,
+        name: str = "jobqueue-operator",
+    ) -> None:
+        self.database_url = database_url
+        self.queue_name = queue_name
+        self._queue = jobqueue.Queue(database_url, queue=queue_name, pool_max_size=_POOL_SIZE)
+        self._on_ready = on_ready
+        self._name = name
+        self._tasks: list[asyncio.Task[None]] = []
+        self._listener: jobqueue.ReadyListener | None = None
+        self._opened = False
+
+    async def open(self) -> None:
+        """Migrate, open the pool, and start listening (with ``on_ready``). Raises what
+        connecting or migrating raised; ``open`` may be called again after a failure."""
+        applied = await jobqueue.migrate(self.database_url)
+        if applied:
+            logger.info(
+                "Applied migrations %s for queue %s",
+                ", ".join(migration.label for migration in applied),
+                self.queue_name,
+            )
+        if not self._opened:
+            await self._queue.open()
+            self._opened = True
+        if self._on_ready is not None and not self._tasks:
+            wakeup = asyncio.Event()
+            self._listener = listener = jobqueue.ReadyListener(
+                self._queue,
+                self._name,
+                self.queue_name,
+                max_backoff=30.0,
+                report=self._listen_error,
+                wakeup=wakeup,
+            )
+            self._tasks = [
+                asyncio.create_task(self._keep(listener.run()), name="jobqueue-operator-listen"),
+                asyncio.create_task(self._relay(wakeup), name="jobqueue-operator-wakeup"),
+            ]
+
+    @property
+    def listening(self) -> bool:
+        """Whether the LISTEN connection is up."""
+        return self._listener is not None and self._listener.listening
+
+    async def _keep(self, work: collections.abc.Coroutine[object, object, None]) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Not a database outage (those are retried inside): polling still works.
+            logger.exception("LISTEN for queue %s stopped; polling only", self.queue_name)
+
+    async def _relay(self, wakeup: asyncio.Event) -> None:
+        assert self._on_ready is not None
+        while True:
+            await wakeup.wait()
+            wakeup.clear()
+            self._on_ready()
+
+    def _listen_error(self, operation: str, error: BaseException) -> None:
+        logger.warning("LISTEN for queue %s lost, retrying: %s", self.queue_name, error)
+
+    async def observe(self, *, due_within: float) -> Depth:
+        rows = await jobqueue.queue_depth(self._queue, name=self.queue_name, due_within=due_within)
+        return Depth.of(rows)
+
+    async def rescue(self, stale_after: float) -> list[jobqueue.RescuedJob]:
+        """Running jobs whose heartbeat is ``stale_after`` seconds old (a dead worker's)
+        back to the queue; one rescuer at a time per queue, workers included."""
+        return await self._queue.rescue_stale_jobs(
+            stale_after, queue=self.queue_name, only_one_rescuer=True
+        )
+
+    async def prune(self, *, done_older_than: float, failed_older_than: float) -> int:
+        """The retention purge, each status with its own age, in bounded batches."""
+        deleted = 0
+        for status, older_than in (("done", done_older_than), ("failed", failed_older_than)):
+            deleted += await jobqueue.prune_finished_jobs(
+                self._queue,
+                older_than,
+                name=self.queue_name,
+                statuses=[status],
+                max_batches=PRUNE_BATCHES,
+            )
+        return deleted
+
+    async def running_by_worker(self) -> dict[str, int]:
+        """Running jobs per worker id (the pod name, as the operator's Deployment sets it)."""
+        return await jobqueue.running_by_worker(self._queue, name=self.queue_name)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        self._listener = None
+        if self._opened:
+            await self._queue.close()
+            self._opened = False

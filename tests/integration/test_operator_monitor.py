@@ -1,0 +1,103 @@
+"""The operator's database side (``jobqueue_operator.monitor``) on a real PostgreSQL: it
+migrates before anything else, measures the backlog, rescues, purges, ranks workers, and
+wakes up on NOTIFY."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import socket
+
+import psycopg
+import pytest
+import waiting
+
+import jobqueue
+from jobqueue_operator import monitor
+
+UTC = datetime.UTC
+
+
+def ago(seconds: float) -> datetime.datetime:
+    return datetime.datetime.now(UTC) - datetime.timedelta(seconds=seconds)
+
+
+async def test_open_migrates_an_empty_database_first(empty_database_url: str) -> None:
+    watcher = monitor.QueueMonitor(empty_database_url, "default")
+    await watcher.open()
+    try:
+        depth = await watcher.observe(due_within=10)
+        assert (depth.ready, depth.running, depth.by_type) == (0, 0, ())
+        await watcher.open()  # again: nothing to apply, nothing breaks
+    finally:
+        await watcher.close()
+
+
+async def test_observe_sums_the_queues_types(queue: jobqueue.Queue, database_url: str) -> None:
+    await queue.enqueue_jobs([jobqueue.NewJob("a"), jobqueue.NewJob("a"), jobqueue.NewJob("b")])
+    await queue.enqueue_job("a", run_at=datetime.datetime.now(UTC) + datetime.timedelta(seconds=5))
+    await queue.enqueue_job("a", run_at=datetime.datetime.now(UTC) + datetime.timedelta(hours=1))
+    await queue.enqueue_job("c", queue="elsewhere")
+    await queue.claim_jobs("pod-1", limit=1)
+    watcher = monitor.QueueMonitor(database_url, "default")
+    await watcher.open()
+    try:
+        depth = await watcher.observe(due_within=60)
+    finally:
+        await watcher.close()
+    assert (depth.ready, depth.running, depth.delayed, depth.due_soon) == (2, 1, 2, 1)
+    assert depth.pending == 4
+    assert sorted(row.type for row in depth.by_type) == ["a", "b"]
+    assert depth.oldest_ready_age is not None
+
+
+async def test_rescue_prune_and_ranking(queue: jobqueue.Queue, database_url: str) -> None:
+    jobs = await queue.enqueue_jobs((jobqueue.NewJob("a") for _ in range(6)), now=ago(7200))
+    claimed = await queue.claim_jobs("dead-pod", limit=1, now=ago(3600))
+    claimed += await queue.claim_jobs("live-pod", limit=2)
+    rest = [job for job in jobs if job.id not in {taken.id for taken in claimed}]
+    for job in rest[:2]:
+        await queue.complete_job(job.id, None, now=ago(2 * 86_400))
+    await queue.fail_job(rest[2].id, "x", final=True, now=ago(2 * 86_400))
+    watcher = monitor.QueueMonitor(database_url, "default")
+    await watcher.open()
+    try:
+        assert await watcher.running_by_worker() == {"dead-pod": 1, "live-pod": 2}
+        rescued = await watcher.rescue(300)
+        assert [(job.worker_id, job.status) for job in rescued] == [("dead-pod", "pending")]
+        assert await watcher.running_by_worker() == {"live-pod": 2}
+        # Done jobs are kept a day, failed ones a week: only the done ones go.
+        assert await watcher.prune(done_older_than=86_400, failed_older_than=7 * 86_400) == 2
+        assert await watcher.prune(done_older_than=60, failed_older_than=60) == 1
+    finally:
+        await watcher.close()
+    assert await queue.get_queue_stats() == {"pending": 1, "running": 2, "failed": 0, "done": 0}
+
+
+async def test_a_notify_wakes_the_operator(queue: jobqueue.Queue, database_url: str) -> None:
+    woken = asyncio.Event()
+    watcher = monitor.QueueMonitor(database_url, "default", on_ready=woken.set)
+    await watcher.open()
+    try:
+        await waiting.eventually(
+            lambda: asyncio.sleep(0, watcher.listening), what="the LISTEN connection"
+        )
+        woken.clear()  # connecting wakes it once, in case a notice was missed
+        await queue.enqueue_job("a", queue="elsewhere")
+        await queue.enqueue_job("a")
+        await asyncio.wait_for(woken.wait(), timeout=15)
+    finally:
+        await watcher.close()
+    assert not watcher.listening
+
+
+async def test_an_unreachable_database_is_a_transient_error() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens here once the socket is closed
+    watcher = monitor.QueueMonitor(
+        f"postgresql://nobody@127.0.0.1:{port}/none?connect_timeout=2", "default"
+    )
+    with pytest.raises(psycopg.OperationalError):
+        await watcher.open()
+    await watcher.close()

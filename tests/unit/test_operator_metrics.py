@@ -1,0 +1,43 @@
+"""The operator's metrics: one series set per JobQueue, gone when the JobQueue is."""
+
+from __future__ import annotations
+
+import prometheus_client
+
+import jobqueue
+from jobqueue import metrics as names
+from jobqueue_operator import metrics, monitor
+
+
+def depth(ready: int, running: int) -> monitor.Depth:
+    row = jobqueue.QueueDepth("default", "a", ready, 0, 0, running, 1, 2, 4.5)
+    return monitor.Depth.of([row])
+
+
+def test_per_jobqueue_series_and_forgetting_them() -> None:
+    registry = prometheus_client.CollectorRegistry()
+    exported = metrics.OperatorMetrics(registry)
+    exported.observe("ns1", "books", depth(7, 3), desired=2, current=1)
+    exported.observe("ns2", "books", depth(1, 0), desired=1, current=1)
+    exported.scaled("ns1", "books", "up")
+    exported.rescued("ns1", "books", 2)
+    exported.reconcile("ns1", "books", 0.25, error=True)
+    value = registry.get_sample_value
+    source = {"namespace": "ns1", "jobqueue": "books"}
+    assert (
+        value(names.QUEUE_JOBS, {**source, "queue": "default", "type": "a", "state": "ready"}) == 7
+    )
+    assert value(names.QUEUE_OLDEST_READY_AGE, {**source, "queue": "default", "type": "a"}) == 4.5
+    assert value(names.OPERATOR_DESIRED_REPLICAS, source) == 2
+    assert value(names.OPERATOR_SCALE_EVENTS + "_total", {**source, "direction": "up"}) == 1
+    assert value(names.OPERATOR_RESCUED_JOBS + "_total", source) == 2
+    assert value(names.OPERATOR_RECONCILE_ERRORS + "_total", source) == 1
+    exported.forget("ns1", "books")
+    assert value(names.OPERATOR_DESIRED_REPLICAS, source) is None
+    assert (
+        value(names.QUEUE_JOBS, {**source, "queue": "default", "type": "a", "state": "ready"})
+        is None
+    )
+    other = {"namespace": "ns2", "jobqueue": "books"}
+    assert value(names.OPERATOR_DESIRED_REPLICAS, other) == 1
+    exported.forget("ns3", "never-seen")  # nothing to remove, nothing raised
