@@ -13,6 +13,24 @@ import pytest
 from cluster import control_plane, kubectl
 
 _namespaces = itertools.count(1)
+_measured: list[str] = []
+
+
+@pytest.fixture
+def measure() -> collections.abc.Callable[[str, float], None]:
+    """Records a time measured in the rig; the run's summary lists them all."""
+
+    def record(what: str, seconds: float) -> None:
+        _measured.append(f"{what}: {seconds:.2f} s")
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _measured:
+        terminalreporter.section("times measured in the rig")
+        for line in _measured:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
