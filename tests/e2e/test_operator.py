@@ -704,3 +704,41 @@ def test_deleting_the_jobqueue_removes_what_it_owns(
     with contextlib.suppress(ProcessLookupError):
         os.kill(kubectl.pid(pod), 0)
         raise AssertionError("the worker process outlived its pod")
+
+
+def test_two_operators_with_peering_one_active_and_the_other_takes_over(
+    kube: kubectl.Kube,
+    operator_kubeconfig: pathlib.Path,
+    database_url: str,
+    tmp_path: pathlib.Path,
+) -> None:
+    admin = kubectl.Kube(kube.plane, "default")
+    admin.kubectl("apply", "-f", str(DEPLOY / "peering.yaml"))
+    admin.kubectl(
+        "wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=60s"
+    )
+    # An operator limited to namespaces meets its peers in a KopfPeering in each of them.
+    kube.apply({"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "jq"}})
+    database_secret(kube, database_url)
+    peering = {"JOBQUEUE_OPERATOR_PEERING": "jq"}
+    with (
+        running_operator(kube, operator_kubeconfig, tmp_path / "first.log", **peering) as first,
+        running_operator(kube, operator_kubeconfig, tmp_path / "second.log", **peering) as second,
+    ):
+        kube.apply(jobqueue_manifest("shared", scaling={"minReplicas": 1}))
+        wait_replicas(kube, "shared", 1)
+
+        def active() -> Operator | None:
+            acting = [op for op in (first, second) if "Scaled " in op.output()]
+            paused = [op for op in (first, second) if "Pausing operations" in op.output()]
+            return acting[0] if len(acting) == 1 and len(paused) == 1 else None
+
+        acting = kube.wait_for(active, "one operator active, the other paused")
+        standby = second if acting is first else first
+        acting.stop()  # leaves the peering as it goes
+        kube.kubectl(
+            "patch", "jq", "shared", "--type=merge", "-p", '{"spec":{"scaling":{"minReplicas":2}}}'
+        )
+        wait_replicas(kube, "shared", 2, timeout=60)
+        assert "Resuming operations" in standby.output()
+        assert "Scaled " in standby.output()

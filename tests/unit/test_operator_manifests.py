@@ -185,19 +185,24 @@ def test_the_deletion_cost_patch() -> None:
     )
 
 
-@pytest.mark.parametrize("name", ["crd.yaml", "rbac.yaml", "operator.yaml"])
+@pytest.mark.parametrize("name", ["crd.yaml", "rbac.yaml", "operator.yaml", "peering.yaml"])
 def test_the_deploy_manifests_are_valid_kubernetes(name: str) -> None:
     for document in documents(name):
         kubernetes_validate.validate(document, KUBERNETES, strict=True)
 
 
 def test_the_rbac_has_no_wildcards() -> None:
-    [role] = [doc for doc in documents("rbac.yaml") if doc["kind"] == "ClusterRole"]
-    for rule in role["rules"]:
+    roles = [
+        doc
+        for name in ("rbac.yaml", "peering.yaml")
+        for doc in documents(name)
+        if doc["kind"] == "ClusterRole"
+    ]
+    for rule in (rule for role in roles for rule in role["rules"]):
         for field in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[field], rule
         assert not {"delete", "deletecollection", "update", "*"} & set(rule["verbs"]), rule
-    secrets = [rule for rule in role["rules"] if "secrets" in rule["resources"]]
+    secrets = [rule for rule in roles[0]["rules"] if "secrets" in rule["resources"]]
     assert [rule["verbs"] for rule in secrets] == [["get"]], "secrets: read one, never list"
 
 
