@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/claim.py
 	$(BIN)/python bench/stats.py
 	$(BIN)/python bench/books.py
+	$(BIN)/python bench/search_eval.py
 
 # The long form of the chaos suite (the short form is part of `make test`).
 chaos: $(STAMP)
