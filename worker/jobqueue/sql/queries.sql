@@ -239,9 +239,9 @@ WITH doomed AS (
     LIMIT %(batch_size)s
     FOR UPDATE SKIP LOCKED
 )
+-- An array of ids, not a join: a join may be planned as a hash over the whole table.
 DELETE FROM jobs
-USING doomed
-WHERE jobs.id = doomed.id;
+WHERE id = ANY (ARRAY(SELECT id FROM doomed));
 
 -- name: job_running_by_worker
 -- How many jobs each worker is running, in one queue (or all): the operator ranks worker
