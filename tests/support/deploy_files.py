@@ -91,3 +91,62 @@ def environment_without_helm_state(home: pathlib.Path) -> dict[str, str]:
         "HELM_CONFIG_HOME": str(home / "config"),
         "HELM_DATA_HOME": str(home / "data"),
     }
+
+
+# --- metric names: what dashboards and alerts may refer to ------------------------------------
+
+_SAMPLE_SUFFIXES: typing.Final = {
+    "counter": ("_total",),
+    "histogram": ("_bucket", "_count", "_sum"),
+    "summary": ("", "_count", "_sum"),
+    "info": ("_info",),
+    "gauge": ("",),
+}
+
+
+def metric_constants() -> set[str]:
+    """The metric names of ``jobqueue.metrics``: its module-level ``jobqueue_*`` strings."""
+    from jobqueue import metrics
+
+    return {
+        value
+        for name, value in vars(metrics).items()
+        if name.isupper() and isinstance(value, str) and value.startswith("jobqueue_")
+    }
+
+
+def exposed_metric_names() -> dict[str, str]:
+    """Every series name a scrape of a worker or the operator can show (``_total``,
+    ``_bucket``... included), mapped to its constant. The families are the real ones, made
+    against a registry of the test's own, so a family's type decides its suffixes."""
+    import prometheus_client
+
+    from jobqueue import metrics
+    from jobqueue_operator import metrics as operator_metrics
+
+    registry = prometheus_client.CollectorRegistry()
+    metrics.WorkerMetrics("any", registry)
+    operator_metrics.OperatorMetrics(registry)
+    constants = metric_constants()
+    exposed: dict[str, str] = {}
+    for family in registry.collect():
+        assert family.name in constants, f"{family.name} is not a constant of jobqueue.metrics"
+        for suffix in _SAMPLE_SUFFIXES[family.type]:
+            exposed[family.name + suffix] = family.name
+    assert set(exposed.values()) == constants, "a constant without a metric family"
+    return exposed
+
+
+def promql_metric_names(expression: str) -> set[str]:
+    """The metric names a PromQL expression selects (parsed by promql-parser)."""
+    import promql_parser
+
+    names: set[str] = set()
+
+    def visit(node: object) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            assert node.name, f"a selector without a metric name in {expression!r}"
+            names.add(node.name)
+
+    promql_parser.walk(promql_parser.parse(expression), visit)
+    return names
