@@ -103,6 +103,7 @@ def test_the_panels_of_the_issue() -> None:
         "job duration percentiles by type": "jobqueue_worker_job_duration_seconds_bucket",
         "queue wait percentiles by type": "jobqueue_worker_job_queue_wait_seconds_bucket",
         "workers current vs desired": "jobqueue_operator_desired_replicas",
+        "workers desired vs max": "jobqueue_operator_max_replicas",
         "scale events": "jobqueue_operator_scale_events_total",
         "stale jobs rescued": "jobqueue_operator_rescued_jobs_total",
         "oldest ready age": "jobqueue_queue_oldest_ready_age_seconds",
