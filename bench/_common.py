@@ -15,7 +15,9 @@ import logging
 import math
 import os
 import signal
+import statistics
 import sys
+import time
 import typing
 import warnings
 
@@ -92,6 +94,16 @@ def percentile(samples: collections.abc.Sequence[float], fraction: float) -> flo
     """Nearest-rank percentile: the smallest sample that ``fraction`` of them are at or below."""
     ordered = sorted(samples)
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def median_seconds(action: collections.abc.Callable[[], object], repeats: int) -> float:
+    """The median wall time of ``repeats`` calls of ``action``."""
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
 
 
 def int_between(low: int, high: int) -> collections.abc.Callable[[str], int]:

@@ -2,8 +2,9 @@
 """The book handlers' own work, without the queue: parse time per book, and embedding and
 summarising time per 100 passages, on the sample library that ``jobqueue demo`` uses.
 
-Each figure is the median of ``--repeats`` runs. The embedder is the default (``static``)
-unless ``--embedder`` names another (``minilm`` needs the ``minilm`` extra). Run from the
+Each figure is the median of ``--repeats`` runs. The embedder is the default (``use``, or
+``$JOBQUEUE_EMBEDDER``) unless ``--embedder`` names another (``e5`` and ``minilm`` need
+their extras). How well each finds answers is measured by ``search_eval.py``. Run from the
 repository root::
 
     .venv/bin/python bench/books.py
@@ -13,29 +14,18 @@ repository root::
 from __future__ import annotations
 
 import argparse
-import collections.abc
 import functools
 import pathlib
-import statistics
 import tempfile
-import time
 
+import _common
 from jobqueue_books import embedding, epub, samples, text
-
-
-def median_seconds(action: collections.abc.Callable[[], object], repeats: int) -> float:
-    timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        action()
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--embedder", default="static")
+    parser.add_argument("--embedder", default=None, help="default: the configured one")
     args = parser.parse_args()
     embedder = embedding.load_embedder(args.embedder)
     embedder.embed(["warm up: the first call loads the model"])
@@ -46,7 +36,7 @@ def main() -> None:
         chapter_sets: list[list[str]] = []
         for path in paths:
             book = epub.read_epub(path)
-            parse = median_seconds(functools.partial(epub.read_epub, path), args.repeats)
+            parse = _common.median_seconds(functools.partial(epub.read_epub, path), args.repeats)
             chapters = [chapter.text for chapter in book.chapters]
             pieces = [piece for chapter in chapters for piece in text.passages(chapter)]
             all_passages += pieces
@@ -62,9 +52,9 @@ def main() -> None:
                 text.summarize(chapter, chapters[:index] + chapters[index + 1 :])
 
     count = len(all_passages)
-    embed = median_seconds(lambda: embedder.embed(all_passages), args.repeats)
-    summarize = median_seconds(summarize_all, args.repeats)
-    split = median_seconds(
+    embed = _common.median_seconds(lambda: embedder.embed(all_passages), args.repeats)
+    summarize = _common.median_seconds(summarize_all, args.repeats)
+    split = _common.median_seconds(
         lambda: [text.passages(c) for chapters in chapter_sets for c in chapters], args.repeats
     )
     print(f"\n{count} passages in all ({embedder.name})")

@@ -372,7 +372,14 @@ async def reconcile(runtime: Runtime, state: QueueState, body: kopf.Body, spec: 
         runtime.metrics.pruned(owner.namespace, owner.name, purged)
 
     current = int(deployment["spec"].get("replicas", 0))
-    runtime.metrics.observe(owner.namespace, owner.name, depth, decision.replicas, current)
+    runtime.metrics.observe(
+        owner.namespace,
+        owner.name,
+        depth,
+        decision.replicas,
+        current,
+        maximum=scaling.max_replicas,
+    )
     if state.problem is not None:
         kopf.event(body, type="Normal", reason="DatabaseReachable", message="reconciling again")
         state.problem = None

@@ -37,6 +37,12 @@ class OperatorMetrics:
             _SOURCE,
             registry=self.registry,
         )
+        self.maximum = prometheus_client.Gauge(
+            names.OPERATOR_MAX_REPLICAS,
+            "The most worker replicas the JobQueue allows (spec.scaling.maxReplicas).",
+            _SOURCE,
+            registry=self.registry,
+        )
         self.scale_events = prometheus_client.Counter(
             names.OPERATOR_SCALE_EVENTS,
             "Changes of the worker replicas, by direction (up, down).",
@@ -69,11 +75,19 @@ class OperatorMetrics:
         )
 
     def observe(
-        self, namespace: str, name: str, depth: monitor.Depth, desired: int, current: int
+        self,
+        namespace: str,
+        name: str,
+        depth: monitor.Depth,
+        desired: int,
+        current: int,
+        maximum: int | None = None,
     ) -> None:
         self.depth.update(depth.by_type, (namespace, name))
         self.desired.labels(namespace, name).set(desired)
         self.current.labels(namespace, name).set(current)
+        if maximum is not None:
+            self.maximum.labels(namespace, name).set(maximum)
 
     def scaled(self, namespace: str, name: str, direction: str) -> None:
         self.scale_events.labels(namespace, name, direction).inc()
@@ -97,6 +111,7 @@ class OperatorMetrics:
             for family in (
                 self.desired,
                 self.current,
+                self.maximum,
                 self.rescued_jobs,
                 self.pruned_jobs,
                 self.reconcile_duration,

@@ -110,10 +110,11 @@ async def test_parse_then_embed_and_summarize(
     assert all(summary for _, _, summary in chapters)
     assert "transaction" in chapters[1][2].lower()
     passages = await rows(
-        conn, "SELECT count(*), min(array_length(embedding, 1)) FROM book_passages"
+        conn,
+        "SELECT count(*), min(array_length(embedding, 1)), min(embedder) FROM book_passages",
     )
     assert passages[0][0] >= 3
-    assert passages[0][1] == 64
+    assert passages[0][1:] == (512, "use-multilingual-v3")  # the default embedder
 
 
 async def test_running_each_job_twice_leaves_the_same_rows(

@@ -151,5 +151,6 @@ def test_a_bad_embedder_setting_is_one_clear_line(database_url: str) -> None:
     )
     assert done.returncode == 1
     assert done.stderr.strip() == (
-        "jobqueue: error: JOBQUEUE_EMBEDDER='nonsense': use static, minilm or 'module:factory'"
+        "jobqueue: error: JOBQUEUE_EMBEDDER='nonsense':"
+        " one of use, static, e5, minilm, or 'module:factory'"
     )

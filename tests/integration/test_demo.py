@@ -29,14 +29,15 @@ def test_demo_starts_its_own_postgres_and_runs_the_pipeline() -> None:
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "starting an embedded PostgreSQL" in out
-    assert "enqueued 4 parseBook jobs" in out
-    assert "12/12 jobs" in out
+    assert "enqueued 5 parseBook jobs" in out
+    assert "15/15 jobs" in out
     assert "The Python Language Reference, Retold" in out
     assert "Смотритель маяка" in out
     assert "山中的图书馆" in out
-    assert out.count("summary: ") == 4
+    assert "雪の駅" in out
+    assert out.count("summary: ") == 5
     assert 'closest passages to "what happens when an exception is raised"' in out
-    assert "queue stats: {'pending': 0, 'running': 0, 'failed': 0, 'done': 12}" in out
+    assert "queue stats: {'pending': 0, 'running': 0, 'failed': 0, 'done': 15}" in out
     assert "Traceback" not in done.stderr
 
 

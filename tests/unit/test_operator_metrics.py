@@ -17,7 +17,7 @@ def depth(ready: int, running: int) -> monitor.Depth:
 def test_per_jobqueue_series_and_forgetting_them() -> None:
     registry = prometheus_client.CollectorRegistry()
     exported = metrics.OperatorMetrics(registry)
-    exported.observe("ns1", "books", depth(7, 3), desired=2, current=1)
+    exported.observe("ns1", "books", depth(7, 3), desired=2, current=1, maximum=5)
     exported.observe("ns2", "books", depth(1, 0), desired=1, current=1)
     exported.scaled("ns1", "books", "up")
     exported.rescued("ns1", "books", 2)
@@ -29,11 +29,13 @@ def test_per_jobqueue_series_and_forgetting_them() -> None:
     )
     assert value(names.QUEUE_OLDEST_READY_AGE, {**source, "queue": "default", "type": "a"}) == 4.5
     assert value(names.OPERATOR_DESIRED_REPLICAS, source) == 2
+    assert value(names.OPERATOR_MAX_REPLICAS, source) == 5
     assert value(names.OPERATOR_SCALE_EVENTS + "_total", {**source, "direction": "up"}) == 1
     assert value(names.OPERATOR_RESCUED_JOBS + "_total", source) == 2
     assert value(names.OPERATOR_RECONCILE_ERRORS + "_total", source) == 1
     exported.forget("ns1", "books")
     assert value(names.OPERATOR_DESIRED_REPLICAS, source) is None
+    assert value(names.OPERATOR_MAX_REPLICAS, source) is None
     assert (
         value(names.QUEUE_JOBS, {**source, "queue": "default", "type": "a", "state": "ready"})
         is None

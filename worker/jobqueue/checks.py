@@ -19,11 +19,14 @@ DEFAULT_QUEUE: typing.Final = "default"
 DEFAULT_RETRY_DELAY_SECONDS: typing.Final = float(typing.cast(float, settings.RETRY_DELAY.default))
 MAX_NAME_LENGTH: typing.Final = 200
 _INT32_MAX: typing.Final = 2**31 - 1
+DEFAULT_MAX_ATTEMPTS: typing.Final = 3  # the jobs table's default (migration 0001)
 
 _CONTROL_CHARACTERS: typing.Final = re.compile(r"[\x00-\x1f\x7f]")
 # How deep a payload or result may nest: a worker decodes it on a stack it shares with the
 # event loop and the database driver, well within Python's recursion limit of 1000.
 MAX_JSON_DEPTH: typing.Final = 200
+# One encoder for every payload and result: json.dumps with options builds a new one a call.
+_JSON: typing.Final = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
 # The times the queue stores are kept a day inside what Python can represent in any
 # timezone, so that whatever is written can be read back.
 EARLIEST_TIME: typing.Final = datetime.datetime(1, 1, 2, tzinfo=datetime.UTC)
@@ -75,16 +78,22 @@ def to_json_text(value: object, what: str) -> str | None:
     worker could not decode again."""
     if value is None:
         return None
-    if isinstance(value, dict | list | tuple) and json_depth_exceeds(value, MAX_JSON_DEPTH):
-        raise ValueError(f"{what} nests more than {MAX_JSON_DEPTH} levels deep")
     try:
-        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        text = _JSON.encode(value)
     except TypeError as error:
         raise TypeError(f"{what} is not JSON-serialisable: {error}") from None
     except ValueError as error:  # NaN or infinity, which JSON cannot carry; huge integers
+        if "Circular reference" in str(error):
+            raise ValueError(f"{what} contains itself (a circular reference)") from None
         raise ValueError(f"{what} is not valid JSON: {error}") from None
-    except RecursionError:  # a structure that contains itself
+    except RecursionError:  # nested past the interpreter's limit, or containing itself
+        if json_depth_exceeds(value, MAX_JSON_DEPTH):
+            raise ValueError(f"{what} nests more than {MAX_JSON_DEPTH} levels deep") from None
         raise ValueError(f"{what} contains itself (a circular reference)") from None
+    # Each level of nesting takes two characters at least: shorter text cannot be too deep,
+    # and the scan is skipped for the small payloads most jobs have.
+    if len(text) > 2 * MAX_JSON_DEPTH and json_depth_exceeds(value, MAX_JSON_DEPTH):
+        raise ValueError(f"{what} nests more than {MAX_JSON_DEPTH} levels deep")
     if "\\u0000" in text:
         raise ValueError(f"{what} contains a NUL character, which PostgreSQL jsonb cannot store")
     return text

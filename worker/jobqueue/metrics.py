@@ -37,6 +37,7 @@ QUEUE_OLDEST_READY_AGE: typing.Final = "jobqueue_queue_oldest_ready_age_seconds"
 # The operator's, once per JobQueue resource (labels namespace and jobqueue).
 OPERATOR_DESIRED_REPLICAS: typing.Final = "jobqueue_operator_desired_replicas"
 OPERATOR_CURRENT_REPLICAS: typing.Final = "jobqueue_operator_current_replicas"
+OPERATOR_MAX_REPLICAS: typing.Final = "jobqueue_operator_max_replicas"
 OPERATOR_SCALE_EVENTS: typing.Final = "jobqueue_operator_scale_events"  # ..._total
 OPERATOR_RESCUED_JOBS: typing.Final = "jobqueue_operator_rescued_jobs"  # ..._total
 OPERATOR_PRUNED_JOBS: typing.Final = "jobqueue_operator_pruned_jobs"  # ..._total

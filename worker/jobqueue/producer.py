@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections.abc
 import datetime
 import logging
+import os
 import typing
 import uuid
 
@@ -22,6 +23,11 @@ from jobqueue import checks, db, settings, sql, statements, types
 logger = logging.getLogger("jobqueue.queue")
 
 _PRODUCER_POOL_SIZE: typing.Final = 10
+# Options the bulk path reads itself; any other (run_at, max_attempts, a misspelling) goes
+# through the full check.
+_SIMPLE_OPTIONS: typing.Final = frozenset({"queue", "priority"})
+_INT_MIN: typing.Final = -(2**31 - 1)
+_COPY_NULL: typing.Final = "\\N"
 # How many appended count deltas a stats read tolerates before it folds them together.
 _COUNTS_COMPACT_AFTER: typing.Final = 500
 _COUNTS_LOCK_KEY: typing.Final = 0x6A6F6271_636E7473  # "jobqcnts"
@@ -34,6 +40,66 @@ _CANNOT_WRITE: typing.Final = (
 
 def empty_stats() -> types.QueueStats:
     return {status.value: 0 for status in types.JobStatus}
+
+
+def _copy_text(value: str) -> str:
+    """``value`` as a field of COPY's text format. Names hold no control characters
+    (``checks.check_name``) and JSON text no raw ones, so only backslashes need escaping."""
+    return value.replace("\\", "\\\\")
+
+
+class _CopyBatch:
+    """New jobs as lines of COPY's text format, checked one by one as they are added; names
+    repeat across a batch, so each distinct one is checked once."""
+
+    def __init__(self, queue: str, now: datetime.datetime | None) -> None:
+        self.queue = queue
+        self.now = now
+        self.ids: list[uuid.UUID] = []
+        self._due_now: list[str] = []  # run_at: the database's now()
+        self._timed: list[str] = []  # run_at given (or the caller's now)
+        self._names: dict[str, str] = {}
+
+    def _name(self, value: object, what: str) -> str:
+        if isinstance(value, str):
+            known = self._names.get(value)
+            if known is not None:
+                return known
+        checked = _copy_text(checks.check_name(value, what))
+        self._names[typing.cast(str, value)] = checked
+        return checked
+
+    def add(self, job: types.NewJob) -> None:
+        options = job.options
+        if options.keys() - _SIMPLE_OPTIONS:
+            column = checks.check_new_job(job)  # the rare options, and the errors, as usual
+            run_at, max_attempts, queue = column["run_at"], column["max_attempts"], column["queue"]
+            priority = column["priority"]
+        else:
+            run_at, max_attempts = None, None
+            queue = options.get("queue")
+            priority = checks.check_int(options.get("priority", 0), "priority", minimum=_INT_MIN)
+        payload = checks.to_json_text(job.payload, "payload")
+        job_id = uuid.UUID(bytes=os.urandom(16), version=4)
+        self.ids.append(job_id)
+        line = (
+            f"{job_id}\t{self._name(job.type, 'job type')}"
+            f"\t{_COPY_NULL if payload is None else _copy_text(payload)}"
+            f"\t{checks.DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts}"
+            f"\t{self._name(queue or self.queue, 'queue')}\t{priority}"
+        )
+        when = run_at or self.now
+        if when is None:
+            self._due_now.append(line + "\n")
+        else:
+            self._timed.append(f"{line}\t{when.isoformat()}\n")
+
+    async def copy(self, conn: psycopg.AsyncConnection[typing.Any]) -> None:
+        cursor = conn.cursor()
+        for query, lines in (("job_copy_in", self._due_now), ("job_copy_in_at", self._timed)):
+            if lines:
+                async with cursor.copy(sql.query(query)) as copy:
+                    await copy.write("".join(lines).encode())
 
 
 class Producer:
@@ -148,6 +214,30 @@ class Producer:
             logger.debug("[Queue] Enqueued job %s (type: %s)", job.id, job.type)
         logger.info("[Queue] Enqueued %d jobs", len(in_order))
         return in_order
+
+    async def enqueue_batch(
+        self,
+        jobs: collections.abc.Iterable[types.NewJob],
+        *,
+        now: datetime.datetime | None = None,
+        conn: psycopg.AsyncConnection[typing.Any] | None = None,
+    ) -> list[uuid.UUID]:
+        """Add many jobs as fast as the database takes them (``COPY``); returns their ids,
+        in the given order, and nothing else. All are checked before any is written, and
+        they are written in one transaction: all or none. With ``conn``, the copy joins
+        that connection's current transaction."""
+        batch = _CopyBatch(self.queue, checks.check_time(now, "now"))
+        for job in jobs:
+            batch.add(job)
+        if not batch.ids:
+            return []
+        if conn is None:
+            async with self.pool.connection() as pooled, pooled.transaction():
+                await batch.copy(pooled)
+        else:
+            await batch.copy(conn)
+        logger.info("[Queue] Enqueued %d jobs", len(batch.ids))
+        return batch.ids
 
     # read ------------------------------------------------------------------------------
 

@@ -87,6 +87,7 @@ def _on_default_queue(
 # The seed's functions: the Queue's methods on the default queue, one line each.
 enqueue_job = _on_default_queue(Queue.enqueue_job)
 enqueue_jobs = _on_default_queue(Queue.enqueue_jobs)
+enqueue_batch = _on_default_queue(Queue.enqueue_batch)
 get_job_status = _on_default_queue(Queue.get_job_status)
 get_queue_stats = _on_default_queue(Queue.get_queue_stats)
 complete_job = _on_default_queue(Queue.complete_job)

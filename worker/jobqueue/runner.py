@@ -394,8 +394,11 @@ async def run_job(
     except Exception as error:  # a broken validator: the handler's fault, maybe fixed soon
         return _failed(job, started, f"payload check failed: {describe_error(error)}", retry)
     try:
-        async with asyncio.timeout(timeout):
+        if timeout is None:  # most handlers: no timer to set and cancel for each job
             value = await _call(found, payload, job, executor)
+        else:
+            async with asyncio.timeout(timeout):
+                value = await _call(found, payload, job, executor)
     except TimeoutError:
         return _failed(job, started, f"timed out after {timeout:g}s", retry)
     except PayloadError as error:

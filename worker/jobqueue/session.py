@@ -15,7 +15,7 @@ import logging
 import typing
 import uuid
 
-from jobqueue import checks, producer, sql, statements, types
+from jobqueue import checks, logs, producer, sql, statements, types
 
 logger = logging.getLogger("jobqueue.queue")
 
@@ -40,8 +40,11 @@ async def claim_jobs(
         "now": checks.check_time(now, "now"),
     }
     jobs = await statements.jobs(self.pool, "job_claim", params)
-    for job in jobs:
-        logger.info("[Queue] Dequeued job %s (type: %s) by %s", job.id, job.type, worker_id)
+    if jobs and logger.isEnabledFor(logging.INFO):
+        logs.info_lines(
+            logger,
+            [f"[Queue] Dequeued job {job.id} (type: {job.type}) by {worker_id}" for job in jobs],
+        )
     return jobs
 
 
@@ -198,9 +201,11 @@ async def complete_jobs(
         "now": checks.check_time(now, "now"),
     }
     completed = await statements.ids(self.pool, "job_complete_many", params)
-    for job_id, _ in results:
-        if job_id in completed:
-            logger.info("[Queue] Job %s completed", job_id)
+    if completed and logger.isEnabledFor(logging.INFO):
+        logs.info_lines(
+            logger,
+            [f"[Queue] Job {job_id} completed" for job_id, _ in results if job_id in completed],
+        )
     return completed
 
 

@@ -81,6 +81,7 @@ class SyncQueue:
     # The Queue's methods, blocking: one line each, so the two APIs cannot drift apart.
     enqueue_job = _blocking(queue_module.Queue.enqueue_job)
     enqueue_jobs = _blocking(queue_module.Queue.enqueue_jobs)
+    enqueue_batch = _blocking(queue_module.Queue.enqueue_batch)
     get_job_status = _blocking(queue_module.Queue.get_job_status)
     get_queue_stats = _blocking(queue_module.Queue.get_queue_stats)
     get_queue_stats_by_type = _blocking(queue_module.Queue.get_queue_stats_by_type)

@@ -65,7 +65,7 @@ async def run_books(args: argparse.Namespace) -> int:
                 )
             return 0
         embedder = await asyncio.to_thread(embedding.load_embedder)
-        (vector,) = await asyncio.to_thread(embedder.embed, [args.text])
+        (vector,) = await asyncio.to_thread(embedding.embed_queries, embedder, [args.text])
         matches = await store.similar(
             conn, embedder.name, vector, limit=args.limit, book_id=args.book
         )

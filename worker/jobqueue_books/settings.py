@@ -20,8 +20,9 @@ EMBEDDER = settings.Setting(
     "embedder",
     "JOBQUEUE_EMBEDDER",
     settings.Kind.TEXT,
-    "static (built in), minilm (the minilm extra), or module:factory",
-    default="static",
+    "use (built in: multilingual, the best that installs light), static (built in: the"
+    " lightest), e5 (the e5 extra), minilm (the minilm extra), or module:factory",
+    default="use",
     group="books",
     cli=False,
 )

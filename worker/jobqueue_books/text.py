@@ -2,9 +2,14 @@
 
 Sentence ends are found by punctuation, not by a language model: Latin and Cyrillic text
 ends a sentence at ``.``, ``!``, ``?`` or ``…`` followed by a space and an upper-case letter,
-digit or quote (so "e.g. this" and "3.14" stay whole); CJK text ends one at ``。！？``
-with no space needed. Words are runs of letters and digits, except in CJK scripts, which
-have no spaces: there every character pair (bigram) counts as a term.
+digit or quote (so "e.g. this" and "3.14" stay whole); CJK text ends one at ``。！？．``
+with no space needed, but not between two such marks (``！？``), and not after a closing
+quote that the sentence goes on from (Japanese ``「…。」と言った``: a quoting particle or a
+comma follows). A Russian line of dialogue may start with a dash (``— Да.``). A short
+quotation in paired quotes or brackets (``「」『』“”«»（）《》【】``, up to
+``QUOTE_CHARACTERS`` long) is never split inside, so ``「うん。もう十歳だから」`` stays one
+piece. Words are runs of letters and digits, except in CJK scripts, which have no
+spaces: there every character pair (bigram) counts as a term.
 
 A summary takes the sentences whose terms are most particular to their chapter (TF-IDF
 against the other chapters of the book), and keeps them in the chapter's order.
@@ -24,17 +29,35 @@ _WORD = re.compile(rf"[^\W\d_{_CJK}][^\W_{_CJK}]*(?:['’][^\W_{_CJK}]+)*|\d+(?:
 # space and something that can start a sentence, or after CJK punctuation, space or not.
 # Lookbehinds only, so the split keeps every character.
 _WESTERN_END = r"(?:(?<=[.!?…])|(?<=[.!?…][”\"'’»)\]]))"
-_CJK_END = r"(?:(?<=[。！？])|(?<=[。！？][”」』）\"]))"
+_CJK_ENDS = "。！？．"
+_CJK_CLOSERS = '”」』）】〉》’"'
+# After a closing quote, Japanese goes on with a quoting particle: 「…。」と言った, 「…」って.
+_QUOTE_GOES_ON = "とっ、，,"
 _SENTENCE_END = re.compile(
     _WESTERN_END
-    + r"\s+(?=[\"'“‘«(\[]?[A-ZА-ЯЁ0-9"
+    + r"\s+(?=(?:[\"'“‘«(\[]|—\s)?[A-ZА-ЯЁ0-9"
     + _CJK
     + r"])"
-    + r"|"
-    + _CJK_END
-    + r"\s*(?=[^\s”」』）\"])"
+    # CJK: after an end mark, unless another end mark or a closer follows...
+    + f"|(?<=[{_CJK_ENDS}])\\s*(?=[^\\s{_CJK_ENDS}{_CJK_CLOSERS}])"
+    # ...and after an end mark and a closer, unless the sentence goes on (と, って, 、).
+    + f"|(?<=[{_CJK_ENDS}][{_CJK_CLOSERS}])\\s*(?=[^\\s{_CJK_ENDS}{_CJK_CLOSERS}{_QUOTE_GOES_ON}])"
 )
-_CJK_PUNCTUATION: typing.Final = "。！？”」』）"
+# What a CJK sentence ends with: no space goes after it when sentences are joined. The
+# quotes ” and ’ close Western sentences too, so they count only after a CJK end mark.
+_CJK_SENTENCE_TAIL = re.compile(f"(?:[{_CJK_ENDS}」』）】〉》]|[{_CJK_ENDS}][”’])$")
+# Paired quotes and brackets whose inside is never split, if the pair closes within
+# QUOTE_CHARACTERS: a longer quotation (a whole speech) is split as usual.
+_PAIRS: typing.Final = {
+    "「": "」",
+    "『": "』",
+    "“": "”",
+    "«": "»",
+    "（": "）",
+    "《": "》",
+    "【": "】",
+}
+QUOTE_CHARACTERS: typing.Final = 200
 _PARAGRAPH = re.compile(r"\n\s*\n")
 _SPACE = re.compile(r"\s+")
 SUMMARY_SENTENCES: typing.Final = 3
@@ -60,22 +83,49 @@ def terms(text: str) -> list[str]:
     return found
 
 
+def _quotations(text: str) -> list[tuple[int, int]]:
+    """``(open, close)`` positions of the short paired quotations in ``text``, outermost
+    first; an opener never closed, or closed too far away, makes none."""
+    found: list[tuple[int, int]] = []
+    waiting: list[tuple[int, str]] = []  # open position, the closer it waits for
+    for position, char in enumerate(text):
+        if waiting and char == waiting[-1][1]:
+            opened, _ = waiting.pop()
+            if position - opened <= QUOTE_CHARACTERS:
+                found.append((opened, position))
+        elif char in _PAIRS:
+            waiting.append((position, _PAIRS[char]))
+    return found
+
+
+def _split_sentences(folded: str) -> list[str]:
+    quotations = _quotations(folded)
+    out: list[str] = []
+    start = 0
+    for end in _SENTENCE_END.finditer(folded):
+        if any(opened < end.start() <= closed for opened, closed in quotations):
+            continue
+        out.append(folded[start : end.start()])
+        start = end.end()
+    out.append(folded[start:])
+    return [part.strip() for part in out if part.strip()]
+
+
 def sentences(text: str) -> list[str]:
     """The sentences of ``text``, whitespace folded, paragraphs never joined."""
     out: list[str] = []
     for paragraph in _PARAGRAPH.split(text):
         folded = _SPACE.sub(" ", paragraph).strip()
-        if not folded:
-            continue
-        out += [part.strip() for part in _SENTENCE_END.split(folded) if part.strip()]
+        if folded:
+            out += _split_sentences(folded)
     return out
 
 
 def join_sentences(parts: typing.Iterable[str]) -> str:
-    """Sentences back into text: a space between them, except after CJK punctuation."""
+    """Sentences back into text: a space between them, except after a CJK sentence."""
     out = ""
     for part in parts:
-        if out and not out.endswith(tuple(_CJK_PUNCTUATION)):
+        if out and not _CJK_SENTENCE_TAIL.search(out):
             out += " "
         out += part
     return out

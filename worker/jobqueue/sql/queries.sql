@@ -25,6 +25,14 @@ FROM unnest(
 ) AS batch (id, type, payload, run_at, max_attempts, queue, priority)
 RETURNING *;
 
+-- name: job_copy_in
+-- Bulk enqueue (COPY, text format): jobs due now; run_at is the database's now().
+COPY jobs (id, type, payload, max_attempts, queue, priority) FROM STDIN;
+
+-- name: job_copy_in_at
+-- Bulk enqueue (COPY, text format): jobs with their own run_at.
+COPY jobs (id, type, payload, max_attempts, queue, priority, run_at) FROM STDIN;
+
 -- name: job_get
 SELECT * FROM jobs WHERE id = %(id)s;
 
@@ -231,9 +239,9 @@ WITH doomed AS (
     LIMIT %(batch_size)s
     FOR UPDATE SKIP LOCKED
 )
+-- An array of ids, not a join: a join may be planned as a hash over the whole table.
 DELETE FROM jobs
-USING doomed
-WHERE jobs.id = doomed.id;
+WHERE id = ANY (ARRAY(SELECT id FROM doomed));
 
 -- name: job_running_by_worker
 -- How many jobs each worker is running, in one queue (or all): the operator ranks worker

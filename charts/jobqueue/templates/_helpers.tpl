@@ -1,0 +1,95 @@
+{{/* Names: <release>-<chart> unless the release name holds the chart name; 63 characters. */}}
+{{- define "jobqueue.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "jobqueue.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The operator's objects are <fullname>-operator; 63 characters in all. */}}
+{{- define "jobqueue.operatorName" -}}
+{{- printf "%s-operator" (include "jobqueue.fullname" . | trunc 54 | trimSuffix "-") }}
+{{- end }}
+
+{{- define "jobqueue.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Selector labels: never the chart version, so an upgrade can keep its selectors
+(a Deployment's selector is immutable). */}}
+{{- define "jobqueue.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "jobqueue.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "jobqueue.labels" -}}
+helm.sh/chart: {{ include "jobqueue.chart" . }}
+{{ include "jobqueue.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: jobqueue
+{{- end }}
+
+{{- define "jobqueue.operatorSelectorLabels" -}}
+{{ include "jobqueue.selectorLabels" . }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "jobqueue.operatorLabels" -}}
+{{ include "jobqueue.labels" . }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "jobqueue.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "jobqueue.operatorName" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name: the ServiceAccount to run the operator as (serviceAccount.create is false)" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "jobqueue.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{- define "jobqueue.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "jobqueue.operatorName" . | trunc 55 | trimSuffix "-") }}
+{{- end }}
+
+{{/* The labels the operator puts on every worker metrics Service (see
+operator/jobqueue_operator/manifests.py). */}}
+{{- define "jobqueue.workerServiceLabels" -}}
+app.kubernetes.io/name: jobqueue-worker
+app.kubernetes.io/managed-by: jobqueue-operator
+{{- end }}
+
+{{/* The operator's rules: those of the ClusterRole in deploy/rbac.yaml (files/rbac.yaml
+links to it), the one source; a test compares them. */}}
+{{- define "jobqueue.operatorRules" -}}
+{{- $rules := list }}
+{{- range $document := regexSplit "(?m)^---\\s*$" (.Files.Get "files/rbac.yaml") -1 }}
+{{- $object := fromYaml $document }}
+{{- if eq (get $object "kind") "ClusterRole" }}
+{{- $rules = $object.rules }}
+{{- end }}
+{{- end }}
+{{- if not $rules }}
+{{- fail "files/rbac.yaml (a link to deploy/rbac.yaml) has no ClusterRole with rules" }}
+{{- end }}
+{{- toYaml $rules }}
+{{- end }}

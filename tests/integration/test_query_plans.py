@@ -1,0 +1,104 @@
+"""The hot queries' plans: each reads the jobs table through the index meant for it, never
+a full scan, so a table of many finished or delayed jobs does not slow the queue down. A
+dropped or changed index, or a query rewritten past its index, fails here."""
+
+from __future__ import annotations
+
+import collections.abc
+import typing
+import uuid
+
+import psycopg
+import pytest
+
+from jobqueue import sql
+
+Plan = dict[str, typing.Any]
+SOME_IDS = [uuid.uuid4() for _ in range(3)]
+CLAIM = {"queue": "default", "types": None, "limit": 32, "worker_id": "w", "now": None}
+
+
+@pytest.fixture
+async def filled(
+    conn: psycopg.AsyncConnection[typing.Any],
+) -> psycopg.AsyncConnection[typing.Any]:
+    """20,000 finished jobs, 5,000 delayed ones, a few ready and running: the shape of a
+    queue that has run a while, planned with fresh statistics."""
+    await conn.execute(
+        """
+        INSERT INTO jobs (type, status, queue, run_at, updated_at)
+        SELECT 'a', CASE WHEN n % 10 = 0 THEN 'failed' ELSE 'done' END, 'default',
+               now() - interval '2 days', now() - interval '2 days'
+        FROM generate_series(1, 20000) AS n;
+        INSERT INTO jobs (type, queue, run_at)
+        SELECT 'a', 'default', now() + make_interval(secs => n) FROM generate_series(1, 5000) n;
+        INSERT INTO jobs (type, queue) SELECT 'a', 'default' FROM generate_series(1, 50);
+        INSERT INTO jobs (type, status, queue, locked_by, locked_at, heartbeat_at)
+        SELECT 'a', 'running', 'default', 'w', now(), now() FROM generate_series(1, 20);
+        ANALYZE jobs;
+        """
+    )
+    return conn
+
+
+def nodes(plan: Plan) -> collections.abc.Iterator[Plan]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from nodes(child)
+
+
+async def plan_of(conn: psycopg.AsyncConnection[typing.Any], name: str, params: Plan) -> Plan:
+    cursor = await conn.execute(f"EXPLAIN (FORMAT JSON) {sql.query(name)}", params)
+    row = await cursor.fetchone()
+    assert row is not None
+    found: Plan = row[0][0]["Plan"]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "index"),
+    [
+        ("job_claim", CLAIM, "jobs_ready_idx"),
+        ("job_next_run_at", {"queue": "default", "types": None}, "jobs_ready_idx"),
+        (
+            "job_complete_many",
+            {"ids": SOME_IDS, "results": [None] * 3, "worker_id": "w", "now": None},
+            "jobs_pkey",
+        ),
+        ("job_heartbeat", {"ids": SOME_IDS, "worker_id": "w", "now": None}, "jobs_pkey"),
+        ("job_get", {"id": SOME_IDS[0]}, "jobs_pkey"),
+        (
+            "job_rescue_stale",
+            {"queue": "default", "threshold": 300, "now": None},
+            "jobs_running_idx",
+        ),
+        (
+            "job_prune_finished",
+            {
+                "older_than": 86_400,
+                "queue": None,
+                "batch_size": 1000,
+                "now": None,
+                "statuses": ["done", "failed"],
+            },
+            "jobs_finished_idx",
+        ),
+        ("job_running_by_worker", {"queue": "default"}, "jobs_running_idx"),
+        (
+            "queue_depth_measure",
+            {"queue": "default", "due_within": 60, "now": None},
+            "jobs_ready_idx",
+        ),
+    ],
+)
+async def test_a_hot_query_uses_its_index(
+    filled: psycopg.AsyncConnection[typing.Any], name: str, params: Plan, index: str
+) -> None:
+    plan = await plan_of(filled, name, params)
+    on_jobs = [node for node in nodes(plan) if node.get("Relation Name") == "jobs"]
+    assert on_jobs, f"{name} does not read jobs?"
+    scans = {node["Node Type"] for node in on_jobs}
+    assert "Seq Scan" not in scans, f"{name} scans the whole jobs table: {plan}"
+    # A bitmap scan names its index on a child node of its own, without the relation.
+    indexes = {node.get("Index Name") for node in nodes(plan)}
+    assert index in indexes, (name, plan)

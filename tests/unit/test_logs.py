@@ -1,0 +1,68 @@
+"""The background log writer: every record written, in order, by the time it is closed."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+from jobqueue import logs
+
+
+def test_records_are_written_in_order_and_flushed_on_close() -> None:
+    stream = io.StringIO()
+    handler = logs.BackgroundHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = logging.Logger("test-background", logging.INFO)
+    logger.addHandler(handler)
+    for number in range(5000):
+        logger.info("[Runner] Job %d completed in %dms", number, 1)
+    logger.warning("last")
+    handler.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 5001
+    assert lines[0] == "INFO [Runner] Job 0 completed in 1ms"
+    assert lines[4999] == "INFO [Runner] Job 4999 completed in 1ms"
+    assert lines[-1] == "WARNING last"
+
+
+def test_a_record_that_cannot_be_formatted_does_not_stop_the_writer() -> None:
+    stream = io.StringIO()
+    handler = logs.BackgroundHandler(stream)
+    logger = logging.Logger("test-background-broken", logging.INFO)
+    logger.addHandler(handler)
+    raise_exceptions = logging.raiseExceptions
+    logging.raiseExceptions = False  # as in production: a bad record is dropped quietly
+    try:
+        logger.info("%d apples", "not a number")
+        logger.info("after")
+        handler.close()
+    finally:
+        logging.raiseExceptions = raise_exceptions
+    assert stream.getvalue() == "after\n"
+
+
+def test_a_batch_record_gives_every_line_its_prefix() -> None:
+    stream = io.StringIO()
+    handler = logs.BackgroundHandler(stream)
+    handler.setFormatter(logs.TextFormatter())
+    logger = logging.Logger("test-batch", logging.INFO)
+    logger.addHandler(handler)
+    logs.info_lines(logger, ["[Queue] Dequeued job 1", "[Queue] Dequeued job 2"])
+    handler.close()
+    lines = stream.getvalue().splitlines()
+    assert [line.split(" INFO ")[1] for line in lines] == [
+        "[Queue] Dequeued job 1",
+        "[Queue] Dequeued job 2",
+    ]
+    assert all(line[:4].isdigit() for line in lines)
+
+
+def test_json_gives_one_object_per_line() -> None:
+    import json
+
+    record = logging.LogRecord("jobqueue.queue", logging.INFO, "", 0, "%s", None, None)
+    record.args = (logs._Lines(["a", "b"]),)
+    lines = logs.JsonFormatter().format(record).splitlines()
+    assert [json.loads(line)["message"] for line in lines] == ["a", "b"]
+    plain = logging.LogRecord("x", logging.WARNING, "", 0, "%d jobs", (3,), None)
+    assert json.loads(logs.JsonFormatter().format(plain))["message"] == "3 jobs"
