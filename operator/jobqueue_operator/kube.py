@@ -81,18 +81,10 @@ class Api:
             )
         return typing.cast(Json, answer)
 
-    async def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: object = None,
-        query: dict[str, str] | None = None,
-        content_type: str = "application/json",
-    ) -> Json:
-        return await asyncio.to_thread(
-            self._call, method, path, body=body, query=query, content_type=content_type
-        )
+    async def call(self, method: str, path: str, **options: typing.Any) -> Json:
+        """One request (``body``, ``query``, ``content_type`` as ``_call`` takes them), in a
+        thread."""
+        return await asyncio.to_thread(self._call, method, path, **options)
 
     async def apply(self, manifest: Json) -> Json:
         """Server-side apply as ``jobqueue-operator``: the fields in ``manifest`` become the

@@ -20,6 +20,7 @@ import datetime
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -86,6 +87,12 @@ class Operator:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def priority(self) -> int:
+        """Its kopf peering priority, from its first log line."""
+        found = re.search(r"with priority (\d+)", self.output())
+        assert found, "not started with peering"
+        return int(found[1])
 
     def stop(self) -> None:
         """SIGTERM, as the kubelet would; SIGKILL if it does not end in time."""
@@ -725,16 +732,21 @@ def test_two_operators_with_peering_one_active_and_the_other_takes_over(
         running_operator(kube, operator_kubeconfig, tmp_path / "first.log", **peering) as first,
         running_operator(kube, operator_kubeconfig, tmp_path / "second.log", **peering) as second,
     ):
+        acting, standby = sorted((first, second), key=Operator.priority, reverse=True)
+
+        def peered() -> bool:
+            # The higher priority works; the lower one either started paused (kopf says
+            # nothing then) or paused when the other came.
+            said = [line for line in standby.output().splitlines() if "operations" in line]
+            return "Resuming operations" in acting.output() and (
+                not said or "Pausing operations" in said[-1]
+            )
+
+        kube.wait_for(peered, "one operator active, the other paused")
         kube.apply(jobqueue_manifest("shared", scaling={"minReplicas": 1}))
         wait_replicas(kube, "shared", 1)
-
-        def active() -> Operator | None:
-            acting = [op for op in (first, second) if "Scaled " in op.output()]
-            paused = [op for op in (first, second) if "Pausing operations" in op.output()]
-            return acting[0] if len(acting) == 1 and len(paused) == 1 else None
-
-        acting = kube.wait_for(active, "one operator active, the other paused")
-        standby = second if acting is first else first
+        kube.wait_for(lambda: "Scaled " in acting.output(), "the active operator scaled")
+        assert "owned_objects" not in standby.output(), "the paused operator acted"
         acting.stop()  # leaves the peering as it goes
         kube.kubectl(
             "patch", "jq", "shared", "--type=merge", "-p", '{"spec":{"scaling":{"minReplicas":2}}}'
@@ -742,3 +754,47 @@ def test_two_operators_with_peering_one_active_and_the_other_takes_over(
         wait_replicas(kube, "shared", 2, timeout=60)
         assert "Resuming operations" in standby.output()
         assert "Scaled " in standby.output()
+
+
+def test_two_jobqueues_side_by_side_one_waiting_for_its_secret(
+    kube: kubectl.Kube, operator: Operator, database_url: str, empty_database_url: str
+) -> None:
+    database_secret(kube, database_url)
+    kube.apply(jobqueue_manifest("left", scaling={"minReplicas": 1}))
+    right = jobqueue_manifest("right", scaling={"minReplicas": 1})
+    right["spec"]["database"]["secretRef"]["name"] = "right-db"
+    kube.apply(right)
+
+    def missing() -> Json | None:
+        found = condition(kube, "right", "DatabaseReachable")
+        return found if found.get("reason") == "SecretMissing" else None
+
+    reported = kube.wait_for(missing, "right: SecretMissing", timeout=60)
+    assert reported["status"] == "False"
+    assert "right-db" in reported["message"]
+    assert condition(kube, "right", "Ready")["status"] == "False"
+    kube.wait_for(lambda: events(kube, "SecretMissing"), "the missing Secret's Event")
+    # The other queue is not held up, and no worker starts without a known database.
+    ready_pods(kube, "left", 1)
+    wait_reconciled(kube, "left")
+    assert replicas(kube, "right") == 0
+
+    # The Secret arrives: the operator migrates the empty database, then starts the workers.
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "right-db"},
+            "stringData": {"url": empty_database_url},
+        }
+    )
+    wait_reconciled(kube, "right")
+    ready_pods(kube, "right", 1)
+    for url in (database_url, empty_database_url):
+        runs_table(url)
+        with jobqueue.SyncQueue(url) as queue:
+            queue.enqueue_job("op.work", {})
+    for name, url in (("left", database_url), ("right", empty_database_url)):
+        kube.wait_for(lambda url=url: len(runs(url)) == 1, f"{name}'s job done")
+        [(_, worker, _)] = runs(url)
+        assert worker.startswith(f"{name}-workers-"), "each queue's jobs on its own workers"
