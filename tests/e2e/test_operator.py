@@ -35,6 +35,7 @@ import psycopg
 import psycopg.conninfo
 import pytest
 import waiting
+import yaml
 
 import jobqueue
 from cluster import api, control_plane, kubectl
@@ -798,3 +799,33 @@ def test_two_jobqueues_side_by_side_one_waiting_for_its_secret(
         kube.wait_for(lambda url=url: len(runs(url)) == 1, f"{name}'s job done")
         [(_, worker, _)] = runs(url)
         assert worker.startswith(f"{name}-workers-"), "each queue's jobs on its own workers"
+
+
+def test_deploy_operator_yaml_runs_the_operator_as_a_pod(
+    kube: kubectl.Kube, operator_kubeconfig: pathlib.Path, database_url: str
+) -> None:
+    """The operator's own Deployment, as shipped, under PodSecurity `restricted` in
+    jobqueue-system, with its ServiceAccount's token (from the kubelet), here limited to the
+    test's namespace so that it does not meet the other tests' operators."""
+    [deployment] = yaml.safe_load_all((DEPLOY / "operator.yaml").read_text())
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    container["env"].append({"name": "JOBQUEUE_OPERATOR_NAMESPACES", "value": kube.namespace})
+    system = kubectl.Kube(kube.plane, "jobqueue-system")
+    system.apply(deployment)
+    try:
+        system.kubectl(
+            "rollout", "status", "deployment/jobqueue-operator", "--timeout=120s", timeout=130
+        )
+        database_secret(kube, database_url)
+        kube.apply(jobqueue_manifest("podded", scaling={"minReplicas": 1}))
+        ready_pods(kube, "podded", 1)
+        wait_reconciled(kube, "podded")
+        [pod] = system.pods("app.kubernetes.io/name=jobqueue-operator")
+        assert "Scaled " in system.pod_log(pod)
+        assert "forbidden" not in system.pod_log(pod).lower()
+    finally:
+        system.kubectl("delete", "deployment", "jobqueue-operator", "--wait=false")
+        system.wait_for(
+            lambda: not system.pods("app.kubernetes.io/name=jobqueue-operator"),
+            "the operator pod gone",
+        )
