@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration bench chaos clean cluster-binaries cluster e2e deploy-tools
+.PHONY: demo test lint unit integration bench bench-versus chaos clean cluster-binaries cluster e2e deploy-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("jobqueue needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -59,6 +59,22 @@ bench: $(STAMP)
 	$(BIN)/python bench/stats.py
 	$(BIN)/python bench/books.py
 	$(BIN)/python bench/search_eval.py
+
+# jobqueue against PgQueuer, side by side (bench/versus.py). PgQueuer and matplotlib go into
+# a virtualenv of their own, .venv-bench, never into the project's dependencies.
+# Extra options: make bench-versus VERSUS_ARGS='--repeats 1 --json'.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): pyproject.toml bench/requirements-versus.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	echo '*' > $(BENCH_VENV)/.gitignore
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[books,embedded]' -r bench/requirements-versus.txt
+	touch $(BENCH_STAMP)
+
+bench-versus: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python bench/versus.py $(VERSUS_ARGS)
 
 # The long form of the chaos suite (the short form is part of `make test`).
 chaos: $(STAMP)
