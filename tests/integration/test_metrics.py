@@ -54,6 +54,30 @@ def test_workers_report_to_the_registry_they_are_given() -> None:
     )
 
 
+def test_per_job_histograms_expose_cumulative_buckets_a_count_and_a_sum() -> None:
+    mine = prometheus_client.registry.CollectorRegistry()
+    worker = metrics.WorkerMetrics("q", mine)
+    for seconds in (0.001, 0.002, 0.5, 7200.0):  # on a bound, inside, on one, above all
+        worker.job_duration("t", seconds)
+    worker.queue_wait("t", 0.0)
+
+    def sample(name: str, **labels: str) -> float | None:
+        return mine.get_sample_value(name, {"queue": "q", "type": "t", **labels})
+
+    duration = metrics.WORKER_JOB_DURATION
+    assert sample(f"{duration}_bucket", le="0.001") == 1  # a bucket holds its bound
+    assert sample(f"{duration}_bucket", le="0.005") == 2
+    assert sample(f"{duration}_bucket", le="0.5") == 3
+    assert sample(f"{duration}_bucket", le="3600.0") == 3
+    assert sample(f"{duration}_bucket", le="+Inf") == 4
+    assert sample(f"{duration}_count") == 4
+    assert sample(f"{duration}_sum") == 0.001 + 0.002 + 0.5 + 7200.0
+    assert sample(f"{metrics.WORKER_JOB_QUEUE_WAIT}_bucket", le="0.001") == 1
+    text = prometheus_client.generate_latest(mine).decode()
+    assert f"# TYPE {duration} histogram" in text
+    assert f"# TYPE {metrics.WORKER_JOBS}_total counter" in text
+
+
 async def test_queue_depth_collector_exports_the_maintenance_query(
     queue: jobqueue.Queue,
 ) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
+import functools
 import logging
 import typing
 import uuid
@@ -12,7 +14,7 @@ import psycopg
 import pytest
 
 import jobqueue
-from jobqueue import producer
+from jobqueue import db, producer, runner
 
 UTC = datetime.UTC
 T0 = datetime.datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -139,6 +141,34 @@ async def test_seed_shaped_insert_still_works(
     (claimed,) = await queue.claim_jobs("w")
     assert claimed.id == row[0]
     assert (await queue.get_queue_stats())["running"] == 1
+
+
+async def test_rows_of_a_newer_or_older_schema_still_become_jobs(
+    queue: jobqueue.Queue, conn: psycopg.AsyncConnection[typing.Any]
+) -> None:
+    """A rolling upgrade: columns this version does not know are left out, columns it
+    expects but the row lacks take their defaults, in whatever order the row has them."""
+    job = await queue.enqueue_job("t", {"n": 1}, priority=7, queue="q")
+    newer = conn.cursor(row_factory=db.job_row)
+    await newer.execute("SELECT 'later' AS added_later, jobs.* FROM jobs")
+    assert await newer.fetchall() == [job]
+    older = conn.cursor(row_factory=db.job_row)  # no queue column, priority moved first
+    await older.execute(
+        "SELECT priority, id, type, status, payload, result, attempts, max_attempts, run_at,"
+        " locked_at, locked_by, error, created_at, updated_at FROM jobs"
+    )
+    (row,) = await older.fetchall()
+    assert row == dataclasses.replace(job, queue="default")
+    assert row.priority == 7 and row.status is jobqueue.JobStatus.PENDING
+
+
+async def test_claimed_jobs_are_built_by_the_factory_given(queue: jobqueue.Queue) -> None:
+    await queue.enqueue_job("t", {"n": 1})
+    (claimed,) = await queue.claim_jobs(
+        "w", job_factory=functools.partial(runner.RunningJob, pool=queue.pool)
+    )
+    assert isinstance(claimed, runner.RunningJob)
+    assert claimed.pool is queue.pool and claimed.payload == {"n": 1}
 
 
 # --- claiming (S12) --------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 
@@ -66,3 +67,44 @@ def test_json_gives_one_object_per_line() -> None:
     assert [json.loads(line)["message"] for line in lines] == ["a", "b"]
     plain = logging.LogRecord("x", logging.WARNING, "", 0, "%d jobs", (3,), None)
     assert json.loads(logs.JsonFormatter().format(plain))["message"] == "3 jobs"
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_lines_logged_later_are_one_record_at_the_end_of_the_loop_turn() -> None:
+    records = _Records()
+    logger = logging.Logger("test-later", logging.INFO)
+    logger.addHandler(records)
+    seen_during_turn: list[int] = []
+
+    async def turn() -> None:
+        logs.info_later(logger, "[Runner] Executing job 1 (type: t)")
+        logs.info_later(logger, "[Runner] Executing job 2 (type: t)")
+        seen_during_turn.append(len(records.records))
+        await asyncio.sleep(0)  # the turn ends: the lines are logged
+        logs.info_later(logger, "[Runner] Job 1 completed in 0ms")
+        await asyncio.sleep(0)
+
+    asyncio.run(turn())
+    assert seen_during_turn == [0]
+    assert [record.getMessage().splitlines() for record in records.records] == [
+        ["[Runner] Executing job 1 (type: t)", "[Runner] Executing job 2 (type: t)"],
+        ["[Runner] Job 1 completed in 0ms"],
+    ]
+
+
+def test_a_line_logged_later_without_a_loop_is_logged_at_once() -> None:
+    records = _Records()
+    logger = logging.Logger("test-later-no-loop", logging.INFO)
+    logger.addHandler(records)
+    logs.info_later(logger, "[Runner] Executing job 1 (type: t)")
+    assert [record.getMessage() for record in records.records] == [
+        "[Runner] Executing job 1 (type: t)"
+    ]

@@ -10,6 +10,7 @@ line) and no thread or process names, which no format here shows. ``logging.shut
 
 from __future__ import annotations
 
+import asyncio
 import collections.abc
 import datetime
 import json
@@ -19,6 +20,7 @@ import sys
 import threading
 import time
 import typing
+import weakref
 
 from jobqueue import settings
 
@@ -30,6 +32,35 @@ def info_lines(logger: logging.Logger, lines: collections.abc.Sequence[str]) -> 
     """Log many lines (one per job of a batch) as one record: one record costs what one
     line does, and the formatters here give every line its own prefix (or JSON object)."""
     logger.info("%s", _Lines(lines))
+
+
+def info_later(logger: logging.Logger, line: str) -> None:
+    """Log ``line`` at INFO with the other lines logged so in this turn of the event loop,
+    as one record made when the turn ends: the runner's two lines per job then cost a
+    string each, not a record each. Without a running loop the line is logged at once."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        logger.info("%s", line)
+        return
+    waiting = _later.get(loop)
+    if waiting is None:
+        waiting = _later[loop] = {}
+        loop.call_soon(_log_waiting, loop)
+    lines = waiting.get(logger)
+    if lines is None:
+        lines = waiting[logger] = []
+    lines.append(line)
+
+
+_later: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[logging.Logger, list[str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _log_waiting(loop: asyncio.AbstractEventLoop) -> None:
+    for logger, lines in _later.pop(loop, {}).items():
+        info_lines(logger, lines)
 
 
 class _Lines:

@@ -35,7 +35,7 @@ import time
 import traceback
 import typing
 
-from jobqueue import checks, statements, types
+from jobqueue import checks, logs, statements, types
 
 logger = logging.getLogger("jobqueue.runner")
 
@@ -378,7 +378,10 @@ async def run_job(
     """Run ``job`` with its handler and report the outcome; handler failures, timeouts and
     bad payloads become a failed ``Outcome``. Only cancellation propagates. A handler
     without its own ``timeout`` or ``retry`` gets the defaults given."""
-    logger.info("[Runner] Executing job %s (type: %s)", job.id, job.type)
+    # The id as text once for both lines: converting a UUID is most of a line's cost.
+    job_id = str(job.id) if logger.isEnabledFor(logging.INFO) else None
+    if job_id is not None:
+        logs.info_later(logger, f"[Runner] Executing job {job_id} (type: {job.type})")
     started = time.monotonic()
     if isinstance(job.payload, types.Undecodable):
         return _failed(job, started, f"payload cannot be decoded: {job.payload.reason}", None)
@@ -429,7 +432,8 @@ async def run_job(
                 job, started, f"handler returned an invalid follow-up job: {error}", None
             )
     duration = time.monotonic() - started
-    logger.info("[Runner] Job %s completed in %dms", job.id, round(duration * 1000))
+    if job_id is not None:
+        logs.info_later(logger, f"[Runner] Job {job_id} completed in {round(duration * 1000)}ms")
     return Outcome(job, duration, result_json=result_json, enqueue=follow_ups)
 
 

@@ -28,10 +28,13 @@ async def claim_jobs(
     queue: str | None = None,
     types_: collections.abc.Collection[str] | None = None,
     now: datetime.datetime | None = None,
+    job_factory: collections.abc.Callable[..., types.Job] = types.Job,
 ) -> list[types.Job]:
     """Claim up to ``limit`` ready jobs for ``worker_id`` in one statement (priority,
     then ``run_at`` order). Each returned job is ``running``, locked by the worker, with
-    ``attempts`` already counting this run. ``types_`` limits the job types claimed."""
+    ``attempts`` already counting this run. ``types_`` limits the job types claimed.
+    ``job_factory`` builds each job from its columns: the worker builds the ``RunningJob``
+    its handler gets, with no copy."""
     params = {
         "worker_id": checks.check_name(worker_id, "worker id"),
         "limit": checks.check_int(limit, "limit", minimum=1, maximum=10_000),
@@ -39,7 +42,7 @@ async def claim_jobs(
         "types": None if types_ is None else [checks.check_name(t, "job type") for t in types_],
         "now": checks.check_time(now, "now"),
     }
-    jobs = await statements.jobs(self.pool, "job_claim", params)
+    jobs = await statements.jobs(self.pool, "job_claim", params, make=job_factory)
     if jobs and logger.isEnabledFor(logging.INFO):
         logs.info_lines(
             logger,

@@ -22,13 +22,15 @@ async def jobs(
     query: str,
     params: Params,
     conn: psycopg.AsyncConnection[typing.Any] | None = None,
+    *,
+    make: collections.abc.Callable[..., types.Job] = types.Job,
 ) -> list[types.Job]:
-    """The ``jobs`` rows query ``query`` returns; on ``conn`` (joining its transaction) when
-    given, else on a connection of ``pool``."""
+    """The ``jobs`` rows query ``query`` returns, each built by ``make``; on ``conn``
+    (joining its transaction) when given, else on a connection of ``pool``."""
     if conn is None:
         async with pool.connection() as pooled:
-            return await jobs(pool, query, params, pooled)
-    cursor = conn.cursor(row_factory=db.job_row)
+            return await jobs(pool, query, params, pooled, make=make)
+    cursor = conn.cursor(row_factory=db.job_row_of(make))
     await cursor.execute(sql.query(query), params)
     return await cursor.fetchall()
 

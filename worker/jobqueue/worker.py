@@ -41,6 +41,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import datetime
+import functools
 import logging
 import random
 import signal
@@ -231,6 +232,10 @@ class Worker:
         self._writer_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._metrics = metrics.WorkerMetrics(self.config.queue, metrics_registry)
+        # Read when scraped, not set at every job's start and end.
+        self._metrics.active_jobs.set_function(lambda: len(self._active))
+        # Claimed rows become the jobs handlers get, with no copy per job.
+        self._running_job = functools.partial(runner.RunningJob, pool=queue.pool)
 
     # --- state ----------------------------------------------------------------------------
 
@@ -383,7 +388,6 @@ class Worker:
             await asyncio.gather(*helpers, return_exceptions=True)
             self._executor.shutdown(wait=False, cancel_futures=True)
             self.is_running = False
-            self._metrics.active_jobs.set(0)
             self._stopped.set()
             logger.info("[Worker] Worker %s stopped", self.worker_id)
         if self.failure is not None:
@@ -430,6 +434,7 @@ class Worker:
                         queue=self.config.queue,
                         types_=self.types,
                         now=self.clock(),
+                        job_factory=self._running_job,
                     )
                 except Exception as error:
                     if not loops.retryable(error):
@@ -440,8 +445,7 @@ class Worker:
                 self.last_claim_ok = True
                 backoff.reset()
                 self._metrics.claim_batch.observe(len(jobs))
-                for job in jobs:
-                    self._start(job, sent)
+                self._start(typing.cast(list[runner.RunningJob], jobs), sent)
                 if len(jobs) == free:
                     continue  # there may be more ready: claim again once a slot frees
                 # Burst ends once nothing is ready and every outcome is written (a retry
@@ -488,20 +492,19 @@ class Worker:
 
     # --- one job --------------------------------------------------------------------------
 
-    def _start(self, job: types.Job, claimed_at: float) -> None:
-        self._held[job.id] = job
-        self._lease_from[job.id] = claimed_at
-        wait = (self._now() - job.run_at).total_seconds()
-        self._metrics.queue_wait(job.type, max(wait, 0.0))
-        task = asyncio.create_task(self._run_one(job), name=f"jobqueue-job-{job.id}")
-        self._active[job.id] = task
-        self._metrics.active_jobs.set(len(self._active))
+    def _start(self, jobs: list[runner.RunningJob], claimed_at: float) -> None:
+        now = self._now()
+        for job in jobs:
+            self._held[job.id] = job
+            self._lease_from[job.id] = claimed_at
+            self._metrics.queue_wait(job.type, max((now - job.run_at).total_seconds(), 0.0))
+            self._active[job.id] = asyncio.create_task(self._run_one(job), name="jobqueue-job")
 
-    async def _run_one(self, job: types.Job) -> None:
+    async def _run_one(self, job: runner.RunningJob) -> None:
         try:
             try:
                 outcome = await runner.run_job(
-                    runner.RunningJob.of(job, self.queue.pool),
+                    job,
                     self.registry,
                     self._executor,
                     default_timeout=self.config.job_timeout,
@@ -523,7 +526,6 @@ class Worker:
             self._writer.put(outcome)
         finally:
             self._active.pop(job.id, None)
-            self._metrics.active_jobs.set(len(self._active))
             self._wakeup.set()
 
     def _abandon(self, job_ids: collections.abc.Iterable[uuid.UUID], reason: str) -> None:

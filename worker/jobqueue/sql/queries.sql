@@ -20,7 +20,7 @@ INSERT INTO jobs (id, type, payload, run_at, max_attempts, queue, priority)
 SELECT id, type, payload::jsonb, coalesce(run_at, %(now)s, now()), coalesce(max_attempts, 3),
        queue, priority
 FROM unnest(
-    %(ids)s::uuid[], %(types)s::text[], %(payloads)s::text[], %(run_ats)s::timestamptz[],
+    %(ids)b::uuid[], %(types)s::text[], %(payloads)s::text[], %(run_ats)s::timestamptz[],
     %(max_attempts)s::integer[], %(queues)s::text[], %(priorities)s::integer[]
 ) AS batch (id, type, payload, run_at, max_attempts, queue, priority)
 RETURNING *;
@@ -112,7 +112,7 @@ SET status = 'done',
     locked_by = NULL,
     heartbeat_at = NULL,
     updated_at = coalesce(%(now)s, now())
-FROM unnest(%(ids)s::uuid[], %(results)s::text[]) AS batch (id, result)
+FROM unnest(%(ids)b::uuid[], %(results)s::text[]) AS batch (id, result)
 WHERE jobs.id = batch.id AND jobs.status = 'running' AND jobs.locked_by = %(worker_id)s
 RETURNING jobs.id;
 
@@ -133,7 +133,7 @@ SET status = CASE WHEN %(keep_attempt)s AND jobs.attempts >= jobs.max_attempts
     locked_by = NULL,
     heartbeat_at = NULL,
     updated_at = coalesce(%(now)s, now())
-WHERE id = ANY(%(ids)s::uuid[]) AND status = 'running' AND locked_by = %(worker_id)s
+WHERE id = ANY(%(ids)b::uuid[]) AND status = 'running' AND locked_by = %(worker_id)s
 RETURNING *;
 
 -- name: job_next_run_at
@@ -155,7 +155,7 @@ SELECT 1;
 -- Refreshes the locks a live worker holds; returns the ids it still holds.
 UPDATE jobs
 SET heartbeat_at = coalesce(%(now)s, now())
-WHERE id = ANY(%(ids)s::uuid[]) AND status = 'running' AND locked_by = %(worker_id)s
+WHERE id = ANY(%(ids)b::uuid[]) AND status = 'running' AND locked_by = %(worker_id)s
 RETURNING id;
 
 -- name: job_rescue_stale
