@@ -159,7 +159,8 @@ async def test_rows_of_a_newer_or_older_schema_still_become_jobs(
     )
     (row,) = await older.fetchall()
     assert row == dataclasses.replace(job, queue="default")
-    assert row.priority == 7 and row.status is jobqueue.JobStatus.PENDING
+    assert row.priority == 7
+    assert row.status is jobqueue.JobStatus.PENDING
 
 
 async def test_claimed_jobs_are_built_by_the_factory_given(queue: jobqueue.Queue) -> None:
@@ -168,7 +169,8 @@ async def test_claimed_jobs_are_built_by_the_factory_given(queue: jobqueue.Queue
         "w", job_factory=functools.partial(runner.RunningJob, pool=queue.pool)
     )
     assert isinstance(claimed, runner.RunningJob)
-    assert claimed.pool is queue.pool and claimed.payload == {"n": 1}
+    assert claimed.pool is queue.pool
+    assert claimed.payload == {"n": 1}
 
 
 # --- claiming (S12) --------------------------------------------------------------------------
