@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# The worker image: `jobqueue worker` with the book pipeline (jobqueue[books]: lxml and the
-# embedders, whose packages ship their weights, so nothing is downloaded at run time).
+# The worker image: `jobqueue worker` with uvloop (the fast extra) and the book pipeline
+# (books: lxml and the embedders, whose packages ship their weights, so nothing is
+# downloaded at run time).
 # Build from the repository root:
 #   docker build -f deploy/docker/worker.Dockerfile -t jobqueue-worker:0.1.0 \
 #     --build-arg PYTHON_BASE=python:3.12.8-slim-bookworm@sha256:<digest> .
@@ -19,7 +20,7 @@ COPY pyproject.toml README.md ./
 COPY worker/ worker/
 COPY operator/ operator/
 RUN python -m venv /opt/jobqueue \
-    && /opt/jobqueue/bin/pip install --no-cache-dir ".[books]" \
+    && /opt/jobqueue/bin/pip install --no-cache-dir ".[books,fast]" \
     && /opt/jobqueue/bin/pip uninstall --yes pip \
     && /opt/jobqueue/bin/python -m compileall -q /opt/jobqueue
 

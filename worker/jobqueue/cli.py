@@ -543,6 +543,25 @@ async def run_command(args: argparse.Namespace) -> int:
     return await _with_queue(args, act)
 
 
+def event_loop_factory(
+    choice: str,
+) -> collections.abc.Callable[[], asyncio.AbstractEventLoop] | None:
+    """The loop factory for ``choice`` (``None``: asyncio's own loop)."""
+    if choice == "asyncio":
+        return None
+    try:
+        # Imported here: optional (the fast extra), and only the commands use it.
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise UserError(
+                "the uvloop event loop is not installed: pip install 'jobqueue[fast]',"
+                " or choose JOBQUEUE_EVENT_LOOP=asyncio"
+            ) from None
+        return None
+    return uvloop.new_event_loop
+
+
 def main(argv: collections.abc.Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -555,7 +574,8 @@ def main(argv: collections.abc.Sequence[str] | None = None) -> int:
         level="debug" if args.verbose else args.log_level, log_format=args.log_format
     )
     try:
-        return asyncio.run(run_command(args))
+        with asyncio.Runner(loop_factory=event_loop_factory(args.event_loop)) as runner:
+            return runner.run(run_command(args))
     except (
         UserError,
         ValueError,
