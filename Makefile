@@ -70,7 +70,7 @@ $(BENCH_STAMP): pyproject.toml bench/requirements-versus.txt
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	echo '*' > $(BENCH_VENV)/.gitignore
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[books,embedded]' -r bench/requirements-versus.txt
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[books,embedded,fast]' -r bench/requirements-versus.txt
 	touch $(BENCH_STAMP)
 
 bench-versus: $(BENCH_STAMP)

@@ -21,6 +21,7 @@ import collections.abc
 import dataclasses
 import datetime
 import enum
+import functools
 import json
 import math
 import re
@@ -154,6 +155,7 @@ _JobT = typing.TypeVar("_JobT", bound=types.Job)
 _JOB_FIELD_ORDER: typing.Final = tuple(field.name for field in dataclasses.fields(types.Job))
 
 _STATUSES: typing.Final = {status.value: status for status in types.JobStatus}
+_STATUS_INDEX: typing.Final = _JOB_FIELD_ORDER.index("status")
 
 _TIME_MIN: typing.Final = datetime.datetime.min.replace(tzinfo=datetime.UTC)
 _TIME_MAX: typing.Final = datetime.datetime.max.replace(tzinfo=datetime.UTC)
@@ -206,14 +208,13 @@ def job_row_of(
     def factory(
         cursor: psycopg.AsyncCursor[typing.Any] | psycopg.Cursor[typing.Any],
     ) -> psycopg.rows.RowMaker[_JobT]:
-        names = [column.name for column in cursor.description or ()]
-        where = {name: index for index, name in enumerate(names)}
-        present = [name for name in _JOB_FIELD_ORDER if name in where]
-        if present == list(_JOB_FIELD_ORDER[: len(present)]):
-            # Positional arguments in the dataclass's field order: cheaper than keywords,
-            # and a claim builds a hundred of these per statement.
-            order = [where[name] for name in present]
-            status = present.index("status")
+        # Called for every statement: the column names come from the result itself, which
+        # is cheaper than ``cursor.description``, and their layout is worked out once.
+        result = cursor.pgresult
+        names = tuple(result.fname(i) or b"" for i in range(result.nfields)) if result else ()
+        order, by_name = _job_layout(names)
+        if not by_name:
+            status = _STATUS_INDEX
 
             def make_job(values: typing.Sequence[typing.Any]) -> _JobT:
                 row = [values[index] for index in order]
@@ -221,16 +222,28 @@ def job_row_of(
                 return make(*row)
 
             return make_job
-        keep = [(where[name], name) for name in present]
 
         def make_job_by_name(values: typing.Sequence[typing.Any]) -> _JobT:
-            fields = {name: values[index] for index, name in keep}
+            fields = {name: values[index] for index, name in zip(order, by_name, strict=True)}
             fields["status"] = types.JobStatus(fields["status"])
             return make(**fields)
 
         return make_job_by_name
 
     return factory
+
+
+@functools.lru_cache(maxsize=64)
+def _job_layout(names: tuple[bytes, ...]) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """Where each ``Job`` field is in a row of these columns: when the fields present are
+    the first ones in order, positions alone (the job is built from positional arguments,
+    the cheaper call); else positions and the field names to pass them by."""
+    where = {name.decode(errors="replace"): index for index, name in enumerate(names)}
+    present = [name for name in _JOB_FIELD_ORDER if name in where]
+    order = tuple(where[name] for name in present)
+    if present == list(_JOB_FIELD_ORDER[: len(present)]):
+        return order, ()
+    return order, tuple(present)
 
 
 async def connect(database_url: str | None = None) -> psycopg.AsyncConnection[typing.Any]:
