@@ -3,14 +3,19 @@ store, whatever the payload holds, all or none, at the speed of COPY."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
+import itertools
+import os
 import typing
+import uuid
 
 import psycopg
 import pytest
 import waiting
 
 import jobqueue
+from jobqueue import producer
 
 UTC = datetime.UTC
 AWKWARD = {
@@ -74,7 +79,39 @@ async def test_one_bad_job_enqueues_none(
 ) -> None:
     with pytest.raises(error, match=message):
         await queue.enqueue_batch([jobqueue.NewJob("good"), bad])
+    # Found after whole chunks were already sent: those are rolled back too.
+    with pytest.raises(error, match=message):
+        await queue.enqueue_batch([*[jobqueue.NewJob("good")] * 1000, bad])
     assert (await queue.get_queue_stats())["pending"] == 0
+    assert await queue.enqueue_batch([jobqueue.NewJob("after")]) != []  # the pool is fine
+
+
+def test_ids_are_time_ordered_and_unique_across_threads_and_forks() -> None:
+    """Job ids are laid out as UUID version 7: made later, sorted later (within a thread;
+    the sequence field orders ids of the same millisecond), never repeated."""
+    ids = [producer.new_job_id() for _ in range(2000)]
+    assert all(job_id.version == 7 and job_id.variant == uuid.RFC_4122 for job_id in ids)
+    millis = [job_id.int >> 80 for job_id in ids]
+    assert millis == sorted(millis)
+    sequences = [(job_id.int >> 64) & 0xFFF for job_id in ids]
+    assert all(b == (a + 1) & 0xFFF for a, b in itertools.pairwise(sequences))
+    with concurrent.futures.ThreadPoolExecutor(4) as threads:
+        made = list(threads.map(lambda _: [producer.new_job_id() for _ in range(5000)], range(4)))
+    every = [job_id for ids_of_thread in made for job_id in ids_of_thread]
+    assert len(set(every)) == len(every)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child's ids next to the parent's made at the same moment
+        os.write(write, b"".join(producer.new_job_id().bytes for _ in range(500)))
+        os._exit(0)
+    os.close(write)
+    parent = {producer.new_job_id().bytes for _ in range(500)}
+    with os.fdopen(read, "rb") as from_child:
+        child_bytes = from_child.read()
+    os.waitpid(child, 0)
+    children = {child_bytes[i : i + 16] for i in range(0, len(child_bytes), 16)}
+    assert len(children) == 500
+    assert not parent & children
 
 
 async def test_a_batch_joins_the_callers_transaction(

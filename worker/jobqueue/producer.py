@@ -12,6 +12,8 @@ import collections.abc
 import datetime
 import logging
 import os
+import threading
+import time
 import typing
 import uuid
 
@@ -28,6 +30,8 @@ _PRODUCER_POOL_SIZE: typing.Final = 10
 _SIMPLE_OPTIONS: typing.Final = frozenset({"queue", "priority"})
 _INT_MIN: typing.Final = -(2**31 - 1)
 _COPY_NULL: typing.Final = "\\N"
+# Lines a bulk enqueue makes before it sends them (about 16 KiB for small payloads).
+_COPY_CHUNK: typing.Final = 256
 # How many appended count deltas a stats read tolerates before it folds them together.
 _COUNTS_COMPACT_AFTER: typing.Final = 500
 _COUNTS_LOCK_KEY: typing.Final = 0x6A6F6271_636E7473  # "jobqcnts"
@@ -48,6 +52,66 @@ def _copy_text(value: str) -> str:
     return value.replace("\\", "\\\\")
 
 
+class _JobIds:
+    """New job ids in the layout of UUID version 7 (RFC 9562): the time in milliseconds,
+    then a 12-bit sequence, then 62 random bits. Ids made together sort together, so the
+    primary key grows at its right edge instead of at a random page of a large index: on
+    a table of a million jobs an insert then touches pages already in memory, and a
+    worker completing a batch finds its rows side by side. (The database's own default,
+    for rows inserted without an id, stays the random version 4.)"""
+
+    _RANDOM_BLOCK: typing.Final = 512  # ids' worth of random bytes read at once
+
+    def __init__(self) -> None:
+        self._sequence = 0
+        self._random = b""
+        self._used = 0
+
+    def new(self) -> tuple[uuid.UUID, str]:
+        """An id, and its text (32 hex digits, which PostgreSQL reads as a uuid)."""
+        if self._used >= len(self._random):
+            self._random = os.urandom(8 * self._RANDOM_BLOCK)
+            self._used = 0
+        random_bits = int.from_bytes(self._random[self._used : self._used + 8]) >> 2
+        self._used += 8
+        self._sequence = (self._sequence + 1) & 0xFFF
+        value = (
+            (time.time_ns() // 1_000_000) << 80
+            | 0x7 << 76
+            | self._sequence << 64
+            | 0b10 << 62  # the RFC's variant
+            | random_bits
+        )
+        # What uuid.UUID(int=value) ends with, without its argument checks: a third of the
+        # cost of a bulk enqueue's line otherwise.
+        job_id = object.__new__(uuid.UUID)
+        object.__setattr__(job_id, "int", value)
+        object.__setattr__(job_id, "is_safe", uuid.SafeUUID.unknown)
+        return job_id, f"{value:032x}"
+
+
+class _PerThread(threading.local):
+    # One maker a thread (two threads sharing random bytes could make the same id), and a
+    # fresh one in a forked child (which would otherwise repeat its parent's).
+    ids: _JobIds | None = None
+
+
+_per_thread = _PerThread()
+os.register_at_fork(after_in_child=lambda: setattr(_per_thread, "ids", None))
+
+
+def _job_ids() -> _JobIds:
+    ids = _per_thread.ids
+    if ids is None:
+        ids = _per_thread.ids = _JobIds()
+    return ids
+
+
+def new_job_id() -> uuid.UUID:
+    """A new job's id: time-ordered (see ``_JobIds``)."""
+    return _job_ids().new()[0]
+
+
 class _CopyBatch:
     """New jobs as lines of COPY's text format, checked one by one as they are added; names
     repeat across a batch, so each distinct one is checked once."""
@@ -59,6 +123,7 @@ class _CopyBatch:
         self._due_now: list[str] = []  # run_at: the database's now()
         self._timed: list[str] = []  # run_at given (or the caller's now)
         self._names: dict[str, str] = {}
+        self._ids = _job_ids()
 
     def _name(self, value: object, what: str) -> str:
         if isinstance(value, str):
@@ -80,10 +145,10 @@ class _CopyBatch:
             queue = options.get("queue")
             priority = checks.check_int(options.get("priority", 0), "priority", minimum=_INT_MIN)
         payload = checks.to_json_text(job.payload, "payload")
-        job_id = uuid.UUID(bytes=os.urandom(16), version=4)
+        job_id, job_id_text = self._ids.new()
         self.ids.append(job_id)
         line = (
-            f"{job_id}\t{self._name(job.type, 'job type')}"
+            f"{job_id_text}\t{self._name(job.type, 'job type')}"
             f"\t{_COPY_NULL if payload is None else _copy_text(payload)}"
             f"\t{checks.DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts}"
             f"\t{self._name(queue or self.queue, 'queue')}\t{priority}"
@@ -94,12 +159,28 @@ class _CopyBatch:
         else:
             self._timed.append(f"{line}\t{when.isoformat()}\n")
 
-    async def copy(self, conn: psycopg.AsyncConnection[typing.Any]) -> None:
+    async def copy(
+        self,
+        conn: psycopg.AsyncConnection[typing.Any],
+        more: collections.abc.Iterator[types.NewJob] | None = None,
+    ) -> None:
+        """Write the jobs added so far, then, if ``more`` is given, add and write those too
+        as they come: the server stores one chunk while the next is made. Jobs with their
+        own ``run_at`` go in a second COPY at the end."""
         cursor = conn.cursor()
-        for query, lines in (("job_copy_in", self._due_now), ("job_copy_in_at", self._timed)):
-            if lines:
-                async with cursor.copy(sql.query(query)) as copy:
-                    await copy.write("".join(lines).encode())
+        async with cursor.copy(sql.query("job_copy_in")) as copy:
+            for job in more or ():
+                self.add(job)
+                if len(self._due_now) >= _COPY_CHUNK:
+                    await copy.write("".join(self._due_now).encode())
+                    self._due_now.clear()
+            if self._due_now:
+                await copy.write("".join(self._due_now).encode())
+                self._due_now.clear()
+        if self._timed:
+            async with cursor.copy(sql.query("job_copy_in_at")) as copy:
+                await copy.write("".join(self._timed).encode())
+            self._timed.clear()
 
 
 class Producer:
@@ -176,6 +257,7 @@ class Producer:
         ``conn``, the insert joins that connection's current transaction: the job exists
         only if the application's own writes in it commit too."""
         params = checks.check_new_job(types.NewJob(type, payload, **options))
+        params["id"] = new_job_id()
         params["queue"] = params["queue"] or self.queue
         params["now"] = checks.check_time(now, "now")
         (job,) = await statements.jobs(self.pool, "job_insert", params, conn)
@@ -195,7 +277,7 @@ class Producer:
         checked = [checks.check_new_job(job) for job in jobs]
         if not checked:
             return []
-        ids = [uuid.uuid4() for _ in checked]
+        ids = [new_job_id() for _ in checked]
         params = {
             "ids": ids,
             "types": [job["type"] for job in checked],
@@ -223,19 +305,26 @@ class Producer:
         conn: psycopg.AsyncConnection[typing.Any] | None = None,
     ) -> list[uuid.UUID]:
         """Add many jobs as fast as the database takes them (``COPY``); returns their ids,
-        in the given order, and nothing else. All are checked before any is written, and
-        they are written in one transaction: all or none. With ``conn``, the copy joins
-        that connection's current transaction."""
+        in the given order, and nothing else. They are written in one transaction, all or
+        none: one bad job enqueues none and raises its error. With ``conn``, the copy joins
+        that connection's current transaction, and all are checked before any is sent."""
         batch = _CopyBatch(self.queue, checks.check_time(now, "now"))
-        for job in jobs:
-            batch.add(job)
-        if not batch.ids:
-            return []
-        if conn is None:
-            async with self.pool.connection() as pooled, pooled.transaction():
-                await batch.copy(pooled)
-        else:
+        given = iter(jobs)
+        if conn is not None:
+            for job in given:  # all checked before the caller's transaction sees any
+                batch.add(job)
+            if not batch.ids:
+                return []
             await batch.copy(conn)
+        else:
+            first = next(given, None)
+            if first is None:
+                return []
+            batch.add(first)
+            # Checked as they are written: a bad one rolls back the transaction, and with
+            # it every job before it.
+            async with self.pool.connection() as pooled, pooled.transaction():
+                await batch.copy(pooled, given)
         logger.info("[Queue] Enqueued %d jobs", len(batch.ids))
         return batch.ids
 

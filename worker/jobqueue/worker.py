@@ -453,6 +453,8 @@ class Worker:
                 if self.config.burst and not jobs and not self._held:
                     logger.info("[Worker] No job is ready: burst mode ends")
                     return
+                if jobs:  # let them start before the next statement is built and sent
+                    await asyncio.sleep(0)
                 timeout = await self._idle_timeout()
             await self._sleep(timeout)
 

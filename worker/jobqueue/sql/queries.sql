@@ -3,8 +3,9 @@
 -- query reads the clock it takes %(now)s, so tests can move time: NULL means now().
 
 -- name: job_insert
-INSERT INTO jobs (type, payload, run_at, max_attempts, queue, priority)
+INSERT INTO jobs (id, type, payload, run_at, max_attempts, queue, priority)
 VALUES (
+    %(id)s,
     %(type)s,
     %(payload)s::jsonb,
     coalesce(%(run_at)s, %(now)s, now()),
