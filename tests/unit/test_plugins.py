@@ -22,6 +22,18 @@ def test_importing_jobqueue_loads_no_plugin_and_no_heavy_dependency() -> None:
     assert fresh_python.printed_by(probe) == "[]"
 
 
+def test_the_command_line_carries_no_plugin_pipeline_until_a_command_needs_it() -> None:
+    """Every command builds the whole parser, plugins' commands included: a worker run with
+    --no-plugins must not load the book pipeline (the EPUB reader, lxml) for that."""
+    probe = (
+        "import sys; from jobqueue import cli; cli.build_parser();"
+        " heavy = ['lxml', 'numpy', 'jobqueue_books.store', 'jobqueue_books.epub',"
+        " 'jobqueue_books.embedding', 'jobqueue_operator'];"
+        " print([name for name in heavy if name in sys.modules])"
+    )
+    assert fresh_python.printed_by(probe) == "[]"
+
+
 def test_the_installed_plugins_register_their_handlers() -> None:
     registry = runner.Registry()
     assert plugins.register_all_handlers(registry) == ["books", "jobqueue"]

@@ -10,7 +10,9 @@ import textwrap
 import typing
 
 from jobqueue import cli, db
-from jobqueue_books import embedding, store
+
+if typing.TYPE_CHECKING:
+    from jobqueue_books import store
 
 
 def add_commands(
@@ -54,6 +56,10 @@ async def run_demo(args: argparse.Namespace) -> int:
 
 
 async def run_books(args: argparse.Namespace) -> int:
+    # Imported here: every `jobqueue` command builds this plugin's parser, and a worker
+    # should not carry the EPUB reader and lxml for it.
+    from jobqueue_books import embedding, store
+
     conn = await db.connect(args.database_url)
     async with conn:
         if args.books_command == "list":
