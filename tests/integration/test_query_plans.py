@@ -102,3 +102,12 @@ async def test_a_hot_query_uses_its_index(
     # A bitmap scan names its index on a child node of its own, without the relation.
     indexes = {node.get("Index Name") for node in nodes(plan)}
     assert index in indexes, (name, plan)
+
+
+async def test_the_claim_updates_the_rows_it_locked_by_ctid(
+    filled: psycopg.AsyncConnection[typing.Any],
+) -> None:
+    plan = await plan_of(filled, "job_claim", CLAIM)
+    reads = [node["Node Type"] for node in nodes(plan) if node.get("Relation Name") == "jobs"]
+    reads.remove("ModifyTable")  # the update itself
+    assert sorted(reads) == ["Index Scan", "Tid Scan"], plan  # no primary-key lookup a job

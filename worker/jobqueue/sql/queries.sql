@@ -40,8 +40,10 @@ SELECT * FROM jobs WHERE id = %(id)s;
 -- name: job_claim
 -- Claims up to %(limit)s ready jobs of one queue in claim order; rows another claimer holds
 -- are skipped, never waited for, so no job is handed out twice. %(types)s NULL means any.
+-- The rows are found again by ctid, not id: the lock taken keeps each locked version where
+-- it is until this statement updates it, and a TID scan saves a primary-key lookup a job.
 WITH ready AS (
-    SELECT id
+    SELECT ctid
     FROM jobs
     WHERE status = 'pending'
       AND queue = %(queue)s
@@ -59,7 +61,7 @@ SET status = 'running',
     heartbeat_at = coalesce(%(now)s, now()),
     updated_at = coalesce(%(now)s, now())
 FROM ready
-WHERE jobs.id = ready.id
+WHERE jobs.ctid = ready.ctid
 RETURNING jobs.*;
 
 -- name: job_complete
