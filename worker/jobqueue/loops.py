@@ -87,20 +87,31 @@ class OutcomeWriter:
         self._report = report
         self._written = written
         self._wakeup = wakeup
-        self._outcomes: asyncio.Queue[runner.Outcome] = asyncio.Queue()
+        # A list and two events rather than an asyncio.Queue: outcomes are taken a batch at
+        # a time, and the queue's bookkeeping for each one showed in the worker's profile.
+        self._outcomes: list[runner.Outcome] = []
+        self._waiting = asyncio.Event()
+        self._unwritten = 0  # put but not yet written
+        self._all_written = asyncio.Event()
+        self._all_written.set()
 
     def put(self, outcome: runner.Outcome) -> None:
-        self._outcomes.put_nowait(outcome)
+        self._outcomes.append(outcome)
+        self._unwritten += 1
+        self._all_written.clear()
+        self._waiting.set()
 
     async def join(self) -> None:
         """Until every outcome put so far is written."""
-        await self._outcomes.join()
+        await self._all_written.wait()
 
     async def run(self) -> None:
         while True:
-            batch = [await self._outcomes.get()]
-            while not self._outcomes.empty() and len(batch) < _BATCH:
-                batch.append(self._outcomes.get_nowait())
+            await self._waiting.wait()
+            batch = self._outcomes[:_BATCH]
+            del self._outcomes[:_BATCH]
+            if not self._outcomes:
+                self._waiting.clear()
             unwritten = batch
             while unwritten:
                 try:
@@ -111,8 +122,9 @@ class OutcomeWriter:
                         raise
                     self._report("complete", error)
                     await asyncio.sleep(self._backoff.next())
-            for _ in batch:
-                self._outcomes.task_done()
+            self._unwritten -= len(batch)
+            if not self._unwritten:
+                self._all_written.set()
             self._wakeup.set()  # written retries may be ready; burst mode may be over
 
     async def _write(self, batch: list[runner.Outcome]) -> list[runner.Outcome]:
