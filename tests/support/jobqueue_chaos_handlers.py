@@ -36,6 +36,9 @@ async def work(payload: dict[str, typing.Any], job: jobqueue.Job) -> dict[str, i
     except asyncio.CancelledError:
         _record(job, "cancelled")
         raise
+    except Exception:  # a payload the handler cannot use: a failure like any other
+        _record(job, "failed")
+        raise
     fail = payload.get("fail")
     if fail == "always" or (fail == "first" and job.attempts == 1):
         _record(job, "failed")

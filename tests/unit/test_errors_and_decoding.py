@@ -70,6 +70,18 @@ def test_undecodable_json_becomes_a_marker(text: bytes) -> None:
     assert db.load_json(b'{"fine": [1, 2]}') == {"fine": [1, 2]}
 
 
+def test_json_deeper_than_the_limit_is_undecodable_on_any_stack() -> None:
+    """json.loads could build this (it is well under the recursion limit here), and would
+    or would not by the depth of the stack it is called from; the queue's limit decides."""
+    deep = b"[" * (types.MAX_JSON_DEPTH + 1) + b"]" * (types.MAX_JSON_DEPTH + 1)
+    value = db.load_json(deep)
+    assert isinstance(value, types.Undecodable)
+    assert value.reason == f"nested more than {types.MAX_JSON_DEPTH} levels deep"
+    at_limit = b"[" * types.MAX_JSON_DEPTH + b"]" * types.MAX_JSON_DEPTH
+    assert not isinstance(db.load_json(at_limit), types.Undecodable)
+    assert not isinstance(db.load_json(memoryview(at_limit)), types.Undecodable)
+
+
 @pytest.mark.parametrize("name", ["a\nb", "a\x00b", "tab\there", "\x7f"])
 def test_names_with_control_characters_are_refused(name: str) -> None:
     with pytest.raises(ValueError, match="control character"):
@@ -95,9 +107,9 @@ def test_depth_is_measured_without_recursion() -> None:
     deep: list[object] = []
     for _ in range(100_000):
         deep = [deep]
-    assert checks.json_depth_exceeds(deep, 200)
-    assert not checks.json_depth_exceeds({"a": [{"b": 1}]}, 3)
-    assert checks.json_depth_exceeds({"a": [{"b": [1]}]}, 3)
+    assert types.json_depth_exceeds(deep, 200)
+    assert not types.json_depth_exceeds({"a": [{"b": 1}]}, 3)
+    assert types.json_depth_exceeds({"a": [{"b": [1]}]}, 3)
 
 
 def test_the_lease_must_hold_several_heartbeats() -> None:

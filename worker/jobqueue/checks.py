@@ -5,7 +5,6 @@ passes ``check_time``/``check_seconds`` too, so what is written can be read back
 
 from __future__ import annotations
 
-import collections.abc
 import datetime
 import json
 import math
@@ -24,7 +23,6 @@ DEFAULT_MAX_ATTEMPTS: typing.Final = 3  # the jobs table's default (migration 00
 _CONTROL_CHARACTERS: typing.Final = re.compile(r"[\x00-\x1f\x7f]")
 # How deep a payload or result may nest: a worker decodes it on a stack it shares with the
 # event loop and the database driver, well within Python's recursion limit of 1000.
-MAX_JSON_DEPTH: typing.Final = 200
 # One encoder for every payload and result: json.dumps with options builds a new one a call.
 _JSON: typing.Final = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
 # The times the queue stores are kept a day inside what Python can represent in any
@@ -53,26 +51,6 @@ def check_name(value: object, what: str) -> str:
     return value
 
 
-def json_depth_exceeds(value: object, limit: int) -> bool:
-    """Whether ``value`` nests lists and dicts more than ``limit`` deep (without recursing:
-    the value may be hostile)."""
-    stack: list[tuple[object, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: collections.abc.Iterable[object] = item.values()
-        elif isinstance(item, list | tuple):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend(
-            (child, depth + 1) for child in children if isinstance(child, dict | list | tuple)
-        )
-    return False
-
-
 def to_json_text(value: object, what: str) -> str | None:
     """``value`` as JSON text for a jsonb column; ``None`` stays SQL NULL. Refuses what a
     worker could not decode again."""
@@ -87,13 +65,15 @@ def to_json_text(value: object, what: str) -> str | None:
             raise ValueError(f"{what} contains itself (a circular reference)") from None
         raise ValueError(f"{what} is not valid JSON: {error}") from None
     except RecursionError:  # nested past the interpreter's limit, or containing itself
-        if json_depth_exceeds(value, MAX_JSON_DEPTH):
-            raise ValueError(f"{what} nests more than {MAX_JSON_DEPTH} levels deep") from None
+        if types.json_depth_exceeds(value, types.MAX_JSON_DEPTH):
+            raise ValueError(f"{what} nests more than {types.MAX_JSON_DEPTH} levels deep") from None
         raise ValueError(f"{what} contains itself (a circular reference)") from None
     # Each level of nesting takes two characters at least: shorter text cannot be too deep,
     # and the scan is skipped for the small payloads most jobs have.
-    if len(text) > 2 * MAX_JSON_DEPTH and json_depth_exceeds(value, MAX_JSON_DEPTH):
-        raise ValueError(f"{what} nests more than {MAX_JSON_DEPTH} levels deep")
+    if len(text) > 2 * types.MAX_JSON_DEPTH and types.json_depth_exceeds(
+        value, types.MAX_JSON_DEPTH
+    ):
+        raise ValueError(f"{what} nests more than {types.MAX_JSON_DEPTH} levels deep")
     if "\\u0000" in text:
         raise ValueError(f"{what} contains a NUL character, which PostgreSQL jsonb cannot store")
     return text

@@ -22,7 +22,6 @@ import typing
 import psycopg
 
 from jobqueue import (
-    checks,
     db,
     embedded,
     logs,
@@ -48,7 +47,7 @@ def parse_json(text: str) -> typing.Any:
         raise argparse.ArgumentTypeError(f"invalid JSON {text[:80]!r}: {error}") from None
     except RecursionError:
         raise argparse.ArgumentTypeError(
-            f"invalid JSON: nested more than {checks.MAX_JSON_DEPTH} levels deep"
+            f"invalid JSON: nested more than {types.MAX_JSON_DEPTH} levels deep"
         ) from None
     except ValueError as error:  # e.g. an integer of more digits than Python converts
         raise argparse.ArgumentTypeError(f"invalid JSON: {error}") from None

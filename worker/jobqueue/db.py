@@ -145,10 +145,24 @@ def load_json(data: bytes | bytearray | memoryview | str) -> typing.Any:
     """``json.loads`` that returns ``types.Undecodable`` instead of raising, for values the
     database accepted but Python cannot build (too deep, too many digits)."""
     try:
-        return json.loads(bytes(data) if isinstance(data, memoryview) else data)
+        value = json.loads(bytes(data) if isinstance(data, memoryview) else data)
     except (RecursionError, ValueError, MemoryError) as error:
-        text = bytes(data).decode("utf-8", "replace") if not isinstance(data, str) else data
-        return types.Undecodable(f"{type(error).__name__}: {error}"[:300], text[:80])
+        return types.Undecodable(f"{type(error).__name__}: {error}"[:300], _start_of(data))
+    # How deep json.loads can go depends on the stack already in use (less under uvloop than
+    # under asyncio's own loop): the queue's limit decides, the same everywhere. Shorter
+    # text cannot nest that deep, so the common small payload skips the walk.
+    if len(data) > 2 * types.MAX_JSON_DEPTH and types.json_depth_exceeds(
+        value, types.MAX_JSON_DEPTH
+    ):
+        return types.Undecodable(
+            f"nested more than {types.MAX_JSON_DEPTH} levels deep", _start_of(data)
+        )
+    return value
+
+
+def _start_of(data: bytes | bytearray | memoryview | str) -> str:
+    text = bytes(data[:80]).decode("utf-8", "replace") if not isinstance(data, str) else data
+    return text[:80]
 
 
 _JobT = typing.TypeVar("_JobT", bound=types.Job)

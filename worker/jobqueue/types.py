@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import datetime
 import enum
@@ -19,6 +20,31 @@ class JobStatus(enum.StrEnum):
 JsonValue: typing.TypeAlias = (
     "dict[str, JsonValue] | list[JsonValue] | str | int | float | bool | None"
 )
+
+
+# Deeper JSON is refused when stored and undecodable when read, whatever the interpreter's
+# stack would allow (which differs between event loops).
+MAX_JSON_DEPTH: typing.Final = 200
+
+
+def json_depth_exceeds(value: object, limit: int) -> bool:
+    """Whether ``value`` nests lists and dicts more than ``limit`` deep (without recursing:
+    the value may be hostile)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: collections.abc.Iterable[object] = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend(
+            (child, depth + 1) for child in children if isinstance(child, dict | list | tuple)
+        )
+    return False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
