@@ -357,6 +357,17 @@ def test_chart_rbac_is_deploy_rbac() -> None:
     assert role["rules"] == source["rules"]
 
 
+def test_chart_rbac_grants_the_peering_rights_only_with_peering() -> None:
+    # kopf peering watches the peering object and patches its own entry in it: refused,
+    # the replicas would never agree on one active operator.
+    documents = list(yaml.safe_load_all((DEPLOY / "peering.yaml").read_text()))
+    (peering,) = [doc for doc in documents if doc and doc["kind"] == "ClusterRole"]
+    (standalone,) = _kind(_rendered("defaults"), "ClusterRole")
+    assert not [rule for rule in standalone["rules"] if "kopf.dev" in rule["apiGroups"]]
+    assert VALUE_SETS["all-on"]["operator"]["peering"]
+    (peered,) = _kind(_rendered("all-on"), "ClusterRole")
+    assert peered["rules"] == standalone["rules"] + peering["rules"]
+
 def _crd_schema() -> Object:
     crd = yaml.safe_load(CRD_FILE.read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["storage"]]
