@@ -103,3 +103,20 @@ deploy/peering.yaml, which kopf needs to watch the peering object and keep its e
 {{ include "jobqueue.clusterRoleRules" (dict "root" . "file" "files/peering.yaml" "role" "jobqueue-operator-peering") }}
 {{- end }}
 {{- end }}
+
+{{/* Non-empty when the API server serves JobQueues (their CRD is established). */}}
+{{- define "jobqueue.jobQueuesServed" -}}
+{{- if .Capabilities.APIVersions.Has "jobqueue.dev/v1alpha1/JobQueue" }}true{{ end }}
+{{- end }}
+
+{{- define "jobqueue.jobQueueName" -}}
+{{- default (include "jobqueue.fullname" .) .Values.jobQueue.name }}
+{{- end }}
+
+{{/* The annotations of the pre-delete hook's objects: made before the uninstall deletes
+anything, removed once it succeeded (a failed one stays for a look, replaced next time). */}}
+{{- define "jobqueue.preDeleteHook" -}}
+helm.sh/hook: pre-delete
+helm.sh/hook-weight: {{ .weight | quote }}
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- end }}
