@@ -105,6 +105,18 @@ def leftovers(kube: kubectl.Kube) -> list[str]:
     )
 
 
+def uninstall_leaving_nothing(kube: kubectl.Kube, release: str) -> float:
+    """``helm uninstall``, then a wait until nothing of the release is left in the namespace
+    (the garbage collector may still be at work when helm returns); how long it all took."""
+    began = time.monotonic()
+    kube.helm("uninstall", release, "--wait", "--timeout=120s")
+    try:
+        kube.wait_for(lambda: not leftovers(kube), "nothing of the release left", timeout=90)
+    except AssertionError:
+        raise AssertionError(f"left after helm uninstall: {leftovers(kube)}") from None
+    return time.monotonic() - began
+
+
 def test_helm_install_a_jobqueue_helm_test_upgrade_and_uninstall(
     kube: kubectl.Kube, database_url: str, tmp_path: pathlib.Path, measure: Measure
 ) -> None:
@@ -209,18 +221,13 @@ def test_helm_install_a_jobqueue_helm_test_upgrade_and_uninstall(
 
     # --- helm uninstall ---------------------------------------------------------------------
     # The JobQueues first, while the operator still runs: it releases its finalizer and the
-    # garbage collector removes the workers (see charts/jobqueue/README.md).
+    # garbage collector removes the workers (README: Install on Kubernetes).
     began = time.monotonic()
     kube.kubectl("delete", "jobqueue", "books", "--timeout=60s")
     measure("kubectl delete jq -> gone (its finalizer released)", time.monotonic() - began)
     kube.wait_for(lambda: queue_rig.deployment(kube, "books") is None, "the workers gone")
-    began = time.monotonic()
-    kube.helm("uninstall", release, "--wait", "--timeout=120s")
-    try:
-        kube.wait_for(lambda: not leftovers(kube), "nothing of the release left", timeout=90)
-    except AssertionError:
-        raise AssertionError(f"left after helm uninstall: {leftovers(kube)}") from None
-    measure("helm uninstall --wait -> nothing of the release left", time.monotonic() - began)
+    took = uninstall_leaving_nothing(kube, release)
+    measure("helm uninstall --wait -> nothing of the release left", took)
     labelled = f"app.kubernetes.io/instance={release}"
     cluster_wide = admin(kube).kubectl(
         "get", "clusterroles,clusterrolebindings", "--selector", labelled, "-o", "name"
@@ -296,14 +303,9 @@ def test_the_charts_own_jobqueue_goes_with_the_release(
         kube.kubectl("scale", "deployment", f"{release}-jobqueue-operator", "--replicas=0")
         kube.wait_for(lambda: not operator_pods(kube, release), "the operator gone")
 
-    began = time.monotonic()
-    kube.helm("uninstall", release, "--wait", "--timeout=120s")
-    try:
-        kube.wait_for(lambda: not leftovers(kube), "nothing of the release left", timeout=90)
-    except AssertionError:
-        raise AssertionError(f"left after helm uninstall: {leftovers(kube)}") from None
+    took = uninstall_leaving_nothing(kube, release)
     how = "by the operator" if operator_running else "by the hook, no operator"
-    measure(f"helm uninstall of the chart's JobQueue, released {how}", time.monotonic() - began)
+    measure(f"helm uninstall of the chart's JobQueue, released {how}", took)
     # The hook's pod is gone (deleted once it succeeded); the kubelet kept its log.
     [hook] = (kube.plane.state / "kubelet" / "pods").glob(
         f"{namespace}_{release}-jobqueue-pre-delete_*/delete-jobqueue.log"
