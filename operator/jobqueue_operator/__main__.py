@@ -4,11 +4,15 @@ the operator's ``/metrics`` and ``/healthz`` server, settings from the environme
 
 Standalone unless ``JOBQUEUE_OPERATOR_PEERING`` names a kopf peering (then several replicas
 may run, one active); every namespace unless ``JOBQUEUE_OPERATOR_NAMESPACES`` lists some.
+``python -m jobqueue_operator delete-jobqueue NAME --namespace NS`` is the chart's
+``pre-delete`` hook instead (``jobqueue_operator.release``).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import collections.abc
 import logging
 import random
 import signal
@@ -16,7 +20,7 @@ import sys
 
 import kopf
 
-from jobqueue_operator import handlers, kube, metrics, settings
+from jobqueue_operator import handlers, kube, metrics, release, settings
 
 logger = logging.getLogger("jobqueue_operator")
 
@@ -65,12 +69,43 @@ async def run() -> None:
         await server.close()
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    made = argparse.ArgumentParser(
+        prog="python -m jobqueue_operator",
+        description="The jobqueue operator (kopf); settings from JOBQUEUE_OPERATOR_* variables.",
+    )
+    commands = made.add_subparsers(dest="command", metavar="COMMAND")
+    delete = commands.add_parser(
+        "delete-jobqueue",
+        help="delete a JobQueue and wait for the operator to release it (the chart's"
+        " pre-delete hook)",
+    )
+    delete.add_argument("name", help="the JobQueue")
+    delete.add_argument("--namespace", required=True, help="its namespace")
+    delete.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        help="seconds to wait for the operator before removing its finalizer (default 60)",
+    )
+    return made
+
+
+async def delete_jobqueue(namespace: str, name: str, wait: float) -> None:
+    api = kube.Api(kube.load_configuration())
+    await release.delete_jobqueue(api, namespace, name, wait)
+
+
+def main(argv: collections.abc.Sequence[str] | None = None) -> None:
+    arguments = parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stdout,
     )
+    if arguments.command == "delete-jobqueue":
+        asyncio.run(delete_jobqueue(arguments.namespace, arguments.name, arguments.wait))
+        return
     asyncio.run(run())
 
 

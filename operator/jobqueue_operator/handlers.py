@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -30,7 +31,6 @@ import time
 import typing
 
 import kopf
-import psycopg
 
 import jobqueue
 from jobqueue_operator import kube, manifests, metrics, monitor, policy, resource
@@ -45,13 +45,6 @@ logger = logging.getLogger("jobqueue_operator")
 MAX_BACKOFF: typing.Final = 15.0
 # NOTIFYs come in bursts (one per enqueue): reconciles are at least this far apart.
 MIN_RECONCILE_GAP: typing.Final = 0.25
-# What reaching the database can raise (psycopg's errors, sockets, the core's own).
-DATABASE_ERRORS: typing.Final = (
-    psycopg.Error,
-    OSError,
-    jobqueue.ConfigurationError,
-    jobqueue.MigrationError,
-)
 
 READY = "Ready"
 DATABASE_REACHABLE = "DatabaseReachable"
@@ -65,6 +58,33 @@ class Unavailable(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+def database_trouble(error: BaseException) -> Unavailable | None:
+    """``error`` as the reason the queue cannot be reconciled, when it is about the database
+    as the core sorts errors (``jobqueue.classify_error``: cannot reach it, or a setting that
+    will not fix itself); ``None`` for anything else (a bug, bad data), which must not pass
+    for an outage."""
+    if isinstance(error, jobqueue.MigrationError):
+        return Unavailable("MigrationFailed", f"{type(error).__name__}: {error}")
+    if isinstance(error, jobqueue.ConfigurationError):  # the Secret holds an empty URL
+        return Unavailable("DatabaseUnreachable", str(error))
+    if jobqueue.classify_error(error) is None:
+        return None
+    return Unavailable("DatabaseUnreachable", jobqueue.describe_database_error(error))
+
+
+@contextlib.contextmanager
+def database_calls() -> collections.abc.Iterator[None]:
+    """Turns the database's errors raised inside into ``Unavailable`` (conditions, Event,
+    back-off); the rest goes on up, to be reported as ``ReconcileFailed`` with a traceback."""
+    try:
+        yield
+    except Exception as error:
+        trouble = database_trouble(error)
+        if trouble is None:
+            raise
+        raise trouble from None
 
 
 @dataclasses.dataclass
@@ -287,15 +307,8 @@ async def _monitor(state: QueueState, url: str, queue_name: str) -> monitor.Queu
             name=f"jobqueue-operator:{state.namespace}/{state.name}",
         )
     if not state.opened:
-        try:
+        with database_calls():
             await current.open()
-        except DATABASE_ERRORS as error:
-            reason = (
-                "MigrationFailed"
-                if isinstance(error, jobqueue.MigrationError)
-                else ("DatabaseUnreachable")
-            )
-            raise Unavailable(reason, f"{type(error).__name__}: {error}") from None
         state.opened = True
     return current
 
@@ -310,10 +323,8 @@ async def reconcile(runtime: Runtime, state: QueueState, body: kopf.Body, spec: 
         raise Unavailable("InvalidSpec", str(error)) from None
     url = await _database_url(api, owner.namespace, spec)
     queue = await _monitor(state, url, spec.get("queue", "default"))
-    try:
+    with database_calls():
         depth = await queue.observe(due_within=scaling.poll_interval)
-    except DATABASE_ERRORS as error:
-        raise Unavailable("DatabaseUnreachable", f"{type(error).__name__}: {error}") from None
 
     async with state.lock:
         deployment = await api.get_deployment(owner.namespace, manifests.workers_name(owner))
@@ -346,15 +357,13 @@ async def reconcile(runtime: Runtime, state: QueueState, body: kopf.Body, spec: 
                 message=decision.reason,
             )
 
-    try:
+    with database_calls():
         rescued = await queue.rescue(float(spec.get("staleJobTimeoutSeconds", 300)))
         retention = spec.get("retention") or {}
         purged = await queue.prune(
             done_older_than=float(retention.get("doneSeconds", 604_800)),
             failed_older_than=float(retention.get("failedSeconds", 2_592_000)),
         )
-    except DATABASE_ERRORS as error:
-        raise Unavailable("DatabaseUnreachable", f"{type(error).__name__}: {error}") from None
     if rescued:
         state.rescued += len(rescued)
         runtime.metrics.rescued(owner.namespace, owner.name, len(rescued))
@@ -431,10 +440,8 @@ async def _mark_deletion_costs(
     api: kube.Api, owner: manifests.Owner, queue: monitor.QueueMonitor
 ) -> None:
     """Each worker pod's deletion cost = the jobs it runs, so idle pods go first."""
-    try:
+    with database_calls():
         running = await queue.running_by_worker()
-    except DATABASE_ERRORS as error:
-        raise Unavailable("DatabaseUnreachable", f"{type(error).__name__}: {error}") from None
     for pod in await api.list_pods(owner.namespace, manifests.label_selector(owner)):
         meta = pod["metadata"]
         if meta.get("deletionTimestamp"):

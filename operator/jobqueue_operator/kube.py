@@ -1,5 +1,6 @@
 """The few Kubernetes API calls the operator makes besides kopf's own: server-side apply of
-the owned objects, a Secret read, the worker pods' deletion cost and the status patch.
+the owned objects, a Secret read, the worker pods' deletion cost and the status patch; and
+those of ``release`` (a JobQueue's deletion before the operator goes).
 
 JSON in, JSON out, through the ``kubernetes`` client's transport and credentials (in the
 cluster the ServiceAccount's, outside it ``$KUBECONFIG``'s). The client is blocking, so each
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import typing
 
@@ -128,11 +130,34 @@ class Api:
             content_type="application/merge-patch+json",
         )
 
+    async def get_jobqueue(self, namespace: str, name: str) -> Json | None:
+        try:
+            return await self.call("GET", _jobqueues(namespace) + f"/{name}")
+        except NotFoundError:
+            return None
+
+    async def delete_jobqueue(self, namespace: str, name: str) -> None:
+        """Asks for the deletion (background: the garbage collector takes what it owns once
+        it is gone); a JobQueue already gone is fine."""
+        with contextlib.suppress(NotFoundError):
+            await self.call("DELETE", _jobqueues(namespace) + f"/{name}")
+
+    async def set_finalizers(
+        self, namespace: str, name: str, finalizers: list[str], resource_version: str
+    ) -> None:
+        """Replaces the finalizers, if the JobQueue is still at ``resource_version`` (a
+        conflict otherwise: someone changed them meanwhile)."""
+        await self.call(
+            "PATCH",
+            _jobqueues(namespace) + f"/{name}",
+            body={"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}},
+            content_type="application/merge-patch+json",
+        )
+
     async def patch_status(self, namespace: str, name: str, status: Json) -> None:
         await self.call(
             "PATCH",
-            _path(f"{resource.API_GROUP}/{resource.API_VERSION}", resource.PLURAL, namespace)
-            + f"/{name}/status",
+            _jobqueues(namespace) + f"/{name}/status",
             body={"status": status},
             content_type="application/merge-patch+json",
         )
@@ -140,6 +165,10 @@ class Api:
 
 def _plural(kind: str) -> str:
     return {"Deployment": "deployments", "Service": "services"}[kind]
+
+
+def _jobqueues(namespace: str) -> str:
+    return _path(f"{resource.API_GROUP}/{resource.API_VERSION}", resource.PLURAL, namespace)
 
 
 def _path(api_version: str, plural: str, namespace: str) -> str:

@@ -51,7 +51,9 @@ container waiting with ``CreateContainerConfigError`` and is retried.
 
 *Networking: one loopback address per pod.* Processes share the host's network, so replicas
 listening on the same ``containerPort`` would collide. Each pod gets its own ``podIP`` from
-127.1.0.0/16 (Linux routes all of 127/8 to loopback), passed in ``KUBELET_POD_IP``, and
+a 127.N.0.0/16 block, N drawn from 2-254 when the kubelet starts so that concurrent test
+clusters on one machine do not collide (Linux routes all of 127/8 to loopback), passed in
+``KUBELET_POD_IP``, and
 ``podnet/`` is put first on ``PYTHONPATH``: its ``sitecustomize`` narrows a bind to
 ``0.0.0.0`` to the pod's address. So every replica binds the same port on its own address,
 and probes and the pod's status use that address. This works for Python programs (all pods
@@ -110,6 +112,7 @@ import json
 import os
 import pathlib
 import platform
+import random
 import re
 import shutil
 import signal
@@ -852,7 +855,10 @@ class Kubelet:
         self.api_port = int(client.credentials.server.rsplit(":", 1)[1])
         self.workers: dict[str, PodWorker] = {}
         self.stopping = threading.Event()
-        self._addresses = (f"127.1.{n // 250}.{n % 250 + 2}" for n in itertools.count())
+        # A block of its own, so that two test clusters on one machine (two worktrees'
+        # `make e2e`) do not give their pods the same address and port.
+        block = random.SystemRandom().randrange(2, 255)
+        self._addresses = (f"127.{block}.{n // 250}.{n % 250 + 2}" for n in itertools.count())
         self._heartbeat_due = 0.0
         self.version = str(client.get("/version").get("gitVersion", "unknown"))
 

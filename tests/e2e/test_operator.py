@@ -30,10 +30,10 @@ import urllib.error
 import urllib.request
 import uuid
 
-import jobqueue_operator_test_handlers as handlers
 import psycopg
 import psycopg.conninfo
 import pytest
+import queue_rig
 import waiting
 import yaml
 
@@ -44,8 +44,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
 Json = kubectl.Json
 DEPLOY: typing.Final = control_plane.TESTS_DIR.parent / "deploy"
-WORKER_IMAGE: typing.Final = "registry.example/jobqueue-worker:test"
-SECRET: typing.Final = "queue-db"
 Measure = collections.abc.Callable[[str, float], None]
 
 
@@ -177,133 +175,6 @@ def operator(
         yield running
 
 
-# --- JobQueues and what they own ----------------------------------------------------------------
-
-
-def jobqueue_manifest(
-    name: str,
-    *,
-    scaling: Json | None = None,
-    env: dict[str, str] | None = None,
-    **spec: typing.Any,
-) -> Json:
-    worker_env = {
-        "PYTHONPATH": str(kubectl.tests_support()),
-        "JOBQUEUE_IMPORTS": "jobqueue_operator_test_handlers",
-        "JOBQUEUE_PLUGINS": "false",
-        **(env or {}),
-    }
-    return {
-        "apiVersion": "jobqueue.dev/v1alpha1",
-        "kind": "JobQueue",
-        "metadata": {"name": name},
-        "spec": {
-            "database": {"secretRef": {"name": SECRET}},
-            "worker": {
-                "image": WORKER_IMAGE,
-                "concurrency": 2,
-                "pollIntervalSeconds": 1,
-                "jobTypes": ["op.work"],
-                "terminationGracePeriodSeconds": 10,
-                "env": [{"name": key, "value": value} for key, value in worker_env.items()],
-            },
-            "scaling": {"pollIntervalSeconds": 1, "scaleDownDelaySeconds": 2, **(scaling or {})},
-            **spec,
-        },
-    }
-
-
-def database_secret(kube: kubectl.Kube, url: str) -> None:
-    kube.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": SECRET},
-            "stringData": {"url": url},
-        }
-    )
-
-
-def runs_table(database_url: str) -> None:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(handlers.RUNS_TABLE)
-
-
-def runs(database_url: str) -> list[tuple[uuid.UUID, str, int]]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        rows = conn.execute("SELECT job_id, worker, attempt FROM operator_runs").fetchall()
-    return [(row[0], row[1], row[2]) for row in rows]
-
-
-def deployment(kube: kubectl.Kube, name: str) -> Json | None:
-    found = kube.kubectl("get", "deployment", f"{name}-workers", "-o", "json", check=False)
-    return typing.cast(Json, json.loads(found.stdout)) if found.returncode == 0 else None
-
-
-def replicas(kube: kubectl.Kube, name: str) -> int | None:
-    found = deployment(kube, name)
-    return None if found is None else int(found["spec"].get("replicas", 0))
-
-
-def status(kube: kubectl.Kube, name: str) -> Json:
-    return typing.cast(Json, kube.get("jobqueue", name).get("status") or {})
-
-
-def condition(kube: kubectl.Kube, name: str, kind: str) -> Json:
-    for found in status(kube, name).get("conditions", []):
-        if found["type"] == kind:
-            return typing.cast(Json, found)
-    return {}
-
-
-def worker_pods(kube: kubectl.Kube, name: str) -> list[Json]:
-    return kube.pods(f"app.kubernetes.io/instance={name}")
-
-
-def events(kube: kubectl.Kube, reason: str) -> list[Json]:
-    found = kube.get("events", "--field-selector", f"reason={reason}")
-    return list(found["items"])
-
-
-def wait_reconciled(kube: kubectl.Kube, name: str) -> Json:
-    """The JobQueue's status once a reconcile wrote Ready=True."""
-    return typing.cast(
-        Json,
-        kube.wait_for(
-            lambda: condition(kube, name, "Ready").get("status") == "True" and status(kube, name),
-            f"JobQueue {name} Ready",
-            timeout=60,
-        ),
-    )
-
-
-def wait_replicas(kube: kubectl.Kube, name: str, count: int, timeout: float = 90) -> float:
-    """Waits for the Deployment's spec.replicas to be ``count``; returns when it was seen."""
-    kube.wait_for(lambda: replicas(kube, name) == count, f"{name}: {count} replicas", timeout)
-    return time.monotonic()
-
-
-def live_pods(kube: kubectl.Kube, name: str) -> list[Json]:
-    return [p for p in worker_pods(kube, name) if not p["metadata"].get("deletionTimestamp")]
-
-
-def ready_pods(kube: kubectl.Kube, name: str, count: int) -> list[Json]:
-    def check() -> list[Json] | None:
-        pods = worker_pods(kube, name)
-        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-        if len(pods) == len(live) == count and all(map(kubectl.ready, live)):
-            return live
-        return None
-
-    return typing.cast(list[Json], kube.wait_for(check, f"{count} Ready pods of {name}"))
-
-
-def jobs_by_status(database_url: str, *ids: uuid.UUID) -> dict[uuid.UUID, jobqueue.Job]:
-    with jobqueue.SyncQueue(database_url) as queue:
-        found = {job_id: queue.get_job_status(job_id) for job_id in ids}
-    return {job_id: job for job_id, job in found.items() if job is not None}
-
-
 # --- scenarios ----------------------------------------------------------------------------------
 
 
@@ -315,17 +186,20 @@ def test_a_jobqueue_becomes_a_worker_deployment_a_service_and_a_status(
     kube.kubectl(
         "label", "namespace", kube.namespace, "pod-security.kubernetes.io/enforce=restricted"
     )
-    database_secret(kube, empty_database_url)
-    kube.apply(jobqueue_manifest("books", scaling={"minReplicas": 1, "maxReplicas": 2}))
+    queue_rig.database_secret(kube, empty_database_url)
+    kube.apply(queue_rig.jobqueue_manifest("books", scaling={"minReplicas": 1, "maxReplicas": 2}))
 
-    made = kube.wait_for(lambda: deployment(kube, "books"), "the worker Deployment")
+    made = kube.wait_for(lambda: queue_rig.deployment(kube, "books"), "the worker Deployment")
     [owner] = made["metadata"]["ownerReferences"]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("JobQueue", "books", True)
     pod = made["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert container["args"] == ["worker"]
     env = {entry["name"]: entry for entry in container["env"]}
-    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": SECRET, "key": "url"}
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": queue_rig.SECRET,
+        "key": "url",
+    }
     assert env["JOBQUEUE_WORKER_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["JOBQUEUE_CONCURRENCY"]["value"] == "2"
     assert env["JOBQUEUE_TYPES"]["value"] == "op.work"
@@ -338,15 +212,17 @@ def test_a_jobqueue_becomes_a_worker_deployment_a_service_and_a_status(
     assert service["spec"]["ports"][0]["name"] == "metrics"
 
     # Admitted under `restricted`, migrated, Ready.
-    [worker] = ready_pods(kube, "books", 1)
+    [worker] = queue_rig.ready_pods(kube, "books", 1)
     with psycopg.connect(empty_database_url) as conn:
         assert conn.execute("SELECT to_regclass('jobs') IS NOT NULL").fetchone() == (True,)
-    reconciled = wait_reconciled(kube, "books")
-    kube.wait_for(lambda: status(kube, "books").get("readyReplicas") == 1, "readyReplicas 1")
-    reconciled = status(kube, "books")
+    reconciled = queue_rig.wait_reconciled(kube, "books")
+    kube.wait_for(
+        lambda: queue_rig.status(kube, "books").get("readyReplicas") == 1, "readyReplicas 1"
+    )
+    reconciled = queue_rig.status(kube, "books")
     assert reconciled["desiredReplicas"] == 1
     assert reconciled["observedGeneration"] == 1
-    assert condition(kube, "books", "DatabaseReachable")["status"] == "True"
+    assert queue_rig.condition(kube, "books", "DatabaseReachable")["status"] == "True"
     table = kube.kubectl("get", "jq").stdout.splitlines()
     assert table[0].split() == [
         "NAME",
@@ -360,11 +236,11 @@ def test_a_jobqueue_becomes_a_worker_deployment_a_service_and_a_status(
     assert table[1].split()[:6] == ["books", "True", "0", "0", "0", "1"]
 
     # A job runs on it.
-    runs_table(empty_database_url)
+    queue_rig.runs_table(empty_database_url)
     with jobqueue.SyncQueue(empty_database_url) as queue:
         job = queue.enqueue_job("op.work", {})
-    kube.wait_for(lambda: len(runs(empty_database_url)) == 1, "the job done")
-    assert runs(empty_database_url)[0][:2] == (job.id, worker["metadata"]["name"])
+    kube.wait_for(lambda: len(queue_rig.runs(empty_database_url)) == 1, "the job done")
+    assert queue_rig.runs(empty_database_url)[0][:2] == (job.id, worker["metadata"]["name"])
 
     # A user's label on the Deployment survives a spec change that rolls out.
     kube.kubectl("label", "deployment", "books-workers", "team=reading")
@@ -373,7 +249,7 @@ def test_a_jobqueue_becomes_a_worker_deployment_a_service_and_a_status(
     )
 
     def rolled() -> bool:
-        found = deployment(kube, "books")
+        found = queue_rig.deployment(kube, "books")
         assert found is not None
         env = {
             e["name"]: e.get("value")
@@ -382,8 +258,10 @@ def test_a_jobqueue_becomes_a_worker_deployment_a_service_and_a_status(
         return env["JOBQUEUE_CONCURRENCY"] == "3"
 
     kube.wait_for(rolled, "the new concurrency in the Deployment")
-    assert deployment(kube, "books")["metadata"]["labels"]["team"] == "reading"  # type: ignore[index]
-    kube.wait_for(lambda: status(kube, "books").get("observedGeneration") == 2, "generation 2")
+    assert queue_rig.deployment(kube, "books")["metadata"]["labels"]["team"] == "reading"  # type: ignore[index]
+    kube.wait_for(
+        lambda: queue_rig.status(kube, "books").get("observedGeneration") == 2, "generation 2"
+    )
 
 
 INVALID: typing.Final = [
@@ -423,7 +301,7 @@ def _merge(base: Json, change: Json) -> Json:
 def test_an_invalid_jobqueue_is_refused_with_its_message(
     kube: kubectl.Kube, operator_kubeconfig: pathlib.Path, change: Json, message: str
 ) -> None:
-    manifest = jobqueue_manifest("refused")
+    manifest = queue_rig.jobqueue_manifest("refused")
     metadata = change.pop("metadata", None)
     if metadata:
         manifest["metadata"] = metadata
@@ -437,10 +315,10 @@ def test_an_invalid_jobqueue_is_refused_with_its_message(
 def test_a_burst_scales_up_to_the_bound_runs_each_job_once_and_idle_scales_to_zero(
     kube: kubectl.Kube, operator: Operator, database_url: str, measure: Measure
 ) -> None:
-    runs_table(database_url)
-    database_secret(kube, database_url)
+    queue_rig.runs_table(database_url)
+    queue_rig.database_secret(kube, database_url)
     kube.apply(
-        jobqueue_manifest(
+        queue_rig.jobqueue_manifest(
             "burst",
             scaling={
                 "maxReplicas": 3,
@@ -450,8 +328,8 @@ def test_a_burst_scales_up_to_the_bound_runs_each_job_once_and_idle_scales_to_ze
             },
         )
     )
-    wait_reconciled(kube, "burst")
-    assert replicas(kube, "burst") == 0
+    queue_rig.wait_reconciled(kube, "burst")
+    assert queue_rig.replicas(kube, "burst") == 0
     # Due in 6 s: the NOTIFY of the insert finds nothing due within the 2 s interval, so
     # the scale-up comes from a poll once they are (the pre-scale for jobs falling due).
     poll, lead = 2.0, 6.0
@@ -464,7 +342,7 @@ def test_a_burst_scales_up_to_the_bound_runs_each_job_once_and_idle_scales_to_ze
     seen: list[int] = []
 
     def scaled_to(count: int) -> bool:
-        now = replicas(kube, "burst") or 0
+        now = queue_rig.replicas(kube, "burst") or 0
         seen.append(now)
         return now >= count
 
@@ -486,50 +364,56 @@ def test_a_burst_scales_up_to_the_bound_runs_each_job_once_and_idle_scales_to_ze
         kube.wait_for(all_done, "the burst done")
     idle = time.monotonic()
     assert max(seen) == 3, "never above maxReplicas"
-    done = runs(database_url)
+    done = queue_rig.runs(database_url)
     assert sorted(row[0] for row in done) == sorted(job.id for job in burst), "each job once"
     assert {row[2] for row in done} == {1}, "no job ran twice"
     assert len({row[1] for row in done}) > 1, "the burst was shared between the workers"
 
-    scaled_down = wait_replicas(kube, "burst", 0, timeout=60)
+    scaled_down = queue_rig.wait_replicas(kube, "burst", 0, timeout=60)
     measure("idle -> scale-down patch to 0 (scaleDownDelaySeconds 3)", scaled_down - idle)
-    kube.wait_for(lambda: not worker_pods(kube, "burst"), "the worker pods gone")
-    final = status(kube, "burst")
+    kube.wait_for(lambda: not queue_rig.worker_pods(kube, "burst"), "the worker pods gone")
+    final = queue_rig.status(kube, "burst")
     assert final["desiredReplicas"] == 0
     assert "0 replicas" in final["lastScaleReason"] or "-> 0" in final["lastScaleReason"]
-    assert events(kube, "ScaledUp")
-    assert events(kube, "ScaledDown")
+    assert queue_rig.events(kube, "ScaledUp")
+    assert queue_rig.events(kube, "ScaledDown")
     assert operator.metric("jobqueue_operator_scale_events_total", "burst") >= 1
 
 
 def test_notify_wakes_a_queue_at_zero(
     kube: kubectl.Kube, operator: Operator, database_url: str, measure: Measure
 ) -> None:
-    runs_table(database_url)
-    database_secret(kube, database_url)
+    queue_rig.runs_table(database_url)
+    queue_rig.database_secret(kube, database_url)
     # Polled hourly: only the database's NOTIFY can explain a scale-up within seconds.
-    kube.apply(jobqueue_manifest("wake", scaling={"pollIntervalSeconds": 3600}))
-    wait_reconciled(kube, "wake")
+    kube.apply(queue_rig.jobqueue_manifest("wake", scaling={"pollIntervalSeconds": 3600}))
+    queue_rig.wait_reconciled(kube, "wake")
     kube.wait_for(
-        lambda: "listening" in condition(kube, "wake", "DatabaseReachable").get("message", ""),
+        lambda: (
+            "listening" in queue_rig.condition(kube, "wake", "DatabaseReachable").get("message", "")
+        ),
         "the operator listening",
     )
     began = time.monotonic()
     with jobqueue.SyncQueue(database_url) as queue:
         job = queue.enqueue_job("op.work", {})
-    woke = wait_replicas(kube, "wake", 1, timeout=30)
+    woke = queue_rig.wait_replicas(kube, "wake", 1, timeout=30)
     measure("burst -> scale-up patch, NOTIFY path (pollIntervalSeconds 3600)", woke - began)
     assert woke - began < 15
-    kube.wait_for(lambda: [row[0] for row in runs(database_url)] == [job.id], "the job done")
+    kube.wait_for(
+        lambda: [row[0] for row in queue_rig.runs(database_url)] == [job.id], "the job done"
+    )
 
 
 def test_scale_down_removes_idle_workers_first(
     kube: kubectl.Kube, operator: Operator, database_url: str, tmp_path: pathlib.Path
 ) -> None:
-    runs_table(database_url)
-    database_secret(kube, database_url)
-    kube.apply(jobqueue_manifest("busy", scaling={"maxReplicas": 3, "targetJobsPerReplica": 2}))
-    wait_reconciled(kube, "busy")
+    queue_rig.runs_table(database_url)
+    queue_rig.database_secret(kube, database_url)
+    kube.apply(
+        queue_rig.jobqueue_manifest("busy", scaling={"maxReplicas": 3, "targetJobsPerReplica": 2})
+    )
+    queue_rig.wait_reconciled(kube, "busy")
     releases = [tmp_path / f"release-{n}" for n in range(6)]
     with jobqueue.SyncQueue(database_url) as queue:
         held = queue.enqueue_jobs(
@@ -538,7 +422,7 @@ def test_scale_down_removes_idle_workers_first(
     release_of = {job.id: path for job, path in zip(held, releases, strict=True)}
 
     def all_running() -> dict[uuid.UUID, jobqueue.Job] | None:
-        jobs = jobs_by_status(database_url, *release_of)
+        jobs = queue_rig.jobs_by_status(database_url, *release_of)
         return jobs if all(job.status == "running" for job in jobs.values()) else None
 
     jobs = kube.wait_for(all_running, "6 jobs running on 3 workers", timeout=90)
@@ -553,20 +437,20 @@ def test_scale_down_removes_idle_workers_first(
                 release_of[job_id].touch()
 
     # Two jobs left, two per replica: one replica; the busy one stays.
-    wait_replicas(kube, "busy", 1)
+    queue_rig.wait_replicas(kube, "busy", 1)
     [survivor] = kube.wait_for(
-        lambda: len(worker_pods(kube, "busy")) == 1 and live_pods(kube, "busy"),
+        lambda: len(queue_rig.worker_pods(kube, "busy")) == 1 and queue_rig.live_pods(kube, "busy"),
         "one worker pod left",
     )
     assert survivor["metadata"]["name"] == keeper
     cost = survivor["metadata"]["annotations"]["controller.kubernetes.io/pod-deletion-cost"]
     assert cost == "2"
-    still = jobs_by_status(database_url, *by_worker[keeper])
+    still = queue_rig.jobs_by_status(database_url, *by_worker[keeper])
     assert all(job.status == "running" and job.attempts == 1 for job in still.values())
     for job_id in by_worker[keeper]:
         release_of[job_id].touch()
-    kube.wait_for(lambda: len(runs(database_url)) == 6, "all six done")
-    assert {row[2] for row in runs(database_url)} == {1}, "no job was interrupted"
+    kube.wait_for(lambda: len(queue_rig.runs(database_url)) == 6, "all six done")
+    assert {row[2] for row in queue_rig.runs(database_url)} == {1}, "no job was interrupted"
 
 
 def test_a_killed_workers_job_is_rescued_by_the_operator_and_completes(
@@ -576,23 +460,23 @@ def test_a_killed_workers_job_is_rescued_by_the_operator_and_completes(
     tmp_path: pathlib.Path,
     measure: Measure,
 ) -> None:
-    runs_table(database_url)
-    database_secret(kube, database_url)
+    queue_rig.runs_table(database_url)
+    queue_rig.database_secret(kube, database_url)
     kube.apply(
-        jobqueue_manifest(
+        queue_rig.jobqueue_manifest(
             "crash",
             scaling={"minReplicas": 1, "maxReplicas": 1},
             staleJobTimeoutSeconds=3,
             env={"JOBQUEUE_RESCUE_INTERVAL": "0"},  # the rescue is the operator's alone
         )
     )
-    [pod] = ready_pods(kube, "crash", 1)
+    [pod] = queue_rig.ready_pods(kube, "crash", 1)
     release = tmp_path / "release"
     with jobqueue.SyncQueue(database_url) as queue:
         job = queue.enqueue_job("op.work", {"release": str(release)})
 
     def running() -> jobqueue.Job | None:
-        found = jobs_by_status(database_url, job.id).get(job.id)
+        found = queue_rig.jobs_by_status(database_url, job.id).get(job.id)
         return found if found is not None and found.status == "running" else None
 
     held = kube.wait_for(running, "the job running")
@@ -602,7 +486,7 @@ def test_a_killed_workers_job_is_rescued_by_the_operator_and_completes(
     release.touch()  # the next run finishes at once
 
     def rescued() -> bool:
-        found = jobs_by_status(database_url, job.id)[job.id]
+        found = queue_rig.jobs_by_status(database_url, job.id)[job.id]
         return found.status != "running" or found.attempts > 1
 
     kube.wait_for(rescued, "the job rescued", timeout=60)
@@ -610,12 +494,14 @@ def test_a_killed_workers_job_is_rescued_by_the_operator_and_completes(
         "kill -9 of a worker -> its job rescued (staleJobTimeoutSeconds 3)",
         time.monotonic() - killed,
     )
-    kube.wait_for(lambda: len(runs(database_url)) == 1, "the job done")
-    [(job_id, _, attempt)] = runs(database_url)
+    kube.wait_for(lambda: len(queue_rig.runs(database_url)) == 1, "the job done")
+    [(job_id, _, attempt)] = queue_rig.runs(database_url)
     assert (job_id, attempt) == (job.id, 2)
-    [event] = kube.wait_for(lambda: events(kube, "RescuedStaleJobs"), "the rescue's Event")
+    [event] = kube.wait_for(
+        lambda: queue_rig.events(kube, "RescuedStaleJobs"), "the rescue's Event"
+    )
     assert str(job.id) in event["message"]
-    kube.wait_for(lambda: status(kube, "crash").get("rescuedJobs") == 1, "rescuedJobs 1")
+    kube.wait_for(lambda: queue_rig.status(kube, "crash").get("rescuedJobs") == 1, "rescuedJobs 1")
     assert operator.metric("jobqueue_operator_rescued_jobs_total", "crash") == 1
 
 
@@ -643,24 +529,25 @@ def test_a_database_outage_keeps_the_replicas_and_is_recovered_from(
     tmp_path: pathlib.Path,
     measure: Measure,
 ) -> None:
-    runs_table(database_url)
-    database_secret(kube, database_url)
+    queue_rig.runs_table(database_url)
+    queue_rig.database_secret(kube, database_url)
     kube.apply(
-        jobqueue_manifest(
+        queue_rig.jobqueue_manifest(
             "outage",
             scaling={"maxReplicas": 2, "targetJobsPerReplica": 1, "scaleDownDelaySeconds": 1},
         )
     )
-    wait_reconciled(kube, "outage")
+    queue_rig.wait_reconciled(kube, "outage")
     release = tmp_path / "release"
     with jobqueue.SyncQueue(database_url) as queue:
         queue.enqueue_jobs(jobqueue.NewJob("op.work", {"release": str(release)}) for _ in range(2))
-    wait_replicas(kube, "outage", 2)
+    queue_rig.wait_replicas(kube, "outage", 2)
 
     with database_blocked(server_url, database_url):
         down = kube.wait_for(
             lambda: (
-                (found := condition(kube, "outage", "DatabaseReachable")).get("status") == "False"
+                (found := queue_rig.condition(kube, "outage", "DatabaseReachable")).get("status")
+                == "False"
                 and found
             ),
             "DatabaseReachable False",
@@ -668,8 +555,8 @@ def test_a_database_outage_keeps_the_replicas_and_is_recovered_from(
         )
         assert down["reason"] == "DatabaseUnreachable"
         assert "not currently accepting connections" in down["message"] or down["message"]
-        assert condition(kube, "outage", "Ready")["status"] == "False"
-        kube.wait_for(lambda: events(kube, "DatabaseUnreachable"), "the outage's Event")
+        assert queue_rig.condition(kube, "outage", "Ready")["status"] == "False"
+        kube.wait_for(lambda: queue_rig.events(kube, "DatabaseUnreachable"), "the outage's Event")
         errors = operator.metric("jobqueue_operator_reconcile_errors_total", "outage")
         kube.wait_for(
             lambda: (
@@ -678,26 +565,26 @@ def test_a_database_outage_keeps_the_replicas_and_is_recovered_from(
             "more failed reconciles",
             timeout=60,
         )
-        assert replicas(kube, "outage") == 2, "no scaling for lack of data"
+        assert queue_rig.replicas(kube, "outage") == 2, "no scaling for lack of data"
         restored = time.monotonic()
     kube.wait_for(
-        lambda: condition(kube, "outage", "DatabaseReachable").get("status") == "True",
+        lambda: queue_rig.condition(kube, "outage", "DatabaseReachable").get("status") == "True",
         "DatabaseReachable True again",
         timeout=60,
     )
     measure("database back -> DatabaseReachable True", time.monotonic() - restored)
-    assert condition(kube, "outage", "Ready")["status"] == "True"
+    assert queue_rig.condition(kube, "outage", "Ready")["status"] == "True"
     release.touch()
-    kube.wait_for(lambda: len(runs(database_url)) == 2, "the held jobs done", timeout=90)
+    kube.wait_for(lambda: len(queue_rig.runs(database_url)) == 2, "the held jobs done", timeout=90)
 
 
 def test_deleting_the_jobqueue_removes_what_it_owns(
     kube: kubectl.Kube, operator: Operator, database_url: str
 ) -> None:
-    database_secret(kube, database_url)
-    kube.apply(jobqueue_manifest("gone", scaling={"minReplicas": 1}))
-    [pod] = ready_pods(kube, "gone", 1)
-    wait_reconciled(kube, "gone")
+    queue_rig.database_secret(kube, database_url)
+    kube.apply(queue_rig.jobqueue_manifest("gone", scaling={"minReplicas": 1}))
+    [pod] = queue_rig.ready_pods(kube, "gone", 1)
+    queue_rig.wait_reconciled(kube, "gone")
     assert operator.metric("jobqueue_operator_desired_replicas", "gone") == 1
     kube.kubectl("delete", "jobqueue", "gone", "--timeout=60s")
     kube.wait_for(
@@ -727,7 +614,7 @@ def test_two_operators_with_peering_one_active_and_the_other_takes_over(
     )
     # An operator limited to namespaces meets its peers in a KopfPeering in each of them.
     kube.apply({"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "jq"}})
-    database_secret(kube, database_url)
+    queue_rig.database_secret(kube, database_url)
     peering = {"JOBQUEUE_OPERATOR_PEERING": "jq"}
     with (
         running_operator(kube, operator_kubeconfig, tmp_path / "first.log", **peering) as first,
@@ -744,15 +631,15 @@ def test_two_operators_with_peering_one_active_and_the_other_takes_over(
             )
 
         kube.wait_for(peered, "one operator active, the other paused")
-        kube.apply(jobqueue_manifest("shared", scaling={"minReplicas": 1}))
-        wait_replicas(kube, "shared", 1)
+        kube.apply(queue_rig.jobqueue_manifest("shared", scaling={"minReplicas": 1}))
+        queue_rig.wait_replicas(kube, "shared", 1)
         kube.wait_for(lambda: "Scaled " in acting.output(), "the active operator scaled")
         assert "owned_objects" not in standby.output(), "the paused operator acted"
         acting.stop()  # leaves the peering as it goes
         kube.kubectl(
             "patch", "jq", "shared", "--type=merge", "-p", '{"spec":{"scaling":{"minReplicas":2}}}'
         )
-        wait_replicas(kube, "shared", 2, timeout=60)
+        queue_rig.wait_replicas(kube, "shared", 2, timeout=60)
         assert "Resuming operations" in standby.output()
         assert "Scaled " in standby.output()
 
@@ -760,25 +647,25 @@ def test_two_operators_with_peering_one_active_and_the_other_takes_over(
 def test_two_jobqueues_side_by_side_one_waiting_for_its_secret(
     kube: kubectl.Kube, operator: Operator, database_url: str, empty_database_url: str
 ) -> None:
-    database_secret(kube, database_url)
-    kube.apply(jobqueue_manifest("left", scaling={"minReplicas": 1}))
-    right = jobqueue_manifest("right", scaling={"minReplicas": 1})
+    queue_rig.database_secret(kube, database_url)
+    kube.apply(queue_rig.jobqueue_manifest("left", scaling={"minReplicas": 1}))
+    right = queue_rig.jobqueue_manifest("right", scaling={"minReplicas": 1})
     right["spec"]["database"]["secretRef"]["name"] = "right-db"
     kube.apply(right)
 
     def missing() -> Json | None:
-        found = condition(kube, "right", "DatabaseReachable")
+        found = queue_rig.condition(kube, "right", "DatabaseReachable")
         return found if found.get("reason") == "SecretMissing" else None
 
     reported = kube.wait_for(missing, "right: SecretMissing", timeout=60)
     assert reported["status"] == "False"
     assert "right-db" in reported["message"]
-    assert condition(kube, "right", "Ready")["status"] == "False"
-    kube.wait_for(lambda: events(kube, "SecretMissing"), "the missing Secret's Event")
+    assert queue_rig.condition(kube, "right", "Ready")["status"] == "False"
+    kube.wait_for(lambda: queue_rig.events(kube, "SecretMissing"), "the missing Secret's Event")
     # The other queue is not held up, and no worker starts without a known database.
-    ready_pods(kube, "left", 1)
-    wait_reconciled(kube, "left")
-    assert replicas(kube, "right") == 0
+    queue_rig.ready_pods(kube, "left", 1)
+    queue_rig.wait_reconciled(kube, "left")
+    assert queue_rig.replicas(kube, "right") == 0
 
     # The Secret arrives: the operator migrates the empty database, then starts the workers.
     kube.apply(
@@ -789,15 +676,15 @@ def test_two_jobqueues_side_by_side_one_waiting_for_its_secret(
             "stringData": {"url": empty_database_url},
         }
     )
-    wait_reconciled(kube, "right")
-    ready_pods(kube, "right", 1)
+    queue_rig.wait_reconciled(kube, "right")
+    queue_rig.ready_pods(kube, "right", 1)
     for url in (database_url, empty_database_url):
-        runs_table(url)
+        queue_rig.runs_table(url)
         with jobqueue.SyncQueue(url) as queue:
             queue.enqueue_job("op.work", {})
     for name, url in (("left", database_url), ("right", empty_database_url)):
-        kube.wait_for(lambda url=url: len(runs(url)) == 1, f"{name}'s job done")
-        [(_, worker, _)] = runs(url)
+        kube.wait_for(lambda url=url: len(queue_rig.runs(url)) == 1, f"{name}'s job done")
+        [(_, worker, _)] = queue_rig.runs(url)
         assert worker.startswith(f"{name}-workers-"), "each queue's jobs on its own workers"
 
 
@@ -816,10 +703,10 @@ def test_deploy_operator_yaml_runs_the_operator_as_a_pod(
         system.kubectl(
             "rollout", "status", "deployment/jobqueue-operator", "--timeout=120s", timeout=130
         )
-        database_secret(kube, database_url)
-        kube.apply(jobqueue_manifest("podded", scaling={"minReplicas": 1}))
-        ready_pods(kube, "podded", 1)
-        wait_reconciled(kube, "podded")
+        queue_rig.database_secret(kube, database_url)
+        kube.apply(queue_rig.jobqueue_manifest("podded", scaling={"minReplicas": 1}))
+        queue_rig.ready_pods(kube, "podded", 1)
+        queue_rig.wait_reconciled(kube, "podded")
         [pod] = system.pods("app.kubernetes.io/name=jobqueue-operator")
         assert "Scaled " in system.pod_log(pod)
         assert "forbidden" not in system.pod_log(pod).lower()

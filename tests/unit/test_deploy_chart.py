@@ -20,6 +20,7 @@ import pytest
 import yaml
 from deploy_files import CHART, DEPLOY, environment_without_helm_state, helm_binary, run
 
+from jobqueue_operator import __main__ as operator_main
 from jobqueue_operator import settings as operator_settings
 
 # The versions the chart declares (Chart.yaml kubeVersion >=1.30) up to the newest known.
@@ -122,10 +123,18 @@ def _helm(*arguments: str, values: Values | None = None) -> tuple[int, str]:
     return done.returncode, done.stdout + stderr
 
 
+# What a cluster whose API server serves JobQueues tells helm (the chart's own JobQueue is
+# made only then: see templates/jobqueue.yaml).
+SERVED = ("--api-versions", "jobqueue.dev/v1alpha1/JobQueue")
+
+
 @functools.cache
-def _rendered(name: str) -> tuple[Object, ...]:
+def _rendered(name: str, served: bool = True) -> tuple[Object, ...]:
     values = _merge(CRD_VALUES, VALUE_SETS[name])
-    code, output = _helm("template", "jq", str(CHART), "--namespace", "jq-system", values=values)
+    capabilities = SERVED if served else ()
+    code, output = _helm(
+        "template", "jq", str(CHART), "--namespace", "jq-system", *capabilities, values=values
+    )
     assert code == 0, output
     return tuple(doc for doc in yaml.safe_load_all(output) if doc)
 
@@ -174,12 +183,64 @@ def test_the_value_sets_render_what_they_ask_for() -> None:
     base = ["Deployment", "Pod", "Service"]
     rbac = ["ClusterRole", "ClusterRoleBinding", "ServiceAccount"]
     assert kinds["defaults"] == sorted(base + rbac + crd)
+    pre_delete = ["Pod", "Role", "RoleBinding", "ServiceAccount"]
     assert kinds["all-on"] == sorted(
-        [*base, *rbac, *crd, "JobQueue", "PrometheusRule"]
+        [*base, *rbac, *crd, *pre_delete, "JobQueue", "PrometheusRule"]
         + ["ConfigMap"] * 2
         + ["ServiceMonitor"] * 2
     )
     assert kinds["all-off"] == sorted([*base, "ServiceMonitor"])
+
+
+def test_the_charts_jobqueue_waits_until_jobqueues_are_served() -> None:
+    # On the install that brings the CRD, helm could not map a JobQueue to an API and would
+    # refuse the whole release: the JobQueue comes with the next upgrade instead.
+    assert not _kind(_rendered("all-on", served=False), "JobQueue")
+    (made,) = _kind(_rendered("all-on"), "JobQueue")
+    assert made["metadata"]["name"] == "books"
+
+
+def test_the_charts_jobqueue_is_deleted_by_a_pre_delete_hook_before_the_operator() -> None:
+    # helm uninstall deletes the operator first; its finalizer would then hold the JobQueue.
+    hooks = [
+        obj
+        for obj in _rendered("all-on")
+        if obj["metadata"].get("annotations", {}).get("helm.sh/hook") == "pre-delete"
+    ]
+    assert sorted(obj["kind"] for obj in hooks) == ["Pod", "Role", "RoleBinding", "ServiceAccount"]
+    weight = {
+        obj["kind"]: int(obj["metadata"]["annotations"]["helm.sh/hook-weight"]) for obj in hooks
+    }
+    assert weight["Pod"] > max(weight["Role"], weight["RoleBinding"], weight["ServiceAccount"])
+    for obj in hooks:
+        policy = obj["metadata"]["annotations"]["helm.sh/hook-delete-policy"].split(",")
+        assert "hook-succeeded" in policy, "a hook object left behind by the uninstall"
+    (pod,) = _kind(hooks, "Pod")
+    (role,) = _kind(hooks, "Role")
+    (binding,) = _kind(hooks, "RoleBinding")
+    (account,) = _kind(hooks, "ServiceAccount")
+    (container,) = pod["spec"]["containers"]
+    assert container["image"].startswith("registry.example/jobqueue-operator:")
+    assert container["args"] == ["delete-jobqueue", "books", "--namespace=jq-system", "--wait=60"]
+    assert pod["spec"]["serviceAccountName"] == account["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": "jq-system"}
+    ]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    # That JobQueue and nothing else.
+    assert role["rules"] == [
+        {
+            "apiGroups": ["jobqueue.dev"],
+            "resources": ["jobqueues"],
+            "resourceNames": ["books"],
+            "verbs": ["get", "delete", "patch"],
+        }
+    ]
+    # The command is the operator's own: its parser knows it.
+    arguments = operator_main.parser().parse_args(container["args"])
+    assert (arguments.name, arguments.namespace, arguments.wait) == ("books", "jq-system", 60.0)
+    assert not _kind(_rendered("all-on", served=False), "Role")
+    assert not _kind(_rendered("defaults"), "Role")
 
 
 @pytest.mark.parametrize("case", BAD_VALUES)
@@ -279,6 +340,9 @@ def test_the_helm_test_pod_asks_the_operators_healthz() -> None:
     objects = _rendered("defaults")
     (pod,) = _kind(objects, "Pod")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    # `helm uninstall` leaves hook objects: a passing test's pod must not outlive the test.
+    policy = pod["metadata"]["annotations"]["helm.sh/hook-delete-policy"].split(",")
+    assert "hook-succeeded" in policy
     (service,) = _kind(objects, "Service")
     env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
     port = service["spec"]["ports"][0]["port"]
@@ -355,6 +419,18 @@ def test_chart_rbac_is_deploy_rbac() -> None:
     (source,) = [doc for doc in documents if doc and doc["kind"] == "ClusterRole"]
     (role,) = _kind(_rendered("defaults"), "ClusterRole")
     assert role["rules"] == source["rules"]
+
+
+def test_chart_rbac_grants_the_peering_rights_only_with_peering() -> None:
+    # kopf peering watches the peering object and patches its own entry in it: refused,
+    # the replicas would never agree on one active operator.
+    documents = list(yaml.safe_load_all((DEPLOY / "peering.yaml").read_text()))
+    (peering,) = [doc for doc in documents if doc and doc["kind"] == "ClusterRole"]
+    (standalone,) = _kind(_rendered("defaults"), "ClusterRole")
+    assert not [rule for rule in standalone["rules"] if "kopf.dev" in rule["apiGroups"]]
+    assert VALUE_SETS["all-on"]["operator"]["peering"]
+    (peered,) = _kind(_rendered("all-on"), "ClusterRole")
+    assert peered["rules"] == standalone["rules"] + peering["rules"]
 
 
 def _crd_schema() -> Object:

@@ -39,6 +39,11 @@ from jobqueue import worker as worker_module
             psycopg.OperationalError("failed to resolve host 'db': Name or service not known"),
             db.ErrorKind.PERMANENT,
         ),
+        (
+            psycopg.ProgrammingError('missing "=" after "garbage" in connection info string'),
+            db.ErrorKind.PERMANENT,
+        ),
+        (psycopg.ProgrammingError("syntax error at or near SELEC"), None),
         (psycopg.errors.RaiseException("a trigger said no"), None),
         (psycopg.errors.NumericValueOutOfRange("out of range"), None),
         (psycopg.errors.UniqueViolation("duplicate"), None),

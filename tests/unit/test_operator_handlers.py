@@ -1,10 +1,15 @@
-"""The pure parts of the operator's handlers: conditions and back-off. The handlers
-themselves run against the real control plane in ``tests/e2e/test_operator.py``."""
+"""The pure parts of the operator's handlers: conditions, back-off, and which errors count as
+the database's. The handlers themselves run against the real control plane in
+``tests/e2e/test_operator.py``."""
 
 from __future__ import annotations
 
 import kopf
+import psycopg
+import psycopg.errors
+import pytest
 
+import jobqueue
 from jobqueue_operator import handlers
 
 
@@ -35,3 +40,58 @@ def test_the_backoff_doubles_from_the_poll_interval_to_a_bound() -> None:
     assert [handlers._backoff(1.0, n) for n in range(1, 7)] == [1, 2, 4, 8, 15, 15]
     # A poll interval longer than the bound is never shortened.
     assert handlers._backoff(60.0, 3) == 60.0
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        psycopg.errors.DataError("invalid input syntax for type integer"),
+        psycopg.errors.NumericValueOutOfRange("integer out of range"),
+        psycopg.errors.UniqueViolation("duplicate key"),
+        psycopg.ProgrammingError("syntax error at or near SELEC"),
+        KeyError("scaling"),
+    ],
+)
+def test_a_bug_or_bad_data_is_not_reported_as_the_database_unreachable(error: Exception) -> None:
+    assert handlers.database_trouble(error) is None
+    with pytest.raises(type(error)), handlers.database_calls():
+        raise error
+
+
+@pytest.mark.parametrize(
+    ("error", "reason", "says"),
+    [
+        (
+            psycopg.OperationalError("connection failed: Connection refused"),
+            "DatabaseUnreachable",
+            "cannot reach the database: connection failed",
+        ),
+        (ConnectionResetError("reset by peer"), "DatabaseUnreachable", "cannot reach the database"),
+        (
+            psycopg.errors.InvalidPassword("password authentication failed"),
+            "DatabaseUnreachable",
+            "permanent",
+        ),
+        (
+            psycopg.ProgrammingError('missing "=" after "garbage" in connection info string'),
+            "DatabaseUnreachable",
+            "permanent",
+        ),
+        (
+            jobqueue.ConfigurationError("no database configured"),
+            "DatabaseUnreachable",
+            "no database",
+        ),
+        (jobqueue.MigrationError("the database has migration 0099"), "MigrationFailed", "0099"),
+    ],
+)
+def test_the_databases_errors_become_the_conditions_reason(
+    error: Exception, reason: str, says: str
+) -> None:
+    trouble = handlers.database_trouble(error)
+    assert trouble is not None
+    assert trouble.reason == reason
+    assert says in trouble.message
+    with pytest.raises(handlers.Unavailable) as raised, handlers.database_calls():
+        raise error
+    assert raised.value.reason == reason

@@ -8,7 +8,7 @@ The public API is re-exported here; the modules behind it are private layers::
     print(await jobqueue.get_queue_stats())   # {'pending': 1, 'running': 0, ...}
 """
 
-from jobqueue.db import ConfigurationError
+from jobqueue.db import ConfigurationError, ErrorKind, classify_error, describe_database_error
 from jobqueue.loops import READY_CHANNEL
 from jobqueue.loops import Listener as ReadyListener
 from jobqueue.maintenance import QueueDepth, prune_finished_jobs, queue_depth, running_by_worker
@@ -66,6 +66,7 @@ __all__ = [
     "READY_CHANNEL",
     "Completion",
     "ConfigurationError",
+    "ErrorKind",
     "Handler",
     "Job",
     "JobHandler",
@@ -90,10 +91,12 @@ __all__ = [
     "SyncQueue",
     "Worker",
     "WorkerConfig",
+    "classify_error",
     "cleanup_stale_locks",
     "close_default_queue",
     "complete_job",
     "configure",
+    "describe_database_error",
     "enqueue_batch",
     "enqueue_job",
     "enqueue_jobs",

@@ -113,6 +113,12 @@ def classify_error(error: BaseException) -> ErrorKind | None:
             if _PERMANENT_CONNECT_MESSAGES.search(str(error)):
                 return ErrorKind.PERMANENT
             return ErrorKind.TRANSIENT
+        # A connection string psycopg cannot parse fails before any connection, as a
+        # ProgrammingError: a setting to fix, not a bug in the code.
+        if isinstance(error, psycopg.ProgrammingError) and _PERMANENT_CONNECT_MESSAGES.search(
+            str(error)
+        ):
+            return ErrorKind.PERMANENT
         return None
     if isinstance(error, OSError | TimeoutError):  # sockets, and our own deadlines
         return ErrorKind.TRANSIENT

@@ -78,18 +78,45 @@ app.kubernetes.io/name: jobqueue-worker
 app.kubernetes.io/managed-by: jobqueue-operator
 {{- end }}
 
-{{/* The operator's rules: those of the ClusterRole in deploy/rbac.yaml (files/rbac.yaml
-links to it), the one source; a test compares them. */}}
-{{- define "jobqueue.operatorRules" -}}
+{{/* The rules of one ClusterRole of a file of deploy/ (files/ links to them): the one
+source, a test compares them. Arguments: (dict "root" $ "file" "files/rbac.yaml" "role"
+"jobqueue-operator"). */}}
+{{- define "jobqueue.clusterRoleRules" -}}
 {{- $rules := list }}
-{{- range $document := regexSplit "(?m)^---\\s*$" (.Files.Get "files/rbac.yaml") -1 }}
+{{- range $document := regexSplit "(?m)^---\\s*$" (.root.Files.Get .file) -1 }}
 {{- $object := fromYaml $document }}
-{{- if eq (get $object "kind") "ClusterRole" }}
+{{- if and (eq (get $object "kind") "ClusterRole") (eq (dig "metadata" "name" "" $object) $.role) }}
 {{- $rules = $object.rules }}
 {{- end }}
 {{- end }}
 {{- if not $rules }}
-{{- fail "files/rbac.yaml (a link to deploy/rbac.yaml) has no ClusterRole with rules" }}
+{{- fail (printf "%s (a link into deploy/) has no ClusterRole %s with rules" .file .role) }}
 {{- end }}
 {{- toYaml $rules }}
+{{- end }}
+
+{{/* The operator's rules: those of deploy/rbac.yaml, and with peering those of
+deploy/peering.yaml, which kopf needs to watch the peering object and keep its entry alive. */}}
+{{- define "jobqueue.operatorRules" -}}
+{{- include "jobqueue.clusterRoleRules" (dict "root" . "file" "files/rbac.yaml" "role" "jobqueue-operator") }}
+{{- if .Values.operator.peering }}
+{{ include "jobqueue.clusterRoleRules" (dict "root" . "file" "files/peering.yaml" "role" "jobqueue-operator-peering") }}
+{{- end }}
+{{- end }}
+
+{{/* Non-empty when the API server serves JobQueues (their CRD is established). */}}
+{{- define "jobqueue.jobQueuesServed" -}}
+{{- if .Capabilities.APIVersions.Has "jobqueue.dev/v1alpha1/JobQueue" }}true{{ end }}
+{{- end }}
+
+{{- define "jobqueue.jobQueueName" -}}
+{{- default (include "jobqueue.fullname" .) .Values.jobQueue.name }}
+{{- end }}
+
+{{/* The annotations of the pre-delete hook's objects: made before the uninstall deletes
+anything, removed once it succeeded (a failed one stays for a look, replaced next time). */}}
+{{- define "jobqueue.preDeleteHook" -}}
+helm.sh/hook: pre-delete
+helm.sh/hook-weight: {{ .weight | quote }}
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 {{- end }}

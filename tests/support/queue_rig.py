@@ -1,0 +1,146 @@
+"""The JobQueue side of the e2e tests (``tests/e2e``): a JobQueue's manifest for the test
+handlers of ``jobqueue_operator_test_handlers``, its database Secret, the table of finished
+runs, and waits on what the operator made of it (the worker Deployment, its pods, the
+status and conditions, Events). Whichever operator runs it: a local process
+(``test_operator.py``) or the chart's pod (``test_chart.py``)."""
+
+from __future__ import annotations
+
+import json
+import time
+import typing
+import uuid
+
+import jobqueue_operator_test_handlers as handlers
+import psycopg
+
+import jobqueue
+from cluster import kubectl
+
+Json = kubectl.Json
+WORKER_IMAGE: typing.Final = "registry.example/jobqueue-worker:test"
+SECRET: typing.Final = "queue-db"
+
+
+def jobqueue_manifest(
+    name: str,
+    *,
+    scaling: Json | None = None,
+    env: dict[str, str] | None = None,
+    **spec: typing.Any,
+) -> Json:
+    worker_env = {
+        "PYTHONPATH": str(kubectl.tests_support()),
+        "JOBQUEUE_IMPORTS": "jobqueue_operator_test_handlers",
+        "JOBQUEUE_PLUGINS": "false",
+        **(env or {}),
+    }
+    return {
+        "apiVersion": "jobqueue.dev/v1alpha1",
+        "kind": "JobQueue",
+        "metadata": {"name": name},
+        "spec": {
+            "database": {"secretRef": {"name": SECRET}},
+            "worker": {
+                "image": WORKER_IMAGE,
+                "concurrency": 2,
+                "pollIntervalSeconds": 1,
+                "jobTypes": ["op.work"],
+                "terminationGracePeriodSeconds": 10,
+                "env": [{"name": key, "value": value} for key, value in worker_env.items()],
+            },
+            "scaling": {"pollIntervalSeconds": 1, "scaleDownDelaySeconds": 2, **(scaling or {})},
+            **spec,
+        },
+    }
+
+
+def database_secret(kube: kubectl.Kube, url: str) -> None:
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": SECRET},
+            "stringData": {"url": url},
+        }
+    )
+
+
+def runs_table(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(handlers.RUNS_TABLE)
+
+
+def runs(database_url: str) -> list[tuple[uuid.UUID, str, int]]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute("SELECT job_id, worker, attempt FROM operator_runs").fetchall()
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+def deployment(kube: kubectl.Kube, name: str) -> Json | None:
+    found = kube.kubectl("get", "deployment", f"{name}-workers", "-o", "json", check=False)
+    return typing.cast(Json, json.loads(found.stdout)) if found.returncode == 0 else None
+
+
+def replicas(kube: kubectl.Kube, name: str) -> int | None:
+    found = deployment(kube, name)
+    return None if found is None else int(found["spec"].get("replicas", 0))
+
+
+def status(kube: kubectl.Kube, name: str) -> Json:
+    return typing.cast(Json, kube.get("jobqueue", name).get("status") or {})
+
+
+def condition(kube: kubectl.Kube, name: str, kind: str) -> Json:
+    for found in status(kube, name).get("conditions", []):
+        if found["type"] == kind:
+            return typing.cast(Json, found)
+    return {}
+
+
+def worker_pods(kube: kubectl.Kube, name: str) -> list[Json]:
+    return kube.pods(f"app.kubernetes.io/instance={name}")
+
+
+def events(kube: kubectl.Kube, reason: str) -> list[Json]:
+    found = kube.get("events", "--field-selector", f"reason={reason}")
+    return list(found["items"])
+
+
+def wait_reconciled(kube: kubectl.Kube, name: str) -> Json:
+    """The JobQueue's status once a reconcile wrote Ready=True."""
+    return typing.cast(
+        Json,
+        kube.wait_for(
+            lambda: condition(kube, name, "Ready").get("status") == "True" and status(kube, name),
+            f"JobQueue {name} Ready",
+            timeout=60,
+        ),
+    )
+
+
+def wait_replicas(kube: kubectl.Kube, name: str, count: int, timeout: float = 90) -> float:
+    """Waits for the Deployment's spec.replicas to be ``count``; returns when it was seen."""
+    kube.wait_for(lambda: replicas(kube, name) == count, f"{name}: {count} replicas", timeout)
+    return time.monotonic()
+
+
+def live_pods(kube: kubectl.Kube, name: str) -> list[Json]:
+    return [p for p in worker_pods(kube, name) if not p["metadata"].get("deletionTimestamp")]
+
+
+def ready_pods(kube: kubectl.Kube, name: str, count: int) -> list[Json]:
+    def check() -> list[Json] | None:
+        pods = worker_pods(kube, name)
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        if len(pods) == len(live) == count and all(map(kubectl.ready, live)):
+            return live
+        return None
+
+    return typing.cast(list[Json], kube.wait_for(check, f"{count} Ready pods of {name}"))
+
+
+def jobs_by_status(database_url: str, *ids: uuid.UUID) -> dict[uuid.UUID, jobqueue.Job]:
+    with jobqueue.SyncQueue(database_url) as queue:
+        found = {job_id: queue.get_job_status(job_id) for job_id in ids}
+    return {job_id: job for job_id, job in found.items() if job is not None}
