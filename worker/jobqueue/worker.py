@@ -231,6 +231,7 @@ class Worker:
         self._writer_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._metrics = metrics.WorkerMetrics(self.config.queue, metrics_registry)
+        self._metrics.prepare(self.types)
 
     # --- state ----------------------------------------------------------------------------
 
@@ -526,9 +527,13 @@ class Worker:
             self._metrics.active_jobs.set(len(self._active))
             self._wakeup.set()
 
-    def _abandon(self, job_ids: collections.abc.Iterable[uuid.UUID], reason: str) -> None:
-        """Stop these running jobs now; their outcome is never written. A synchronous
-        handler cannot be stopped, so a worker running one for them stops itself."""
+    def _abandon(
+        self, job_ids: collections.abc.Iterable[uuid.UUID], reason: str, outcome: str | None = None
+    ) -> None:
+        """Stop these running jobs now; their outcome is never written, but counted as
+        ``outcome`` when given (a job rescued from under us is lost to this worker, as one
+        whose outcome write finds it taken is). A synchronous handler cannot be stopped, so
+        a worker running one for them stops itself."""
         threads = 0
         for job_id in job_ids:
             task, job = self._active.get(job_id), self._held.get(job_id)
@@ -537,6 +542,8 @@ class Worker:
             self._abandoned[job_id] = reason
             logger.warning("[Worker] Stopping job %s: %s", job_id, reason)
             task.cancel()
+            if outcome is not None:
+                self._metrics.job_finished(job.type, outcome)
             found = self.registry.get(job.type)
             threads += found is not None and runner.runs_in_thread(found)
         if threads:
@@ -596,7 +603,11 @@ class Worker:
                             self._lease_from[job_id] = sent
                     taken = (held - still) & self._held.keys()
                     if taken:
-                        self._abandon(taken, "its lock was released as stale; it may run elsewhere")
+                        self._abandon(
+                            taken,
+                            "its lock was released as stale; it may run elsewhere",
+                            outcome="lost",
+                        )
             self._check_leases()
 
     def _check_leases(self) -> None:
