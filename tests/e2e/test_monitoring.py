@@ -65,6 +65,9 @@ OPERATOR_LABELS: typing.Final = {
 # pictures and still reacts within the run.
 STEP: typing.Final = 2.0
 DATA_FOLDER_ENV: typing.Final = "JOBQUEUE_DASHBOARD_DATA"
+# The operator's stale-job threshold, well above the workers' (3 s): while a worker lives,
+# its rescue loop hands a dead worker's jobs back first; the operator's comes when none can.
+OPERATOR_STALE: typing.Final = 10
 WAIT: typing.Final = 120.0  # for any one step of the run, on two busy cores
 
 
@@ -316,9 +319,7 @@ def test_dashboards_and_alerts_return_series_from_a_real_prometheus(
                 "pollIntervalSeconds": 1,
                 "scaleDownDelaySeconds": 2,
             },
-            # Well above the workers' threshold: a worker's rescue loop comes first while one
-            # lives, the operator's when none can.
-            staleJobTimeoutSeconds=10,
+            staleJobTimeoutSeconds=OPERATOR_STALE,
             retention={"doneSeconds": 60},
             env={
                 "JOBQUEUE_STALE_THRESHOLD": "3",
@@ -347,7 +348,8 @@ def test_dashboards_and_alerts_return_series_from_a_real_prometheus(
         with jobqueue.SyncQueue(database_url) as queue:
             queue.enqueue_jobs(
                 [
-                    *(jobqueue.NewJob("op.work", {"pause": 0.4}) for _ in range(24)),
+                    # A second each: more than the workers start at once (the backlog ages).
+                    *(jobqueue.NewJob("op.work", {"pause": 1.0}) for _ in range(24)),
                     *(jobqueue.NewJob("op.work", {"pause": 0.2}, run_at=due) for _ in range(6)),
                     *(
                         jobqueue.NewJob("op.flaky", {"pause": 0.1}, max_attempts=1)
@@ -375,17 +377,24 @@ def test_dashboards_and_alerts_return_series_from_a_real_prometheus(
         kube.wait_for(lambda: len(rig.worker_pods(kube, NAME)) == 1, "one worker pod")
 
         # A frozen worker, the only one: no heartbeats, no rescue loop; the operator's turn.
+        # Thawed at once: frozen much longer, the kubelet's liveness probe restarts it.
         release = tmp_path / "release-frozen"
         frozen_job = held_job(database_url, release)
         pod = holder(kube, database_url, frozen_job)
         os.kill(kubectl.pid(pod), signal.SIGSTOP)
         try:
-            counted("jobqueue_operator_rescued_jobs_total", "operator rescue")
+            counted("jobqueue_operator_rescued_jobs_total", "the operator's rescue")
         finally:
-            release.touch()
             os.kill(kubectl.pid(pod), signal.SIGCONT)
+        # Thawed, it finds its job gone at its next heartbeat and stops it (counted lost;
+        # released if its lease check comes first), then runs it again, once released.
+        stopped = (
+            f'jobqueue_worker_jobs_total{{namespace="{scope.namespace}", jobqueue="{NAME}",'
+            ' outcome=~"lost|released"} > 0'
+        )
+        wait(stopped, "the thawed worker's job stopped")
+        release.touch()
         kube.wait_for(lambda: pending(database_url) == 0, "the frozen job done", timeout=WAIT)
-        counted("jobqueue_worker_jobs_total", "the thawed job lost", outcome="lost")
         # The one alert without a `for`: the rules Prometheus loaded fire on this run's data.
         firing = scope.selector("ALERTS", alertname="JobQueueStaleJobsRescued", alertstate="firing")
         wait(firing, "JobQueueStaleJobsRescued firing")
