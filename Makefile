@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration bench bench-versus chaos clean cluster-binaries cluster e2e deploy-tools
+.PHONY: demo test lint unit integration bench bench-versus chaos clean cluster-binaries cluster e2e deploy-tools dashboards
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("jobqueue needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -18,11 +18,12 @@ demo: $(STAMP)
 	$(BIN)/jobqueue demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check worker operator tests bench
-	$(BIN)/ruff format --check worker operator tests bench
+	$(BIN)/ruff check worker operator tests bench docs
+	$(BIN)/ruff format --check worker operator tests bench docs
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	MYPYPATH=tests/support $(BIN)/mypy --strict bench
+	$(BIN)/mypy --strict docs/dashboards
 
 test: lint deploy-tools
 	$(BIN)/pytest
@@ -75,6 +76,17 @@ $(BENCH_STAMP): pyproject.toml bench/requirements-versus.txt
 
 bench-versus: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python bench/versus.py $(VERSUS_ARGS)
+
+# The dashboard pictures of the README (docs/dashboards/*.png): the monitoring e2e test runs
+# a real Prometheus over a workload on the test control plane and saves its panels' range
+# queries in docs/dashboards/data/, then render.py draws them with matplotlib from
+# .venv-bench (never a project dependency).
+DASHBOARD_DATA := docs/dashboards/data
+
+dashboards: cluster-binaries $(BENCH_STAMP)
+	rm -rf $(DASHBOARD_DATA)
+	JOBQUEUE_DASHBOARD_DATA=$(abspath $(DASHBOARD_DATA)) $(BIN)/pytest -m cluster tests/e2e/test_monitoring.py
+	$(BENCH_VENV)/bin/python docs/dashboards/render.py $(DASHBOARD_DATA) docs/dashboards
 
 # The long form of the chaos suite (the short form is part of `make test`).
 chaos: $(STAMP)

@@ -204,6 +204,7 @@ async def watch_queue(
     runtime = _runtime(memo)
     namespace, name = manifests.Owner.of(body).namespace, manifests.Owner.of(body).name
     state = runtime.queue(uid, namespace, name)
+    runtime.metrics.track(namespace, name)
     failures = 0
     try:
         while not stopped:

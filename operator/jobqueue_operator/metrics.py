@@ -98,6 +98,15 @@ class OperatorMetrics:
     def pruned(self, namespace: str, name: str, count: int) -> None:
         self.pruned_jobs.labels(namespace, name).inc(count)
 
+    def track(self, namespace: str, name: str) -> None:
+        """Makes a JobQueue's counters, at zero, before its first reconcile: increase() sees
+        a counter's first step only after a sample before it, so a counter born at 1 would
+        hide the first rescue or error from the panels and the alerts."""
+        for counter in (self.rescued_jobs, self.pruned_jobs, self.reconcile_errors):
+            counter.labels(namespace, name)
+        for direction in (policy.UP, policy.DOWN):
+            self.scale_events.labels(namespace, name, direction)
+
     def reconcile(self, namespace: str, name: str, seconds: float, *, error: bool) -> None:
         self.reconcile_duration.labels(namespace, name).observe(seconds)
         if error:

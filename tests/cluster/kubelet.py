@@ -51,13 +51,14 @@ container waiting with ``CreateContainerConfigError`` and is retried.
 
 *Networking: one loopback address per pod.* Processes share the host's network, so replicas
 listening on the same ``containerPort`` would collide. Each pod gets its own ``podIP`` from
-a 127.N.0.0/16 block, N drawn from 2-254 when the kubelet starts so that concurrent test
-clusters on one machine do not collide (Linux routes all of 127/8 to loopback), passed in
-``KUBELET_POD_IP``, and
+127.B.0.0/16 (Linux routes all of 127/8 to loopback), passed in ``KUBELET_POD_IP``, and
 ``podnet/`` is put first on ``PYTHONPATH``: its ``sitecustomize`` narrows a bind to
 ``0.0.0.0`` to the pod's address. So every replica binds the same port on its own address,
 and probes and the pod's status use that address. This works for Python programs (all pods
-here); a non-Python program would bind the wildcard and collide.
+here); a non-Python program would bind the wildcard and collide. B is the first block from 1
+that no other kubelet on the machine holds (a kubelet holds its block by listening on
+127.B.255.254 while it runs), so two control planes at once, say two checkouts' test runs,
+never give two pods the same address.
 
 *Service accounts.* If the pod has the projected service-account token volume that the
 ServiceAccount admission plugin adds (i.e. the token is automounted), the worker asks the
@@ -112,7 +113,6 @@ import json
 import os
 import pathlib
 import platform
-import random
 import re
 import shutil
 import signal
@@ -847,6 +847,24 @@ class PodWorker(threading.Thread):
 # --- the node ---------------------------------------------------------------------------
 
 
+BLOCK_HOLD_PORT: typing.Final = 10250  # the real kubelet's port, on an address no pod gets
+
+
+def _hold_address_block() -> tuple[int, socket.socket]:
+    """The first 127.B.0.0/16 no other kubelet holds, and the listening socket that holds it
+    for as long as this process lives."""
+    for block in range(1, 255):
+        hold = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            hold.bind((f"127.{block}.255.254", BLOCK_HOLD_PORT))
+            hold.listen()
+        except OSError:
+            hold.close()
+            continue
+        return block, hold
+    raise RuntimeError("every 127.B.0.0/16 block is held by another kubelet")
+
+
 class Kubelet:
     def __init__(self, client: api.Client, node_name: str, state_dir: pathlib.Path):
         self.client = client
@@ -855,10 +873,8 @@ class Kubelet:
         self.api_port = int(client.credentials.server.rsplit(":", 1)[1])
         self.workers: dict[str, PodWorker] = {}
         self.stopping = threading.Event()
-        # A block of its own, so that two test clusters on one machine (two worktrees'
-        # `make e2e`) do not give their pods the same address and port.
-        block = random.SystemRandom().randrange(2, 255)
-        self._addresses = (f"127.{block}.{n // 250}.{n % 250 + 2}" for n in itertools.count())
+        self._block, self._block_hold = _hold_address_block()
+        self._addresses = (f"127.{self._block}.{n // 250}.{n % 250 + 2}" for n in itertools.count())
         self._heartbeat_due = 0.0
         self.version = str(client.get("/version").get("gitVersion", "unknown"))
 
@@ -979,7 +995,7 @@ class Kubelet:
 
     def run(self) -> None:
         self.register_node()
-        log(f"node {self.node_name} registered ({self.version})")
+        log(f"node {self.node_name} registered ({self.version}), pods on 127.{self._block}.0.0/16")
         while not self.stopping.is_set():
             try:
                 self.sync()

@@ -8,6 +8,7 @@ import itertools
 import os
 import shutil
 
+import operator_rig
 import pytest
 
 from cluster import control_plane, kubectl
@@ -67,3 +68,10 @@ def kube(kube_cluster: control_plane.ControlPlane) -> collections.abc.Iterator[k
     yield kube
     # The namespace controller deletes what is left, the kubelet stops the pods' processes.
     admin.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def operator_system(kube_cluster: control_plane.ControlPlane) -> kubectl.Kube:
+    """The CRD and the operator's RBAC of ``deploy/``, once per run; kubectl for
+    jobqueue-system, the operator's namespace."""
+    return operator_rig.install_crd_and_rbac(kube_cluster)

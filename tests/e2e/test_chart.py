@@ -19,8 +19,8 @@ import pathlib
 import time
 import typing
 
+import operator_rig as rig
 import pytest
-import queue_rig
 import yaml
 
 import jobqueue
@@ -38,7 +38,7 @@ RECONCILE_TIMEOUT: typing.Final = "JOBQUEUE_OPERATOR_RECONCILE_TIMEOUT"
 # for it by the operator. The user's database Secret, the namespace's own ServiceAccount,
 # and the Events that tell what happened.
 NOT_THE_RELEASES: typing.Final = {
-    "Secret/" + queue_rig.SECRET,
+    "Secret/" + rig.SECRET,
     "ServiceAccount/default",
     "ConfigMap/kube-root-ca.crt",
 }
@@ -69,7 +69,7 @@ def environment(pod: Json) -> dict[str, str]:
 def drain_a_burst(kube: kubectl.Kube, database_url: str, name: str, count: int) -> list[str]:
     """Enqueues ``count`` jobs; waits until the workers ran each exactly once. Returns the
     ``kubectl get jq`` table as it was while jobs ran on more than one worker."""
-    before = {row[0] for row in queue_rig.runs(database_url)}
+    before = {row[0] for row in rig.runs(database_url)}
     with jobqueue.SyncQueue(database_url) as queue:
         burst = queue.enqueue_jobs(jobqueue.NewJob("op.work", {"pause": 0.5}) for _ in range(count))
 
@@ -82,10 +82,10 @@ def drain_a_burst(kube: kubectl.Kube, database_url: str, name: str, count: int) 
     ids = {job.id for job in burst}
 
     def drained() -> bool:
-        return ids <= {row[0] for row in queue_rig.runs(database_url)}
+        return ids <= {row[0] for row in rig.runs(database_url)}
 
     kube.wait_for(drained, f"the {count} jobs done", timeout=120)
-    done = [row for row in queue_rig.runs(database_url) if row[0] not in before]
+    done = [row for row in rig.runs(database_url) if row[0] not in before]
     assert sorted(row[0] for row in done) == sorted(ids), "each job of the burst ran once"
     assert {row[2] for row in done} == {1}, "no job ran twice"
     assert len({row[1] for row in done}) > 1, "the burst was shared between the workers"
@@ -163,19 +163,17 @@ def test_helm_install_a_jobqueue_helm_test_upgrade_and_uninstall(
     assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
 
     # --- kubectl apply -f of a JobQueue, a burst drained ----------------------------------
-    queue_rig.runs_table(database_url)
-    queue_rig.database_secret(kube, database_url)
+    rig.runs_table(database_url)
+    rig.database_secret(kube, database_url)
     manifest = tmp_path / "jobqueue.yaml"
     manifest.write_text(
         yaml.safe_dump(
-            queue_rig.jobqueue_manifest(
-                "books", scaling={"maxReplicas": 3, "targetJobsPerReplica": 5}
-            ),
+            rig.jobqueue_manifest("books", scaling={"maxReplicas": 3, "targetJobsPerReplica": 5}),
             sort_keys=False,
         )
     )
     kube.kubectl("apply", "-f", str(manifest))
-    queue_rig.wait_reconciled(kube, "books")
+    rig.wait_reconciled(kube, "books")
     began = time.monotonic()
     table = drain_a_burst(kube, database_url, "books", 60)
     measure("a burst of 60 jobs of 0.5 s -> all done (chart's operator)", time.monotonic() - began)
@@ -203,7 +201,7 @@ def test_helm_install_a_jobqueue_helm_test_upgrade_and_uninstall(
     assert environment(second)[RECONCILE_TIMEOUT] == "90"
     assert environment(first)[RECONCILE_TIMEOUT] == "60"
     # The queue keeps working under the new operator: it scales the workers up again.
-    queue_rig.wait_replicas(kube, "books", 0)
+    rig.wait_replicas(kube, "books", 0)
     drain_a_burst(kube, database_url, "books", 60)
     assert "Scaled " in kube.pod_log(second)
 
@@ -225,7 +223,7 @@ def test_helm_install_a_jobqueue_helm_test_upgrade_and_uninstall(
     began = time.monotonic()
     kube.kubectl("delete", "jobqueue", "books", "--timeout=60s")
     measure("kubectl delete jq -> gone (its finalizer released)", time.monotonic() - began)
-    kube.wait_for(lambda: queue_rig.deployment(kube, "books") is None, "the workers gone")
+    kube.wait_for(lambda: rig.deployment(kube, "books") is None, "the workers gone")
     took = uninstall_leaving_nothing(kube, release)
     measure("helm uninstall --wait -> nothing of the release left", took)
     labelled = f"app.kubernetes.io/instance={release}"
@@ -271,8 +269,8 @@ def test_the_charts_own_jobqueue_goes_with_the_release(
     namespace = kube.namespace
     kube.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
     release = "own-" + namespace.removeprefix("test-")
-    queue_rig.database_secret(kube, database_url)
-    spec = queue_rig.jobqueue_manifest("unused", scaling={"minReplicas": 1})["spec"]
+    rig.database_secret(kube, database_url)
+    spec = rig.jobqueue_manifest("unused", scaling={"minReplicas": 1})["spec"]
     values = tmp_path / "values.yaml"
     values.write_text(
         yaml.safe_dump(
@@ -293,8 +291,8 @@ def test_the_charts_own_jobqueue_goes_with_the_release(
         "install", release, str(CHART), "--values", str(values), "--wait", "--timeout=120s"
     )
     assert "get jq own" in installed.stdout, installed.stdout
-    queue_rig.ready_pods(kube, "own", 1)
-    queue_rig.wait_reconciled(kube, "own")
+    rig.ready_pods(kube, "own", 1)
+    rig.wait_reconciled(kube, "own")
     made = kube.get("jobqueue", "own")
     assert made["metadata"]["labels"]["app.kubernetes.io/instance"] == release
     assert "jobqueue.dev/operator" in made["metadata"]["finalizers"]

@@ -30,10 +30,10 @@ import urllib.error
 import urllib.request
 import uuid
 
+import operator_rig as rig
 import psycopg
 import psycopg.conninfo
 import pytest
-import queue_rig
 import waiting
 import yaml
 
@@ -44,6 +44,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
 Json = kubectl.Json
 DEPLOY: typing.Final = control_plane.TESTS_DIR.parent / "deploy"
+WORKER_IMAGE: typing.Final = "registry.example/jobqueue-worker:test"
+SECRET: typing.Final = "queue-db"
 Measure = collections.abc.Callable[[str, float], None]
 
 
@@ -52,24 +54,14 @@ Measure = collections.abc.Callable[[str, float], None]
 
 @pytest.fixture(scope="session")
 def operator_kubeconfig(
-    kube_cluster: control_plane.ControlPlane, tmp_path_factory: pytest.TempPathFactory
+    kube_cluster: control_plane.ControlPlane,
+    operator_system: kubectl.Kube,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> pathlib.Path:
-    """The CRD and the RBAC of ``deploy/`` applied, and a kubeconfig with a token of the
-    operator's ServiceAccount."""
-    system = kubectl.Kube(kube_cluster, "jobqueue-system")
-    system.kubectl("apply", "-f", str(DEPLOY / "crd.yaml"))
-    system.kubectl("apply", "-f", str(DEPLOY / "rbac.yaml"))
-    system.kubectl(
-        "wait", "--for=condition=Established", "crd/jobqueues.jobqueue.dev", "--timeout=60s"
-    )
-    system.wait_for(
-        lambda: (
-            system.kubectl("get", "serviceaccount", "jobqueue-operator", check=False).returncode
-            == 0
-        ),
-        "the operator's ServiceAccount",
-    )
-    token = system.kubectl("create", "token", "jobqueue-operator", "--duration=3h").stdout.strip()
+    """A kubeconfig with a token of the operator's ServiceAccount (bound by deploy/)."""
+    token = operator_system.kubectl(
+        "create", "token", "jobqueue-operator", "--duration=3h"
+    ).stdout.strip()
     config = api.kubeconfig(
         kube_cluster.server, kube_cluster.pki.ca_cert, "jobqueue-operator", {"token": token}
     )
@@ -175,7 +167,7 @@ def operator(
         yield running
 
 
-# --- scenarios ----------------------------------------------------------------------------------
+# --- JobQueues and what they own ----------------------------------------------------------------
 
 
 def test_a_jobqueue_becomes_a_worker_deployment_a_service_and_a_status(
@@ -186,20 +178,17 @@ def test_a_jobqueue_becomes_a_worker_deployment_a_service_and_a_status(
     kube.kubectl(
         "label", "namespace", kube.namespace, "pod-security.kubernetes.io/enforce=restricted"
     )
-    queue_rig.database_secret(kube, empty_database_url)
-    kube.apply(queue_rig.jobqueue_manifest("books", scaling={"minReplicas": 1, "maxReplicas": 2}))
+    rig.database_secret(kube, empty_database_url)
+    kube.apply(rig.jobqueue_manifest("books", scaling={"minReplicas": 1, "maxReplicas": 2}))
 
-    made = kube.wait_for(lambda: queue_rig.deployment(kube, "books"), "the worker Deployment")
+    made = kube.wait_for(lambda: rig.deployment(kube, "books"), "the worker Deployment")
     [owner] = made["metadata"]["ownerReferences"]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("JobQueue", "books", True)
     pod = made["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert container["args"] == ["worker"]
     env = {entry["name"]: entry for entry in container["env"]}
-    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
-        "name": queue_rig.SECRET,
-        "key": "url",
-    }
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": rig.SECRET, "key": "url"}
     assert env["JOBQUEUE_WORKER_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["JOBQUEUE_CONCURRENCY"]["value"] == "2"
     assert env["JOBQUEUE_TYPES"]["value"] == "op.work"
@@ -212,17 +201,15 @@ def test_a_jobqueue_becomes_a_worker_deployment_a_service_and_a_status(
     assert service["spec"]["ports"][0]["name"] == "metrics"
 
     # Admitted under `restricted`, migrated, Ready.
-    [worker] = queue_rig.ready_pods(kube, "books", 1)
+    [worker] = rig.ready_pods(kube, "books", 1)
     with psycopg.connect(empty_database_url) as conn:
         assert conn.execute("SELECT to_regclass('jobs') IS NOT NULL").fetchone() == (True,)
-    reconciled = queue_rig.wait_reconciled(kube, "books")
-    kube.wait_for(
-        lambda: queue_rig.status(kube, "books").get("readyReplicas") == 1, "readyReplicas 1"
-    )
-    reconciled = queue_rig.status(kube, "books")
+    reconciled = rig.wait_reconciled(kube, "books")
+    kube.wait_for(lambda: rig.status(kube, "books").get("readyReplicas") == 1, "readyReplicas 1")
+    reconciled = rig.status(kube, "books")
     assert reconciled["desiredReplicas"] == 1
     assert reconciled["observedGeneration"] == 1
-    assert queue_rig.condition(kube, "books", "DatabaseReachable")["status"] == "True"
+    assert rig.condition(kube, "books", "DatabaseReachable")["status"] == "True"
     table = kube.kubectl("get", "jq").stdout.splitlines()
     assert table[0].split() == [
         "NAME",
@@ -236,11 +223,11 @@ def test_a_jobqueue_becomes_a_worker_deployment_a_service_and_a_status(
     assert table[1].split()[:6] == ["books", "True", "0", "0", "0", "1"]
 
     # A job runs on it.
-    queue_rig.runs_table(empty_database_url)
+    rig.runs_table(empty_database_url)
     with jobqueue.SyncQueue(empty_database_url) as queue:
         job = queue.enqueue_job("op.work", {})
-    kube.wait_for(lambda: len(queue_rig.runs(empty_database_url)) == 1, "the job done")
-    assert queue_rig.runs(empty_database_url)[0][:2] == (job.id, worker["metadata"]["name"])
+    kube.wait_for(lambda: len(rig.runs(empty_database_url)) == 1, "the job done")
+    assert rig.runs(empty_database_url)[0][:2] == (job.id, worker["metadata"]["name"])
 
     # A user's label on the Deployment survives a spec change that rolls out.
     kube.kubectl("label", "deployment", "books-workers", "team=reading")
@@ -249,7 +236,7 @@ def test_a_jobqueue_becomes_a_worker_deployment_a_service_and_a_status(
     )
 
     def rolled() -> bool:
-        found = queue_rig.deployment(kube, "books")
+        found = rig.deployment(kube, "books")
         assert found is not None
         env = {
             e["name"]: e.get("value")
@@ -258,10 +245,8 @@ def test_a_jobqueue_becomes_a_worker_deployment_a_service_and_a_status(
         return env["JOBQUEUE_CONCURRENCY"] == "3"
 
     kube.wait_for(rolled, "the new concurrency in the Deployment")
-    assert queue_rig.deployment(kube, "books")["metadata"]["labels"]["team"] == "reading"  # type: ignore[index]
-    kube.wait_for(
-        lambda: queue_rig.status(kube, "books").get("observedGeneration") == 2, "generation 2"
-    )
+    assert rig.deployment(kube, "books")["metadata"]["labels"]["team"] == "reading"  # type: ignore[index]
+    kube.wait_for(lambda: rig.status(kube, "books").get("observedGeneration") == 2, "generation 2")
 
 
 INVALID: typing.Final = [
@@ -301,7 +286,7 @@ def _merge(base: Json, change: Json) -> Json:
 def test_an_invalid_jobqueue_is_refused_with_its_message(
     kube: kubectl.Kube, operator_kubeconfig: pathlib.Path, change: Json, message: str
 ) -> None:
-    manifest = queue_rig.jobqueue_manifest("refused")
+    manifest = rig.jobqueue_manifest("refused")
     metadata = change.pop("metadata", None)
     if metadata:
         manifest["metadata"] = metadata
@@ -315,10 +300,10 @@ def test_an_invalid_jobqueue_is_refused_with_its_message(
 def test_a_burst_scales_up_to_the_bound_runs_each_job_once_and_idle_scales_to_zero(
     kube: kubectl.Kube, operator: Operator, database_url: str, measure: Measure
 ) -> None:
-    queue_rig.runs_table(database_url)
-    queue_rig.database_secret(kube, database_url)
+    rig.runs_table(database_url)
+    rig.database_secret(kube, database_url)
     kube.apply(
-        queue_rig.jobqueue_manifest(
+        rig.jobqueue_manifest(
             "burst",
             scaling={
                 "maxReplicas": 3,
@@ -328,8 +313,8 @@ def test_a_burst_scales_up_to_the_bound_runs_each_job_once_and_idle_scales_to_ze
             },
         )
     )
-    queue_rig.wait_reconciled(kube, "burst")
-    assert queue_rig.replicas(kube, "burst") == 0
+    rig.wait_reconciled(kube, "burst")
+    assert rig.replicas(kube, "burst") == 0
     # Due in 6 s: the NOTIFY of the insert finds nothing due within the 2 s interval, so
     # the scale-up comes from a poll once they are (the pre-scale for jobs falling due).
     poll, lead = 2.0, 6.0
@@ -342,7 +327,7 @@ def test_a_burst_scales_up_to_the_bound_runs_each_job_once_and_idle_scales_to_ze
     seen: list[int] = []
 
     def scaled_to(count: int) -> bool:
-        now = queue_rig.replicas(kube, "burst") or 0
+        now = rig.replicas(kube, "burst") or 0
         seen.append(now)
         return now >= count
 
@@ -364,56 +349,50 @@ def test_a_burst_scales_up_to_the_bound_runs_each_job_once_and_idle_scales_to_ze
         kube.wait_for(all_done, "the burst done")
     idle = time.monotonic()
     assert max(seen) == 3, "never above maxReplicas"
-    done = queue_rig.runs(database_url)
+    done = rig.runs(database_url)
     assert sorted(row[0] for row in done) == sorted(job.id for job in burst), "each job once"
     assert {row[2] for row in done} == {1}, "no job ran twice"
     assert len({row[1] for row in done}) > 1, "the burst was shared between the workers"
 
-    scaled_down = queue_rig.wait_replicas(kube, "burst", 0, timeout=60)
+    scaled_down = rig.wait_replicas(kube, "burst", 0, timeout=60)
     measure("idle -> scale-down patch to 0 (scaleDownDelaySeconds 3)", scaled_down - idle)
-    kube.wait_for(lambda: not queue_rig.worker_pods(kube, "burst"), "the worker pods gone")
-    final = queue_rig.status(kube, "burst")
+    kube.wait_for(lambda: not rig.worker_pods(kube, "burst"), "the worker pods gone")
+    final = rig.status(kube, "burst")
     assert final["desiredReplicas"] == 0
     assert "0 replicas" in final["lastScaleReason"] or "-> 0" in final["lastScaleReason"]
-    assert queue_rig.events(kube, "ScaledUp")
-    assert queue_rig.events(kube, "ScaledDown")
+    assert rig.events(kube, "ScaledUp")
+    assert rig.events(kube, "ScaledDown")
     assert operator.metric("jobqueue_operator_scale_events_total", "burst") >= 1
 
 
 def test_notify_wakes_a_queue_at_zero(
     kube: kubectl.Kube, operator: Operator, database_url: str, measure: Measure
 ) -> None:
-    queue_rig.runs_table(database_url)
-    queue_rig.database_secret(kube, database_url)
+    rig.runs_table(database_url)
+    rig.database_secret(kube, database_url)
     # Polled hourly: only the database's NOTIFY can explain a scale-up within seconds.
-    kube.apply(queue_rig.jobqueue_manifest("wake", scaling={"pollIntervalSeconds": 3600}))
-    queue_rig.wait_reconciled(kube, "wake")
+    kube.apply(rig.jobqueue_manifest("wake", scaling={"pollIntervalSeconds": 3600}))
+    rig.wait_reconciled(kube, "wake")
     kube.wait_for(
-        lambda: (
-            "listening" in queue_rig.condition(kube, "wake", "DatabaseReachable").get("message", "")
-        ),
+        lambda: "listening" in rig.condition(kube, "wake", "DatabaseReachable").get("message", ""),
         "the operator listening",
     )
     began = time.monotonic()
     with jobqueue.SyncQueue(database_url) as queue:
         job = queue.enqueue_job("op.work", {})
-    woke = queue_rig.wait_replicas(kube, "wake", 1, timeout=30)
+    woke = rig.wait_replicas(kube, "wake", 1, timeout=30)
     measure("burst -> scale-up patch, NOTIFY path (pollIntervalSeconds 3600)", woke - began)
     assert woke - began < 15
-    kube.wait_for(
-        lambda: [row[0] for row in queue_rig.runs(database_url)] == [job.id], "the job done"
-    )
+    kube.wait_for(lambda: [row[0] for row in rig.runs(database_url)] == [job.id], "the job done")
 
 
 def test_scale_down_removes_idle_workers_first(
     kube: kubectl.Kube, operator: Operator, database_url: str, tmp_path: pathlib.Path
 ) -> None:
-    queue_rig.runs_table(database_url)
-    queue_rig.database_secret(kube, database_url)
-    kube.apply(
-        queue_rig.jobqueue_manifest("busy", scaling={"maxReplicas": 3, "targetJobsPerReplica": 2})
-    )
-    queue_rig.wait_reconciled(kube, "busy")
+    rig.runs_table(database_url)
+    rig.database_secret(kube, database_url)
+    kube.apply(rig.jobqueue_manifest("busy", scaling={"maxReplicas": 3, "targetJobsPerReplica": 2}))
+    rig.wait_reconciled(kube, "busy")
     releases = [tmp_path / f"release-{n}" for n in range(6)]
     with jobqueue.SyncQueue(database_url) as queue:
         held = queue.enqueue_jobs(
@@ -422,7 +401,7 @@ def test_scale_down_removes_idle_workers_first(
     release_of = {job.id: path for job, path in zip(held, releases, strict=True)}
 
     def all_running() -> dict[uuid.UUID, jobqueue.Job] | None:
-        jobs = queue_rig.jobs_by_status(database_url, *release_of)
+        jobs = rig.jobs_by_status(database_url, *release_of)
         return jobs if all(job.status == "running" for job in jobs.values()) else None
 
     jobs = kube.wait_for(all_running, "6 jobs running on 3 workers", timeout=90)
@@ -437,20 +416,20 @@ def test_scale_down_removes_idle_workers_first(
                 release_of[job_id].touch()
 
     # Two jobs left, two per replica: one replica; the busy one stays.
-    queue_rig.wait_replicas(kube, "busy", 1)
+    rig.wait_replicas(kube, "busy", 1)
     [survivor] = kube.wait_for(
-        lambda: len(queue_rig.worker_pods(kube, "busy")) == 1 and queue_rig.live_pods(kube, "busy"),
+        lambda: len(rig.worker_pods(kube, "busy")) == 1 and rig.live_pods(kube, "busy"),
         "one worker pod left",
     )
     assert survivor["metadata"]["name"] == keeper
     cost = survivor["metadata"]["annotations"]["controller.kubernetes.io/pod-deletion-cost"]
     assert cost == "2"
-    still = queue_rig.jobs_by_status(database_url, *by_worker[keeper])
+    still = rig.jobs_by_status(database_url, *by_worker[keeper])
     assert all(job.status == "running" and job.attempts == 1 for job in still.values())
     for job_id in by_worker[keeper]:
         release_of[job_id].touch()
-    kube.wait_for(lambda: len(queue_rig.runs(database_url)) == 6, "all six done")
-    assert {row[2] for row in queue_rig.runs(database_url)} == {1}, "no job was interrupted"
+    kube.wait_for(lambda: len(rig.runs(database_url)) == 6, "all six done")
+    assert {row[2] for row in rig.runs(database_url)} == {1}, "no job was interrupted"
 
 
 def test_a_killed_workers_job_is_rescued_by_the_operator_and_completes(
@@ -460,23 +439,23 @@ def test_a_killed_workers_job_is_rescued_by_the_operator_and_completes(
     tmp_path: pathlib.Path,
     measure: Measure,
 ) -> None:
-    queue_rig.runs_table(database_url)
-    queue_rig.database_secret(kube, database_url)
+    rig.runs_table(database_url)
+    rig.database_secret(kube, database_url)
     kube.apply(
-        queue_rig.jobqueue_manifest(
+        rig.jobqueue_manifest(
             "crash",
             scaling={"minReplicas": 1, "maxReplicas": 1},
             staleJobTimeoutSeconds=3,
             env={"JOBQUEUE_RESCUE_INTERVAL": "0"},  # the rescue is the operator's alone
         )
     )
-    [pod] = queue_rig.ready_pods(kube, "crash", 1)
+    [pod] = rig.ready_pods(kube, "crash", 1)
     release = tmp_path / "release"
     with jobqueue.SyncQueue(database_url) as queue:
         job = queue.enqueue_job("op.work", {"release": str(release)})
 
     def running() -> jobqueue.Job | None:
-        found = queue_rig.jobs_by_status(database_url, job.id).get(job.id)
+        found = rig.jobs_by_status(database_url, job.id).get(job.id)
         return found if found is not None and found.status == "running" else None
 
     held = kube.wait_for(running, "the job running")
@@ -486,7 +465,7 @@ def test_a_killed_workers_job_is_rescued_by_the_operator_and_completes(
     release.touch()  # the next run finishes at once
 
     def rescued() -> bool:
-        found = queue_rig.jobs_by_status(database_url, job.id)[job.id]
+        found = rig.jobs_by_status(database_url, job.id)[job.id]
         return found.status != "running" or found.attempts > 1
 
     kube.wait_for(rescued, "the job rescued", timeout=60)
@@ -494,31 +473,13 @@ def test_a_killed_workers_job_is_rescued_by_the_operator_and_completes(
         "kill -9 of a worker -> its job rescued (staleJobTimeoutSeconds 3)",
         time.monotonic() - killed,
     )
-    kube.wait_for(lambda: len(queue_rig.runs(database_url)) == 1, "the job done")
-    [(job_id, _, attempt)] = queue_rig.runs(database_url)
+    kube.wait_for(lambda: len(rig.runs(database_url)) == 1, "the job done")
+    [(job_id, _, attempt)] = rig.runs(database_url)
     assert (job_id, attempt) == (job.id, 2)
-    [event] = kube.wait_for(
-        lambda: queue_rig.events(kube, "RescuedStaleJobs"), "the rescue's Event"
-    )
+    [event] = kube.wait_for(lambda: rig.events(kube, "RescuedStaleJobs"), "the rescue's Event")
     assert str(job.id) in event["message"]
-    kube.wait_for(lambda: queue_rig.status(kube, "crash").get("rescuedJobs") == 1, "rescuedJobs 1")
+    kube.wait_for(lambda: rig.status(kube, "crash").get("rescuedJobs") == 1, "rescuedJobs 1")
     assert operator.metric("jobqueue_operator_rescued_jobs_total", "crash") == 1
-
-
-@contextlib.contextmanager
-def database_blocked(server_url: str, database_url: str) -> collections.abc.Iterator[None]:
-    """No new connection to the test's database, and the open ones cut."""
-    name = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-            (name,),
-        )
-        try:
-            yield
-        finally:
-            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
 
 def test_a_database_outage_keeps_the_replicas_and_is_recovered_from(
@@ -529,24 +490,24 @@ def test_a_database_outage_keeps_the_replicas_and_is_recovered_from(
     tmp_path: pathlib.Path,
     measure: Measure,
 ) -> None:
-    queue_rig.runs_table(database_url)
-    queue_rig.database_secret(kube, database_url)
+    rig.runs_table(database_url)
+    rig.database_secret(kube, database_url)
     kube.apply(
-        queue_rig.jobqueue_manifest(
+        rig.jobqueue_manifest(
             "outage",
             scaling={"maxReplicas": 2, "targetJobsPerReplica": 1, "scaleDownDelaySeconds": 1},
         )
     )
-    queue_rig.wait_reconciled(kube, "outage")
+    rig.wait_reconciled(kube, "outage")
     release = tmp_path / "release"
     with jobqueue.SyncQueue(database_url) as queue:
         queue.enqueue_jobs(jobqueue.NewJob("op.work", {"release": str(release)}) for _ in range(2))
-    queue_rig.wait_replicas(kube, "outage", 2)
+    rig.wait_replicas(kube, "outage", 2)
 
-    with database_blocked(server_url, database_url):
+    with rig.database_blocked(server_url, database_url):
         down = kube.wait_for(
             lambda: (
-                (found := queue_rig.condition(kube, "outage", "DatabaseReachable")).get("status")
+                (found := rig.condition(kube, "outage", "DatabaseReachable")).get("status")
                 == "False"
                 and found
             ),
@@ -555,8 +516,8 @@ def test_a_database_outage_keeps_the_replicas_and_is_recovered_from(
         )
         assert down["reason"] == "DatabaseUnreachable"
         assert "not currently accepting connections" in down["message"] or down["message"]
-        assert queue_rig.condition(kube, "outage", "Ready")["status"] == "False"
-        kube.wait_for(lambda: queue_rig.events(kube, "DatabaseUnreachable"), "the outage's Event")
+        assert rig.condition(kube, "outage", "Ready")["status"] == "False"
+        kube.wait_for(lambda: rig.events(kube, "DatabaseUnreachable"), "the outage's Event")
         errors = operator.metric("jobqueue_operator_reconcile_errors_total", "outage")
         kube.wait_for(
             lambda: (
@@ -565,26 +526,26 @@ def test_a_database_outage_keeps_the_replicas_and_is_recovered_from(
             "more failed reconciles",
             timeout=60,
         )
-        assert queue_rig.replicas(kube, "outage") == 2, "no scaling for lack of data"
+        assert rig.replicas(kube, "outage") == 2, "no scaling for lack of data"
         restored = time.monotonic()
     kube.wait_for(
-        lambda: queue_rig.condition(kube, "outage", "DatabaseReachable").get("status") == "True",
+        lambda: rig.condition(kube, "outage", "DatabaseReachable").get("status") == "True",
         "DatabaseReachable True again",
         timeout=60,
     )
     measure("database back -> DatabaseReachable True", time.monotonic() - restored)
-    assert queue_rig.condition(kube, "outage", "Ready")["status"] == "True"
+    assert rig.condition(kube, "outage", "Ready")["status"] == "True"
     release.touch()
-    kube.wait_for(lambda: len(queue_rig.runs(database_url)) == 2, "the held jobs done", timeout=90)
+    kube.wait_for(lambda: len(rig.runs(database_url)) == 2, "the held jobs done", timeout=90)
 
 
 def test_deleting_the_jobqueue_removes_what_it_owns(
     kube: kubectl.Kube, operator: Operator, database_url: str
 ) -> None:
-    queue_rig.database_secret(kube, database_url)
-    kube.apply(queue_rig.jobqueue_manifest("gone", scaling={"minReplicas": 1}))
-    [pod] = queue_rig.ready_pods(kube, "gone", 1)
-    queue_rig.wait_reconciled(kube, "gone")
+    rig.database_secret(kube, database_url)
+    kube.apply(rig.jobqueue_manifest("gone", scaling={"minReplicas": 1}))
+    [pod] = rig.ready_pods(kube, "gone", 1)
+    rig.wait_reconciled(kube, "gone")
     assert operator.metric("jobqueue_operator_desired_replicas", "gone") == 1
     kube.kubectl("delete", "jobqueue", "gone", "--timeout=60s")
     kube.wait_for(
@@ -608,13 +569,13 @@ def test_two_operators_with_peering_one_active_and_the_other_takes_over(
     tmp_path: pathlib.Path,
 ) -> None:
     admin = kubectl.Kube(kube.plane, "default")
-    admin.kubectl("apply", "-f", str(DEPLOY / "peering.yaml"))
+    admin.kubectl("apply", "-f", str(rig.DEPLOY / "peering.yaml"))
     admin.kubectl(
         "wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=60s"
     )
     # An operator limited to namespaces meets its peers in a KopfPeering in each of them.
     kube.apply({"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "jq"}})
-    queue_rig.database_secret(kube, database_url)
+    rig.database_secret(kube, database_url)
     peering = {"JOBQUEUE_OPERATOR_PEERING": "jq"}
     with (
         running_operator(kube, operator_kubeconfig, tmp_path / "first.log", **peering) as first,
@@ -631,15 +592,15 @@ def test_two_operators_with_peering_one_active_and_the_other_takes_over(
             )
 
         kube.wait_for(peered, "one operator active, the other paused")
-        kube.apply(queue_rig.jobqueue_manifest("shared", scaling={"minReplicas": 1}))
-        queue_rig.wait_replicas(kube, "shared", 1)
+        kube.apply(rig.jobqueue_manifest("shared", scaling={"minReplicas": 1}))
+        rig.wait_replicas(kube, "shared", 1)
         kube.wait_for(lambda: "Scaled " in acting.output(), "the active operator scaled")
         assert "owned_objects" not in standby.output(), "the paused operator acted"
         acting.stop()  # leaves the peering as it goes
         kube.kubectl(
             "patch", "jq", "shared", "--type=merge", "-p", '{"spec":{"scaling":{"minReplicas":2}}}'
         )
-        queue_rig.wait_replicas(kube, "shared", 2, timeout=60)
+        rig.wait_replicas(kube, "shared", 2, timeout=60)
         assert "Resuming operations" in standby.output()
         assert "Scaled " in standby.output()
 
@@ -647,25 +608,25 @@ def test_two_operators_with_peering_one_active_and_the_other_takes_over(
 def test_two_jobqueues_side_by_side_one_waiting_for_its_secret(
     kube: kubectl.Kube, operator: Operator, database_url: str, empty_database_url: str
 ) -> None:
-    queue_rig.database_secret(kube, database_url)
-    kube.apply(queue_rig.jobqueue_manifest("left", scaling={"minReplicas": 1}))
-    right = queue_rig.jobqueue_manifest("right", scaling={"minReplicas": 1})
+    rig.database_secret(kube, database_url)
+    kube.apply(rig.jobqueue_manifest("left", scaling={"minReplicas": 1}))
+    right = rig.jobqueue_manifest("right", scaling={"minReplicas": 1})
     right["spec"]["database"]["secretRef"]["name"] = "right-db"
     kube.apply(right)
 
     def missing() -> Json | None:
-        found = queue_rig.condition(kube, "right", "DatabaseReachable")
+        found = rig.condition(kube, "right", "DatabaseReachable")
         return found if found.get("reason") == "SecretMissing" else None
 
     reported = kube.wait_for(missing, "right: SecretMissing", timeout=60)
     assert reported["status"] == "False"
     assert "right-db" in reported["message"]
-    assert queue_rig.condition(kube, "right", "Ready")["status"] == "False"
-    kube.wait_for(lambda: queue_rig.events(kube, "SecretMissing"), "the missing Secret's Event")
+    assert rig.condition(kube, "right", "Ready")["status"] == "False"
+    kube.wait_for(lambda: rig.events(kube, "SecretMissing"), "the missing Secret's Event")
     # The other queue is not held up, and no worker starts without a known database.
-    queue_rig.ready_pods(kube, "left", 1)
-    queue_rig.wait_reconciled(kube, "left")
-    assert queue_rig.replicas(kube, "right") == 0
+    rig.ready_pods(kube, "left", 1)
+    rig.wait_reconciled(kube, "left")
+    assert rig.replicas(kube, "right") == 0
 
     # The Secret arrives: the operator migrates the empty database, then starts the workers.
     kube.apply(
@@ -676,15 +637,15 @@ def test_two_jobqueues_side_by_side_one_waiting_for_its_secret(
             "stringData": {"url": empty_database_url},
         }
     )
-    queue_rig.wait_reconciled(kube, "right")
-    queue_rig.ready_pods(kube, "right", 1)
+    rig.wait_reconciled(kube, "right")
+    rig.ready_pods(kube, "right", 1)
     for url in (database_url, empty_database_url):
-        queue_rig.runs_table(url)
+        rig.runs_table(url)
         with jobqueue.SyncQueue(url) as queue:
             queue.enqueue_job("op.work", {})
     for name, url in (("left", database_url), ("right", empty_database_url)):
-        kube.wait_for(lambda url=url: len(queue_rig.runs(url)) == 1, f"{name}'s job done")
-        [(_, worker, _)] = queue_rig.runs(url)
+        kube.wait_for(lambda url=url: len(rig.runs(url)) == 1, f"{name}'s job done")
+        [(_, worker, _)] = rig.runs(url)
         assert worker.startswith(f"{name}-workers-"), "each queue's jobs on its own workers"
 
 
@@ -694,7 +655,7 @@ def test_deploy_operator_yaml_runs_the_operator_as_a_pod(
     """The operator's own Deployment, as shipped, under PodSecurity `restricted` in
     jobqueue-system, with its ServiceAccount's token (from the kubelet), here limited to the
     test's namespace so that it does not meet the other tests' operators."""
-    [deployment] = yaml.safe_load_all((DEPLOY / "operator.yaml").read_text())
+    [deployment] = yaml.safe_load_all((rig.DEPLOY / "operator.yaml").read_text())
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     container["env"].append({"name": "JOBQUEUE_OPERATOR_NAMESPACES", "value": kube.namespace})
     system = kubectl.Kube(kube.plane, "jobqueue-system")
@@ -703,10 +664,10 @@ def test_deploy_operator_yaml_runs_the_operator_as_a_pod(
         system.kubectl(
             "rollout", "status", "deployment/jobqueue-operator", "--timeout=120s", timeout=130
         )
-        queue_rig.database_secret(kube, database_url)
-        kube.apply(queue_rig.jobqueue_manifest("podded", scaling={"minReplicas": 1}))
-        queue_rig.ready_pods(kube, "podded", 1)
-        queue_rig.wait_reconciled(kube, "podded")
+        rig.database_secret(kube, database_url)
+        kube.apply(rig.jobqueue_manifest("podded", scaling={"minReplicas": 1}))
+        rig.ready_pods(kube, "podded", 1)
+        rig.wait_reconciled(kube, "podded")
         [pod] = system.pods("app.kubernetes.io/name=jobqueue-operator")
         assert "Scaled " in system.pod_log(pod)
         assert "forbidden" not in system.pod_log(pod).lower()

@@ -108,3 +108,17 @@ def test_every_metric_name_is_documented() -> None:
     ]
     assert len(names) >= 10
     assert [name for name in names if name not in text] == []
+
+
+def test_a_workers_counters_start_at_zero_for_its_job_types() -> None:
+    # A counter born at 1 hides its first step from rate() and increase(): a new worker's
+    # first failure or rescue would move no panel and fire no alert.
+    registry = prometheus_client.registry.CollectorRegistry()
+    metrics.WorkerMetrics("q", registry).prepare(["a", "b"])
+    for job_type in ("a", "b"):
+        for outcome in metrics.JOB_OUTCOMES:
+            labels = {"queue": "q", "type": job_type, "outcome": outcome}
+            assert registry.get_sample_value("jobqueue_worker_jobs_total", labels) == 0
+        for status in metrics.RESCUED_STATUSES:
+            labels = {"queue": "q", "type": job_type, "status": status}
+            assert registry.get_sample_value("jobqueue_worker_rescued_jobs_total", labels) == 0

@@ -8,6 +8,7 @@ import time
 import typing
 import uuid
 
+import prometheus_client
 import psycopg
 import pytest
 import waiting
@@ -352,6 +353,42 @@ async def test_a_lost_job_outcome_is_dropped(
     assert current.status == "running"
     assert current.locked_by == "another"
     assert current.result is None
+
+
+def _lost(job_type: str) -> float:
+    """The process's count of lost ``job_type`` jobs (workers made by ``run_worker`` report
+    to the default registry)."""
+    found = prometheus_client.REGISTRY.get_sample_value(
+        "jobqueue_worker_jobs_total", {"queue": "default", "type": job_type, "outcome": "lost"}
+    )
+    return found or 0.0
+
+
+async def test_a_job_rescued_while_it_runs_is_stopped_and_counted_lost(
+    queue: jobqueue.Queue, registry: runner.Registry, run_worker: typing.Any
+) -> None:
+    # A worker that went silent (a stopped process, a long pause) and comes back to find its
+    # job rescued: its next heartbeat stops the job, which the metrics count as lost.
+    started = asyncio.Event()
+
+    @jobqueue.handler("held", registry=registry)
+    async def held(payload: object, job: types.Job) -> None:
+        started.set()
+        await asyncio.Event().wait()  # until stopped
+
+    before = _lost("held")
+    job = await queue.enqueue_job("held")
+    run_worker(concurrency=1, heartbeat_interval=0.2, stale_threshold=3600)
+    await waiting.until_status(queue, job.id, "running")
+    later = datetime.datetime.now(UTC) + datetime.timedelta(hours=1)
+    assert await queue.cleanup_stale_locks(60, now=later) == 1
+
+    async def counted() -> bool:
+        return _lost("held") > before
+
+    # Then the same worker, free again, claims the job anew: no other sign to wait for.
+    await waiting.eventually(counted, what="the rescued job counted lost")
+    assert _lost("held") == before + 1
 
 
 async def test_grace_timeout_hands_running_jobs_back(

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
 import typing
 
 import pytest
+import yaml
 
 ROOT: typing.Final = pathlib.Path(__file__).resolve().parents[2]
 DEPLOY: typing.Final = ROOT / "deploy"
@@ -150,3 +153,126 @@ def promql_metric_names(expression: str) -> set[str]:
 
     promql_parser.walk(promql_parser.parse(expression), visit)
     return names
+
+
+# --- dashboards and alerts: the queries they run ------------------------------------------------
+
+DASHBOARDS: typing.Final = DEPLOY / "grafana"
+RULES: typing.Final = DEPLOY / "prometheus" / "rules.yaml"
+# Grafana's own variables, given values PromQL accepts so the rest can be parsed as is.
+GRAFANA_INTERVALS: typing.Final = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
+
+Board = dict[str, typing.Any]
+
+
+def dashboard_files() -> list[pathlib.Path]:
+    return sorted(DASHBOARDS.glob("*.json"))
+
+
+def load_dashboard(path: pathlib.Path) -> Board:
+    board: Board = json.loads(path.read_text())
+    return board
+
+
+def panels(board: Board) -> list[Board]:
+    """The panels that query, those folded inside a row included."""
+    found: list[Board] = []
+    for panel in board["panels"]:
+        found.append(panel)
+        found.extend(panel.get("panels", []))
+    return [panel for panel in found if panel["type"] != "row"]
+
+
+def variable_queries(board: Board) -> list[str]:
+    """The series selectors of the board's ``label_values(...)`` variables."""
+    found = []
+    for variable in board["templating"]["list"]:
+        if variable["type"] == "query":
+            match = re.fullmatch(r"label_values\((.+), (\w+)\)", variable["query"]["query"])
+            assert match, f"variable {variable['name']}: not a label_values query"
+            found.append(match.group(1))
+    return found
+
+
+def expressions(board: Board) -> list[str]:
+    """Every query of the board: its panels' targets, then its variables'."""
+    exprs = [target["expr"] for panel in panels(board) for target in panel["targets"]]
+    return exprs + variable_queries(board)
+
+
+def promql(
+    expression: str,
+    variables: collections.abc.Mapping[str, str] | None = None,
+    intervals: collections.abc.Mapping[str, str] = GRAFANA_INTERVALS,
+) -> str:
+    """A dashboard query as Prometheus gets it from Grafana: its interval variables and
+    (when given) the dashboard's own, ``$name`` or ``${name}``, replaced by values."""
+    for variable, value in intervals.items():
+        expression = expression.replace(variable, value)
+    for name, value in (variables or {}).items():
+        expression = expression.replace("${" + name + "}", value).replace("$" + name, value)
+    return expression
+
+
+def alert_rules() -> list[dict[str, typing.Any]]:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+_COMPARISONS: typing.Final = frozenset({"==", "!=", ">", "<", ">=", "<="})
+_SET_OPERATORS: typing.Final = frozenset({"and", "or", "unless"})
+
+
+def alert_parts(expression: str) -> list[str]:
+    """The parts of an alert expression that must each return series for it to ever fire:
+    the operands of ``and``/``or``/``unless``, and of a filtering comparison the sides that
+    are not a number (its threshold). ``x > 0.25 and on (...) y >= 20`` gives ``x`` and
+    ``y``; an expression without either is its own one part."""
+    import promql_parser
+
+    def split(node: typing.Any) -> list[typing.Any]:
+        if isinstance(node, promql_parser.ParenExpr):
+            return split(node.expr)
+        if isinstance(node, promql_parser.BinaryExpr):
+            operator = str(node.op)
+            returns_bool = node.modifier is not None and node.modifier.return_bool
+            if operator in _SET_OPERATORS or (operator in _COMPARISONS and not returns_bool):
+                sides = [node.lhs, node.rhs]
+                return [
+                    part
+                    for side in sides
+                    if not isinstance(side, promql_parser.NumberLiteral)
+                    for part in split(side)
+                ]
+        return [node]
+
+    return [part.prettify() for part in split(promql_parser.parse(expression))]
+
+
+def without_thresholds(expression: str) -> str:
+    """The alert expression with its thresholds taken out, its joins kept: a comparison with
+    a number becomes its other side, a comparison of two vectors returns ``bool`` (0 or 1 for
+    every pair that matches), and ``and``/``or``/``unless`` stay with their ``on (...)``.
+    It returns series when the parts have data and their labels join, whether or not the
+    alert's conditions hold in the run."""
+    import promql_parser
+
+    def render(node: typing.Any) -> str:
+        if isinstance(node, promql_parser.ParenExpr):
+            return render(node.expr)
+        if isinstance(node, promql_parser.BinaryExpr):
+            operator = str(node.op)
+            modifier = node.modifier
+            matching = f" {modifier.matching}" if modifier and modifier.matching else ""
+            if operator in _SET_OPERATORS:
+                return f"({render(node.lhs)}) {operator}{matching} ({render(node.rhs)})"
+            if operator in _COMPARISONS and not (modifier and modifier.return_bool):
+                if isinstance(node.rhs, promql_parser.NumberLiteral):
+                    return render(node.lhs)
+                if isinstance(node.lhs, promql_parser.NumberLiteral):
+                    return render(node.rhs)
+                assert modifier is None or not modifier.group_labels, "group_left/right"
+                return f"({render(node.lhs)}) {operator} bool{matching} ({render(node.rhs)})"
+        return str(node.prettify())
+
+    return render(promql_parser.parse(expression))

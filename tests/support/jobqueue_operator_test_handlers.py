@@ -4,6 +4,10 @@
 database, whose primary key is the job id: a job that ran to the end twice would fail on
 the second insert, so the table proves "every job exactly once". A run can be held until
 the file ``payload["release"]`` exists, so a test can keep a worker busy.
+
+``op.flaky`` fails on purpose, so that failures and retries show in the metrics: each of its
+first ``payload["failures"]`` attempts (all of them when not given) raises, and a retry comes
+a second later rather than the default 30 s.
 """
 
 from __future__ import annotations
@@ -37,3 +41,12 @@ async def work(payload: dict[str, typing.Any], job: jobqueue.RunningJob) -> dict
             (job.id, job.locked_by or "", os.getpid(), job.attempts),
         )
     return {"worker": job.locked_by}
+
+
+@jobqueue.handler("op.flaky", retry=jobqueue.RetryPolicy(delay=1.0))
+async def flaky(payload: dict[str, typing.Any], job: jobqueue.RunningJob) -> dict[str, typing.Any]:
+    await asyncio.sleep(payload.get("pause", 0))
+    failures = payload.get("failures")
+    if failures is None or job.attempts <= failures:
+        raise RuntimeError(f"attempt {job.attempts} of op.flaky fails, as the test asked")
+    return {"attempts": job.attempts}

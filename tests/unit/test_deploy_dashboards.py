@@ -7,46 +7,11 @@ from __future__ import annotations
 
 import json
 import pathlib
-import re
-import typing
 
+import deploy_files
 import pytest
-from deploy_files import DEPLOY, exposed_metric_names, promql_metric_names
 
-DASHBOARDS = sorted((DEPLOY / "grafana").glob("*.json"))
-# Grafana's own variables, given values PromQL accepts so the rest can be parsed as is.
-GRAFANA_INTERVALS = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
-
-Board = dict[str, typing.Any]
-
-
-def _load(path: pathlib.Path) -> Board:
-    board: Board = json.loads(path.read_text())
-    return board
-
-
-def _panels(board: Board) -> list[Board]:
-    found: list[Board] = []
-    for panel in board["panels"]:
-        found.append(panel)
-        found.extend(panel.get("panels", []))  # panels folded inside a row
-    return [panel for panel in found if panel["type"] != "row"]
-
-
-def _expressions(board: Board) -> list[str]:
-    exprs = [target["expr"] for panel in _panels(board) for target in panel["targets"]]
-    for variable in board["templating"]["list"]:
-        if variable["type"] == "query":
-            match = re.fullmatch(r"label_values\((.+), (\w+)\)", variable["query"]["query"])
-            assert match, f"variable {variable['name']}: not a label_values query"
-            exprs.append(match.group(1))
-    return exprs
-
-
-def _promql(expression: str) -> str:
-    for variable, value in GRAFANA_INTERVALS.items():
-        expression = expression.replace(variable, value)
-    return expression
+DASHBOARDS = deploy_files.dashboard_files()
 
 
 def test_there_are_dashboards() -> None:
@@ -55,23 +20,23 @@ def test_there_are_dashboards() -> None:
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.name)
 def test_json_is_kept_readable(path: pathlib.Path) -> None:
-    assert path.read_text() == json.dumps(_load(path), indent=2) + "\n", (
+    assert path.read_text() == json.dumps(deploy_files.load_dashboard(path), indent=2) + "\n", (
         "rewrite it with json.dumps(board, indent=2) plus a newline"
     )
 
 
 def test_uids_are_unique_and_stable() -> None:
-    uids = [_load(path)["uid"] for path in DASHBOARDS]
+    uids = [deploy_files.load_dashboard(path)["uid"] for path in DASHBOARDS]
     assert uids == [path.stem for path in DASHBOARDS]
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.name)
 def test_variables_and_their_use(path: pathlib.Path) -> None:
-    board = _load(path)
+    board = deploy_files.load_dashboard(path)
     variables = {variable["name"]: variable for variable in board["templating"]["list"]}
     assert set(variables) == {"datasource", "namespace", "jobqueue", "queue"}
     assert variables["datasource"]["query"] == "prometheus"
-    for panel in _panels(board):
+    for panel in deploy_files.panels(board):
         assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
         for target in panel["targets"]:
             # Every query follows the namespace and JobQueue chosen; queue where it has one.
@@ -82,7 +47,7 @@ def test_variables_and_their_use(path: pathlib.Path) -> None:
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.name)
 def test_panels_do_not_overlap(path: pathlib.Path) -> None:
     taken: set[tuple[int, int]] = set()
-    for panel in _panels(_load(path)):
+    for panel in deploy_files.panels(deploy_files.load_dashboard(path)):
         place = panel["gridPos"]
         cells = {
             (x, y)
@@ -111,7 +76,7 @@ def test_the_panels_of_the_issue() -> None:
     titles = {
         panel["title"].lower(): {name for t in panel["targets"] for name in _names(t["expr"])}
         for path in DASHBOARDS
-        for panel in _panels(_load(path))
+        for panel in deploy_files.panels(deploy_files.load_dashboard(path))
     }
     for words, metric in wanted.items():
         matching = [t for t in titles if all(w in t for w in words.split() if len(w) > 3)]
@@ -120,14 +85,14 @@ def test_the_panels_of_the_issue() -> None:
 
 
 def _names(expression: str) -> set[str]:
-    return promql_metric_names(_promql(expression))
+    return deploy_files.promql_metric_names(deploy_files.promql(expression))
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.name)
 def test_every_query_reads_only_metrics_that_exist(path: pathlib.Path) -> None:
-    exposed = exposed_metric_names()
+    exposed = deploy_files.exposed_metric_names()
     used: set[str] = set()
-    for expression in _expressions(_load(path)):
+    for expression in deploy_files.expressions(deploy_files.load_dashboard(path)):
         names = _names(expression)
         assert names, f"no metric in {expression!r}"
         assert not names - exposed.keys(), f"unknown metrics {sorted(names - exposed.keys())}"
@@ -137,11 +102,11 @@ def test_every_query_reads_only_metrics_that_exist(path: pathlib.Path) -> None:
 
 def test_the_dashboards_show_every_metric_that_matters() -> None:
     # Every constant shows up somewhere, except the worker's identity (an info metric).
-    exposed = exposed_metric_names()
+    exposed = deploy_files.exposed_metric_names()
     shown = {
         exposed[name]
         for path in DASHBOARDS
-        for expression in _expressions(_load(path))
+        for expression in deploy_files.expressions(deploy_files.load_dashboard(path))
         for name in _names(expression)
     }
     assert set(exposed.values()) - shown == {"jobqueue_worker"}

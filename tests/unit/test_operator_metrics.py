@@ -43,3 +43,22 @@ def test_per_jobqueue_series_and_forgetting_them() -> None:
     other = {"namespace": "ns2", "jobqueue": "books"}
     assert value(names.OPERATOR_DESIRED_REPLICAS, other) == 1
     exported.forget("ns3", "never-seen")  # nothing to remove, nothing raised
+
+
+def test_a_jobqueues_counters_start_at_zero_before_its_first_reconcile() -> None:
+    # A counter born at 1 hides its first step from increase(): the first rescue would fire
+    # no alert. So they exist, at zero, before anything is counted.
+    registry = prometheus_client.CollectorRegistry()
+    exported = metrics.OperatorMetrics(registry)
+    source = {"namespace": "ns1", "jobqueue": "books"}
+    assert registry.get_sample_value(names.OPERATOR_RESCUED_JOBS + "_total", source) is None
+    exported.track("ns1", "books")
+    for counter in (
+        names.OPERATOR_RESCUED_JOBS,
+        names.OPERATOR_PRUNED_JOBS,
+        names.OPERATOR_RECONCILE_ERRORS,
+    ):
+        assert registry.get_sample_value(counter + "_total", source) == 0, counter
+    for direction in ("up", "down"):
+        labels = {**source, "direction": direction}
+        assert registry.get_sample_value(names.OPERATOR_SCALE_EVENTS + "_total", labels) == 0

@@ -46,6 +46,12 @@ OPERATOR_PRUNED_JOBS: typing.Final = "jobqueue_operator_pruned_jobs"  # ..._tota
 OPERATOR_RECONCILE_DURATION: typing.Final = "jobqueue_operator_reconcile_duration_seconds"
 OPERATOR_RECONCILE_ERRORS: typing.Final = "jobqueue_operator_reconcile_errors"  # ..._total
 
+# The label values a worker's counters take, each series made at zero when the worker starts:
+# rate() and increase() see a counter's first step only if a sample came before it, so a
+# series born at 1 hides the first failure or rescue from the dashboards and the alerts.
+JOB_OUTCOMES: typing.Final = ("done", "retried", "failed", "lost", "released")
+RESCUED_STATUSES: typing.Final = ("pending", "failed")
+
 _DURATION_BUCKETS: typing.Final = (
     0.001,
     0.005,
@@ -151,6 +157,16 @@ class WorkerMetrics:
         self._jobs: dict[tuple[str, str], list[float]] = {}
         self._durations: dict[str, _Observations] = {}
         self._waits: dict[str, _Observations] = {}
+
+    def prepare(self, job_types: collections.abc.Iterable[str]) -> None:
+        """Makes the counters of the types this worker runs, at zero (see ``JOB_OUTCOMES``)."""
+        for job_type in job_types:
+            for outcome in JOB_OUTCOMES:
+                key = (job_type, outcome)
+                if key not in self._jobs:
+                    self._jobs[key] = self._families.jobs.child((self.queue, job_type, outcome))
+            for status in RESCUED_STATUSES:
+                self._families.rescued.labels(self.queue, job_type, status)
 
     def identify(self, worker_id: str) -> None:
         self._families.info.info({"worker_id": worker_id, "queue": self.queue})

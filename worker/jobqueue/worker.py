@@ -232,6 +232,7 @@ class Worker:
         self._writer_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._metrics = metrics.WorkerMetrics(self.config.queue, metrics_registry)
+        self._metrics.prepare(self.types)
         # Read when scraped, not set at every job's start and end.
         self._metrics.active_jobs.set_function(lambda: len(self._active))
         # Claimed rows become the jobs handlers get, with no copy per job.
@@ -530,9 +531,13 @@ class Worker:
             self._active.pop(job.id, None)
             self._wakeup.set()
 
-    def _abandon(self, job_ids: collections.abc.Iterable[uuid.UUID], reason: str) -> None:
-        """Stop these running jobs now; their outcome is never written. A synchronous
-        handler cannot be stopped, so a worker running one for them stops itself."""
+    def _abandon(
+        self, job_ids: collections.abc.Iterable[uuid.UUID], reason: str, outcome: str | None = None
+    ) -> None:
+        """Stop these running jobs now; their outcome is never written, but counted as
+        ``outcome`` when given (a job rescued from under us is lost to this worker, as one
+        whose outcome write finds it taken is). A synchronous handler cannot be stopped, so
+        a worker running one for them stops itself."""
         threads = 0
         for job_id in job_ids:
             task, job = self._active.get(job_id), self._held.get(job_id)
@@ -541,6 +546,8 @@ class Worker:
             self._abandoned[job_id] = reason
             logger.warning("[Worker] Stopping job %s: %s", job_id, reason)
             task.cancel()
+            if outcome is not None:
+                self._metrics.job_finished(job.type, outcome)
             found = self.registry.get(job.type)
             threads += found is not None and runner.runs_in_thread(found)
         if threads:
@@ -600,7 +607,11 @@ class Worker:
                             self._lease_from[job_id] = sent
                     taken = (held - still) & self._held.keys()
                     if taken:
-                        self._abandon(taken, "its lock was released as stale; it may run elsewhere")
+                        self._abandon(
+                            taken,
+                            "its lock was released as stale; it may run elsewhere",
+                            outcome="lost",
+                        )
             self._check_leases()
 
     def _check_leases(self) -> None:

@@ -1,11 +1,12 @@
-"""The JobQueue side of the e2e tests (``tests/e2e``): a JobQueue's manifest for the test
-handlers of ``jobqueue_operator_test_handlers``, its database Secret, the table of finished
-runs, and waits on what the operator made of it (the worker Deployment, its pods, the
-status and conditions, Events). Whichever operator runs it: a local process
-(``test_operator.py``) or the chart's pod (``test_chart.py``)."""
+"""JobQueues on the test control plane, shared by the e2e tests of the operator and of
+monitoring: the CRD and the operator's RBAC from ``deploy/``, a ``JobQueue`` whose workers
+run the handlers of ``jobqueue_operator_test_handlers``, its database Secret, and waits on
+what the operator makes of it (Deployment, pods, status, Events)."""
 
 from __future__ import annotations
 
+import collections.abc
+import contextlib
 import json
 import time
 import typing
@@ -13,13 +14,34 @@ import uuid
 
 import jobqueue_operator_test_handlers as handlers
 import psycopg
+import psycopg.conninfo
 
 import jobqueue
-from cluster import kubectl
+from cluster import control_plane, kubectl
 
 Json = kubectl.Json
+DEPLOY: typing.Final = control_plane.TESTS_DIR.parent / "deploy"
 WORKER_IMAGE: typing.Final = "registry.example/jobqueue-worker:test"
 SECRET: typing.Final = "queue-db"
+
+
+def install_crd_and_rbac(plane: control_plane.ControlPlane) -> kubectl.Kube:
+    """The CRD and the RBAC of ``deploy/`` applied (the operator's ServiceAccount made);
+    returns kubectl for the operator's namespace, jobqueue-system."""
+    system = kubectl.Kube(plane, "jobqueue-system")
+    system.kubectl("apply", "-f", str(DEPLOY / "crd.yaml"))
+    system.kubectl("apply", "-f", str(DEPLOY / "rbac.yaml"))
+    system.kubectl(
+        "wait", "--for=condition=Established", "crd/jobqueues.jobqueue.dev", "--timeout=60s"
+    )
+    system.wait_for(
+        lambda: (
+            system.kubectl("get", "serviceaccount", "jobqueue-operator", check=False).returncode
+            == 0
+        ),
+        "the operator's ServiceAccount",
+    )
+    return system
 
 
 def jobqueue_manifest(
@@ -144,3 +166,19 @@ def jobs_by_status(database_url: str, *ids: uuid.UUID) -> dict[uuid.UUID, jobque
     with jobqueue.SyncQueue(database_url) as queue:
         found = {job_id: queue.get_job_status(job_id) for job_id in ids}
     return {job_id: job for job_id, job in found.items() if job is not None}
+
+
+@contextlib.contextmanager
+def database_blocked(server_url: str, database_url: str) -> collections.abc.Iterator[None]:
+    """No new connection to the test's database, and the open ones cut."""
+    name = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (name,),
+        )
+        try:
+            yield
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
