@@ -200,6 +200,46 @@ async def test_a_worker_that_cannot_heartbeat_stops_its_job_before_it_could_be_r
     assert held.started == [job.id] * (len(held.cancelled) + 1)
 
 
+async def test_a_job_rescued_from_under_its_worker_and_claimed_back_never_runs_twice_there(
+    queue: jobqueue.Queue,
+    held: Held,
+    run_worker: typing.Any,
+    conn: psycopg.AsyncConnection[typing.Any],
+) -> None:
+    """A frozen worker thaws after an operator rescued its job: its supervisor may claim the
+    job back before its heartbeat learns the job was taken. The second claim must not start
+    a second run beside the first: the run already going finishes, and its outcome settles
+    the job."""
+    job = await queue.enqueue_job("held")
+    worker = run_worker(
+        concurrency=2,
+        poll_interval=0.1,
+        heartbeat_interval=1.0,
+        stale_threshold=60.0,
+        rescue_interval=0,
+    )
+    await waiting.until_status(queue, job.id, "running")
+    # What the operator's rescue does to a stale job, as one statement (and its NOTIFY).
+    await conn.execute(
+        "UPDATE jobs SET status = 'pending', locked_at = NULL, locked_by = NULL,"
+        " heartbeat_at = NULL, run_at = now() WHERE id = %s",
+        [job.id],
+    )
+
+    async def claimed_back() -> bool:
+        again = await waiting.job_status(queue, job.id)
+        return again.status == "running" and again.attempts == 2
+
+    await waiting.eventually(claimed_back, what="the job claimed back by the same worker")
+    held.release.set()
+    done = await waiting.until_status(queue, job.id, "done")
+    assert done.result == "released"
+    assert held.started == [job.id], "the handler ran once: no second run beside the first"
+    assert held.cancelled == []
+    assert worker.failure is None
+    assert worker.active_jobs == 0
+
+
 async def test_a_synchronous_job_that_cannot_be_stopped_stops_its_worker(
     queue: jobqueue.Queue,
     registry: runner.Registry,

@@ -199,7 +199,7 @@ class Worker:
         self.last_claim_ok = False
         self.last_tick = time.monotonic()
         self.failure: str | None = None  # why the worker stopped itself, once it has
-        self._active: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._active: dict[uuid.UUID, asyncio.Task[bool]] = {}
         # Locked by us: running, or its outcome not yet written.
         self._held: dict[uuid.UUID, types.Job] = {}
         # When each held job's lock was last known good (monotonic, taken before the claim
@@ -501,10 +501,27 @@ class Worker:
             self._held[job.id] = job
             self._lease_from[job.id] = claimed_at
             self._metrics.queue_wait(job.type, max((now - job.run_at).total_seconds(), 0.0))
-            self._active[job.id] = asyncio.create_task(self._run_one(job), name="jobqueue-job")
+            # Claimed again while a run of ours is still going: rescued from under us (our
+            # heartbeats late, a frozen process thawed), and the run being stopped or about
+            # to be. The new run waits for it, so one job never runs twice here at once.
+            previous = self._active.get(job.id)
+            if previous is not None:
+                self._abandoned.pop(job.id, None)  # the marker was the old run's
+            self._active[job.id] = asyncio.create_task(
+                self._run_one(job, previous), name="jobqueue-job"
+            )
 
-    async def _run_one(self, job: runner.RunningJob) -> None:
+    async def _run_one(
+        self, job: runner.RunningJob, previous: asyncio.Task[bool] | None = None
+    ) -> bool:
+        """Run ``job``; whether an outcome was handed to the writer. After ``previous``
+        (an earlier run of the same job) when given: if that one still finished, its
+        outcome, written to this claim, settles the job, and the handler is not run again."""
         try:
+            if previous is not None:
+                await asyncio.wait([previous])
+                if not previous.cancelled() and previous.exception() is None and previous.result():
+                    return False
             try:
                 outcome = await runner.run_job(
                     job,
@@ -515,7 +532,7 @@ class Worker:
                 )
             except asyncio.CancelledError:
                 if job.id in self._abandoned:  # stopped on purpose: no outcome to write
-                    return
+                    return False
                 raise
             except Exception as error:  # run_job reports handler faults; this is ours
                 logger.exception("[Worker] Internal error running job %s", job.id)
@@ -527,8 +544,10 @@ class Worker:
             # written only while the job is still ours), and nothing is to be handed back.
             self._abandoned.pop(job.id, None)
             self._writer.put(outcome)
+            return True
         finally:
-            self._active.pop(job.id, None)
+            if self._active.get(job.id) is asyncio.current_task():  # not a later run's
+                del self._active[job.id]
             self._wakeup.set()
 
     def _abandon(
