@@ -377,8 +377,12 @@ async def test_times_python_cannot_hold_do_not_break_workers(
         """
     )
     far, ancient, minus_infinity = (row[0] for row in await cursor.fetchall())
+    cursor = await conn.execute(
+        "INSERT INTO jobs (type, created_at) VALUES ('quick', 'infinity') RETURNING id"
+    )
+    created_in_infinity = (await cursor.fetchall())[0][0]
     worker = run_worker(poll_interval=0.05)
-    for job_id in (ancient, minus_infinity):
+    for job_id in (ancient, minus_infinity, created_in_infinity):
         assert (await waiting.until_status(queue, job_id, "done")).result == "ok"
     later = await queue.enqueue_job("quick")
     await waiting.until_status(queue, later.id, "done")

@@ -177,6 +177,10 @@ _JOB_FIELD_ORDER: typing.Final = tuple(field.name for field in dataclasses.field
 _STATUSES: typing.Final = {status.value: status for status in types.JobStatus}
 _STATUS_INDEX: typing.Final = _JOB_FIELD_ORDER.index("status")
 
+_STANDARD_TIMESTAMPTZ_LOADER: typing.Final = typing.cast(
+    type[psycopg.adapt.Loader],
+    psycopg.adapters.get_loader(psycopg.adapters.types["timestamptz"].oid, psycopg.pq.Format.TEXT),
+)
 _TIME_MIN: typing.Final = datetime.datetime.min.replace(tzinfo=datetime.UTC)
 _TIME_MAX: typing.Final = datetime.datetime.max.replace(tzinfo=datetime.UTC)
 
@@ -198,6 +202,15 @@ class _ClampingTimestamptzLoader(psycopg.adapt.Loader):
         except psycopg.DataError:
             text = bytes(data)
             return _TIME_MIN if text.startswith(b"-") or text.endswith(b"BC") else _TIME_MAX
+
+
+def read_times_plainly(
+    cursor: psycopg.AsyncCursor[typing.Any] | psycopg.Cursor[typing.Any],
+) -> None:
+    """Read ``timestamptz`` on this cursor with the driver's own loader: for a statement
+    whose every time is in range by construction (``job_claim``), where the forgiving
+    loader would cost a Python call a value for nothing."""
+    cursor.adapters.register_loader("timestamptz", _STANDARD_TIMESTAMPTZ_LOADER)
 
 
 def make_decoding_safe(

@@ -42,7 +42,9 @@ async def claim_jobs(
         "types": None if types_ is None else [checks.check_name(t, "job type") for t in types_],
         "now": checks.check_time(now, "now"),
     }
-    jobs = await statements.jobs(self.pool, "job_claim", params, make=job_factory)
+    jobs = await statements.jobs(
+        self.pool, "job_claim", params, make=job_factory, times_in_range=True
+    )
     if jobs and logger.isEnabledFor(logging.INFO):
         logs.info_lines(
             logger,

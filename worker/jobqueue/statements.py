@@ -24,13 +24,18 @@ async def jobs(
     conn: psycopg.AsyncConnection[typing.Any] | None = None,
     *,
     make: collections.abc.Callable[..., types.Job] = types.Job,
+    times_in_range: bool = False,
 ) -> list[types.Job]:
     """The ``jobs`` rows query ``query`` returns, each built by ``make``; on ``conn``
-    (joining its transaction) when given, else on a connection of ``pool``."""
+    (joining its transaction) when given, else on a connection of ``pool``.
+    ``times_in_range``: the query returns only times Python can hold (see
+    ``db.read_times_plainly``)."""
     if conn is None:
         async with pool.connection() as pooled:
-            return await jobs(pool, query, params, pooled, make=make)
+            return await jobs(pool, query, params, pooled, make=make, times_in_range=times_in_range)
     cursor = conn.cursor(row_factory=db.job_row_of(make))
+    if times_in_range:
+        db.read_times_plainly(cursor)
     await cursor.execute(sql.query(query), params)
     return await cursor.fetchall()
 

@@ -62,7 +62,16 @@ SET status = 'running',
     updated_at = coalesce(%(now)s, now())
 FROM ready
 WHERE jobs.ctid = ready.ctid
-RETURNING jobs.*;
+-- Every time returned is one Python can hold in any timezone (checks.EARLIEST_TIME to
+-- LATEST_TIME), so the worker reads them with the driver's own loader, not the forgiving
+-- one in Python, a fifth of its CPU per job otherwise. The times this statement sets are in
+-- range already (%(now)s is checked); run_at and created_at may have come from raw SQL.
+RETURNING jobs.id, jobs.type, jobs.status, jobs.payload, jobs.result, jobs.attempts,
+    jobs.max_attempts,
+    least(greatest(jobs.run_at, '0001-01-02 00:00+00'), '9999-12-30 00:00+00') AS run_at,
+    jobs.locked_at, jobs.locked_by, jobs.error,
+    least(greatest(jobs.created_at, '0001-01-02 00:00+00'), '9999-12-30 00:00+00') AS created_at,
+    jobs.updated_at, jobs.queue, jobs.priority, jobs.heartbeat_at;
 
 -- name: job_complete
 -- Only a job still in play can be completed. With %(worker_id)s set, only while that worker
