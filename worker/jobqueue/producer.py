@@ -29,6 +29,7 @@ _PRODUCER_POOL_SIZE: typing.Final = 10
 # through the full check.
 _SIMPLE_OPTIONS: typing.Final = frozenset({"queue", "priority"})
 _INT_MIN: typing.Final = -(2**31 - 1)
+_INT_MAX: typing.Final = 2**31 - 1
 _COPY_NULL: typing.Final = "\\N"
 # Lines a bulk enqueue makes before it sends them (about 16 KiB for small payloads).
 _COPY_CHUNK: typing.Final = 256
@@ -123,6 +124,7 @@ class _CopyBatch:
         self._due_now: list[str] = []  # run_at: the database's now()
         self._timed: list[str] = []  # run_at given (or the caller's now)
         self._names: dict[str, str] = {}
+        self._middles: dict[tuple[str, str, int, int], str] = {}
         self._ids = _job_ids()
 
     def _name(self, value: object, what: str) -> str:
@@ -136,23 +138,32 @@ class _CopyBatch:
 
     def add(self, job: types.NewJob) -> None:
         options = job.options
-        if options.keys() - _SIMPLE_OPTIONS:
+        if options and not options.keys() <= _SIMPLE_OPTIONS:
             column = checks.check_new_job(job)  # the rare options, and the errors, as usual
             run_at, max_attempts, queue = column["run_at"], column["max_attempts"], column["queue"]
             priority = column["priority"]
         else:
             run_at, max_attempts = None, None
             queue = options.get("queue")
-            priority = checks.check_int(options.get("priority", 0), "priority", minimum=_INT_MIN)
+            priority = options.get("priority", 0)
+            if priority.__class__ is not int or not _INT_MIN <= priority <= _INT_MAX:
+                priority = int(checks.check_int(priority, "priority", minimum=_INT_MIN))
         payload = checks.to_json_text(job.payload, "payload")
+        # Everything between the id and the payload repeats across a batch: made once.
+        key = (
+            self._name(job.type, "job type"),
+            self._name(queue or self.queue, "queue"),
+            priority,
+            checks.DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts,
+        )
+        middle = self._middles.get(key)
+        if middle is None:
+            job_type, queue_name, priority, attempts = key
+            middle = f"\t{job_type}\t{attempts}\t{queue_name}\t{priority}\t"
+            self._middles[key] = middle
         job_id, job_id_text = self._ids.new()
         self.ids.append(job_id)
-        line = (
-            f"{job_id_text}\t{self._name(job.type, 'job type')}"
-            f"\t{_COPY_NULL if payload is None else _copy_text(payload)}"
-            f"\t{checks.DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts}"
-            f"\t{self._name(queue or self.queue, 'queue')}\t{priority}"
-        )
+        line = job_id_text + middle + (_COPY_NULL if payload is None else _copy_text(payload))
         when = run_at or self.now
         if when is None:
             self._due_now.append(line + "\n")

@@ -28,11 +28,11 @@ RETURNING *;
 
 -- name: job_copy_in
 -- Bulk enqueue (COPY, text format): jobs due now; run_at is the database's now().
-COPY jobs (id, type, payload, max_attempts, queue, priority) FROM STDIN;
+COPY jobs (id, type, max_attempts, queue, priority, payload) FROM STDIN;
 
 -- name: job_copy_in_at
 -- Bulk enqueue (COPY, text format): jobs with their own run_at.
-COPY jobs (id, type, payload, max_attempts, queue, priority, run_at) FROM STDIN;
+COPY jobs (id, type, max_attempts, queue, priority, payload, run_at) FROM STDIN;
 
 -- name: job_get
 SELECT * FROM jobs WHERE id = %(id)s;
