@@ -93,8 +93,8 @@ PGQ_NOOP: typing.Final = "noop"
 BATCH: typing.Final = 1_000
 PROCESSES: typing.Final = (1, 2)
 JQ_CONCURRENCY: typing.Final = (32, 100, 200)
-# PgQueuer's default is 10; its drain rises with the batch to 200 and falls at 500 (quiet run
-# of 2026-12-01); jobqueue's rises with --concurrency to 200. Both sweeps span their best.
+# PgQueuer's default is 10; its best drain was at batch 200 in one quiet run and 500 in the
+# next (2026-12-01); jobqueue's rises with --concurrency to 200. Both sweeps span their best.
 PGQ_BATCH_SIZES: typing.Final = (10, 50, 100, 200, 500)
 INFO_RUN: typing.Final = (2, 32)
 RAW_BATCHES: typing.Final = (32, 100, 200)
