@@ -387,13 +387,26 @@ def test_dashboards_and_alerts_return_series_from_a_real_prometheus(
             counted("jobqueue_operator_rescued_jobs_total", "the operator's rescue")
         finally:
             os.kill(kubectl.pid(pod), signal.SIGCONT)
-        # Thawed, it finds its job gone at its next heartbeat and stops it (counted lost;
-        # released if its lease check comes first), then runs it again, once released.
+        # Thawed, it either finds its job gone at its next heartbeat and stops it (counted
+        # lost; released if its lease check comes first), then runs it again; or its claim
+        # comes first and takes the job back, and the run it has going carries on under the
+        # new claim. Either way the job never runs twice at once.
         stopped = (
             f'jobqueue_worker_jobs_total{{namespace="{scope.namespace}", jobqueue="{NAME}",'
             ' outcome=~"lost|released"} > 0'
         )
-        wait(stopped, "the thawed worker's job stopped")
+
+        def settled() -> bool:
+            if prometheus.query(stopped):
+                return True
+            state = rig.jobs_by_status(database_url, frozen_job.id)[frozen_job.id]
+            return (
+                state.status == "running"
+                and state.locked_by == pod["metadata"]["name"]
+                and state.attempts == frozen_job.attempts + 2
+            )
+
+        kube.wait_for(settled, "the thawed worker's job stopped or claimed back", timeout=WAIT)
         release.touch()
         kube.wait_for(lambda: pending(database_url) == 0, "the frozen job done", timeout=WAIT)
         # The one alert without a `for`: the rules Prometheus loaded fire on this run's data.
