@@ -108,3 +108,19 @@ def test_a_line_logged_later_without_a_loop_is_logged_at_once() -> None:
     assert [record.getMessage() for record in records.records] == [
         "[Runner] Executing job 1 (type: t)"
     ]
+
+
+def test_lines_waiting_for_the_end_of_a_turn_are_logged_before_a_hard_exit() -> None:
+    records = _Records()
+    logger = logging.Logger("test-later-exit", logging.INFO)
+    logger.addHandler(records)
+
+    async def last_turn() -> None:
+        logs.info_later(logger, "[Runner] Job 1 completed in 0ms")
+        logs.log_waiting_lines()  # what the command does before os._exit
+        assert [record.getMessage() for record in records.records] == [
+            "[Runner] Job 1 completed in 0ms"
+        ]
+
+    asyncio.run(last_turn())
+    assert len(records.records) == 1, "logged once, not again when the turn ends"

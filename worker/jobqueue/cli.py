@@ -229,6 +229,7 @@ async def run_worker(args: argparse.Namespace) -> int:
         # for its thread at exit; its job is already back in the queue, so leave now.
         if failure is not None:
             print(f"jobqueue: error: {failure}", file=sys.stderr)
+        logs.log_waiting_lines()
         logging.shutdown()
         os._exit(1 if failure else 0)
     if failure is not None:

@@ -63,6 +63,13 @@ def _log_waiting(loop: asyncio.AbstractEventLoop) -> None:
         info_lines(logger, lines)
 
 
+def log_waiting_lines() -> None:
+    """Log now the lines ``info_later`` holds for the end of a loop turn: before a hard
+    exit, which ends the process with no turn to come."""
+    for loop in list(_later):
+        _log_waiting(loop)
+
+
 class _Lines:
     """The lines of a batch record; a formatter that does not know it prints them joined."""
 
