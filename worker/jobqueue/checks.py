@@ -21,8 +21,6 @@ _INT32_MAX: typing.Final = 2**31 - 1
 DEFAULT_MAX_ATTEMPTS: typing.Final = 3  # the jobs table's default (migration 0001)
 
 _CONTROL_CHARACTERS: typing.Final = re.compile(r"[\x00-\x1f\x7f]")
-# How deep a payload or result may nest: a worker decodes it on a stack it shares with the
-# event loop and the database driver, well within Python's recursion limit of 1000.
 # One encoder for every payload and result: json.dumps with options builds a new one a call.
 _JSON: typing.Final = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
 # The times the queue stores are kept a day inside what Python can represent in any
@@ -68,11 +66,7 @@ def to_json_text(value: object, what: str) -> str | None:
         if types.json_depth_exceeds(value, types.MAX_JSON_DEPTH):
             raise ValueError(f"{what} nests more than {types.MAX_JSON_DEPTH} levels deep") from None
         raise ValueError(f"{what} contains itself (a circular reference)") from None
-    # Each level of nesting takes two characters at least: shorter text cannot be too deep,
-    # and the scan is skipped for the small payloads most jobs have.
-    if len(text) > 2 * types.MAX_JSON_DEPTH and types.json_depth_exceeds(
-        value, types.MAX_JSON_DEPTH
-    ):
+    if types.nests_too_deep(value, len(text)):
         raise ValueError(f"{what} nests more than {types.MAX_JSON_DEPTH} levels deep")
     if "\\u0000" in text:
         raise ValueError(f"{what} contains a NUL character, which PostgreSQL jsonb cannot store")

@@ -18,7 +18,6 @@ representable time, so one poisoned row fails alone instead of every worker that
 from __future__ import annotations
 
 import collections.abc
-import dataclasses
 import datetime
 import enum
 import functools
@@ -155,11 +154,8 @@ def load_json(data: bytes | bytearray | memoryview | str) -> typing.Any:
     except (RecursionError, ValueError, MemoryError) as error:
         return types.Undecodable(f"{type(error).__name__}: {error}"[:300], _start_of(data))
     # How deep json.loads can go depends on the stack already in use (less under uvloop than
-    # under asyncio's own loop): the queue's limit decides, the same everywhere. Shorter
-    # text cannot nest that deep, so the common small payload skips the walk.
-    if len(data) > 2 * types.MAX_JSON_DEPTH and types.json_depth_exceeds(
-        value, types.MAX_JSON_DEPTH
-    ):
+    # under asyncio's own loop): the queue's limit decides, the same everywhere.
+    if types.nests_too_deep(value, len(data)):
         return types.Undecodable(
             f"nested more than {types.MAX_JSON_DEPTH} levels deep", _start_of(data)
         )
@@ -172,10 +168,9 @@ def _start_of(data: bytes | bytearray | memoryview | str) -> str:
 
 
 _JobT = typing.TypeVar("_JobT", bound=types.Job)
-_JOB_FIELD_ORDER: typing.Final = tuple(field.name for field in dataclasses.fields(types.Job))
 
 _STATUSES: typing.Final = {status.value: status for status in types.JobStatus}
-_STATUS_INDEX: typing.Final = _JOB_FIELD_ORDER.index("status")
+_STATUS_INDEX: typing.Final = types.JOB_FIELDS.index("status")
 
 _STANDARD_TIMESTAMPTZ_LOADER: typing.Final = typing.cast(
     type[psycopg.adapt.Loader],
@@ -272,9 +267,9 @@ def _job_layout(names: tuple[bytes, ...]) -> tuple[tuple[int, ...], tuple[str, .
     the first ones in order, positions alone (the job is built from positional arguments,
     the cheaper call); else positions and the field names to pass them by."""
     where = {name.decode(errors="replace"): index for index, name in enumerate(names)}
-    present = [name for name in _JOB_FIELD_ORDER if name in where]
+    present = [name for name in types.JOB_FIELDS if name in where]
     order = tuple(where[name] for name in present)
-    if present == list(_JOB_FIELD_ORDER[: len(present)]):
+    if present == list(types.JOB_FIELDS[: len(present)]):
         return order, ()
     return order, tuple(present)
 

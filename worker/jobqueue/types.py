@@ -22,9 +22,19 @@ JsonValue: typing.TypeAlias = (
 )
 
 
-# Deeper JSON is refused when stored and undecodable when read, whatever the interpreter's
-# stack would allow (which differs between event loops).
+# How deep a payload or result may nest: a worker decodes it on a stack it shares with the
+# event loop and the database driver, well within Python's recursion limit of 1000. Deeper
+# JSON is refused when stored and undecodable when read, whatever the interpreter's stack
+# would allow (which differs between event loops).
 MAX_JSON_DEPTH: typing.Final = 200
+
+
+def nests_too_deep(value: object, text_length: int) -> bool:
+    """Whether ``value``, decoded from (or encoded to) JSON text of ``text_length``
+    characters, nests deeper than ``MAX_JSON_DEPTH``. Each level takes two characters at
+    least, so shorter text cannot, and the walk is skipped for the small payloads most
+    jobs have."""
+    return text_length > 2 * MAX_JSON_DEPTH and json_depth_exceeds(value, MAX_JSON_DEPTH)
 
 
 def json_depth_exceeds(value: object, limit: int) -> bool:
@@ -93,7 +103,8 @@ class Job:
         return out
 
 
-JOB_FIELDS: typing.Final = frozenset(field.name for field in dataclasses.fields(Job))
+# The row's columns, in the order ``Job`` takes them as positional arguments.
+JOB_FIELDS: typing.Final = tuple(field.name for field in dataclasses.fields(Job))
 
 
 class JobOptions(typing.TypedDict, total=False):
