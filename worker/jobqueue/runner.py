@@ -54,10 +54,6 @@ class RunningJob(types.Job):
 
     pool: statements.Pool = dataclasses.field(kw_only=True, repr=False, compare=False)
 
-    @classmethod
-    def of(cls, job: types.Job, pool: statements.Pool) -> RunningJob:
-        return cls(**{name: getattr(job, name) for name in types.JOB_FIELDS}, pool=pool)
-
 
 class SeedHandler(typing.Protocol[_Payload_contra, _Result_co]):
     """A handler as the seed has it (``JobHandler<Payload, Result>``): what ``register``
