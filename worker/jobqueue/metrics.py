@@ -162,9 +162,7 @@ class WorkerMetrics:
         """Makes the counters of the types this worker runs, at zero (see ``JOB_OUTCOMES``)."""
         for job_type in job_types:
             for outcome in JOB_OUTCOMES:
-                key = (job_type, outcome)
-                if key not in self._jobs:
-                    self._jobs[key] = self._families.jobs.child((self.queue, job_type, outcome))
+                self._jobs_counter(job_type, outcome)
             for status in RESCUED_STATUSES:
                 self._families.rescued.labels(self.queue, job_type, status)
 
@@ -172,11 +170,14 @@ class WorkerMetrics:
         self._families.info.info({"worker_id": worker_id, "queue": self.queue})
 
     def job_finished(self, job_type: str, outcome: str) -> None:
+        self._jobs_counter(job_type, outcome)[0] += 1
+
+    def _jobs_counter(self, job_type: str, outcome: str) -> list[float]:
         key = (job_type, outcome)
         child = self._jobs.get(key)
         if child is None:
             child = self._jobs[key] = self._families.jobs.child((self.queue, job_type, outcome))
-        child[0] += 1
+        return child
 
     def job_duration(self, job_type: str, seconds: float) -> None:
         child = self._durations.get(job_type)
