@@ -68,27 +68,30 @@ class _JobIds:
         self._random = b""
         self._used = 0
 
-    def new(self) -> tuple[uuid.UUID, str]:
-        """An id, and its text (32 hex digits, which PostgreSQL reads as a uuid)."""
+    def new(self) -> int:
+        """An id, as the 128-bit number it is."""
         if self._used >= len(self._random):
             self._random = os.urandom(8 * self._RANDOM_BLOCK)
             self._used = 0
         random_bits = int.from_bytes(self._random[self._used : self._used + 8]) >> 2
         self._used += 8
         self._sequence = (self._sequence + 1) & 0xFFF
-        value = (
+        return (
             (time.time_ns() // 1_000_000) << 80
             | 0x7 << 76
             | self._sequence << 64
             | 0b10 << 62  # the RFC's variant
             | random_bits
         )
-        # What uuid.UUID(int=value) ends with, without its argument checks: a third of the
-        # cost of a bulk enqueue's line otherwise.
-        job_id = object.__new__(uuid.UUID)
-        object.__setattr__(job_id, "int", value)
-        object.__setattr__(job_id, "is_safe", uuid.SafeUUID.unknown)
-        return job_id, f"{value:032x}"
+
+
+def _uuid_of(value: int) -> uuid.UUID:
+    # What uuid.UUID(int=value) ends with, without its argument checks: a third of the cost
+    # of a bulk enqueue's line otherwise.
+    job_id = object.__new__(uuid.UUID)
+    object.__setattr__(job_id, "int", value)
+    object.__setattr__(job_id, "is_safe", uuid.SafeUUID.unknown)
+    return job_id
 
 
 class _PerThread(threading.local):
@@ -110,7 +113,7 @@ def _job_ids() -> _JobIds:
 
 def new_job_id() -> uuid.UUID:
     """A new job's id: time-ordered (see ``_JobIds``)."""
-    return _job_ids().new()[0]
+    return _uuid_of(_job_ids().new())
 
 
 class _CopyBatch:
@@ -161,9 +164,10 @@ class _CopyBatch:
             job_type, queue_name, priority, attempts = key
             middle = f"\t{job_type}\t{attempts}\t{queue_name}\t{priority}\t"
             self._middles[key] = middle
-        job_id, job_id_text = self._ids.new()
-        self.ids.append(job_id)
-        line = job_id_text + middle + (_COPY_NULL if payload is None else _copy_text(payload))
+        value = self._ids.new()
+        self.ids.append(_uuid_of(value))
+        # The id as 32 hex digits, which PostgreSQL reads as a uuid.
+        line = f"{value:032x}{middle}{_COPY_NULL if payload is None else _copy_text(payload)}"
         when = run_at or self.now
         if when is None:
             self._due_now.append(line + "\n")
@@ -179,19 +183,23 @@ class _CopyBatch:
         as they come: the server stores one chunk while the next is made. Jobs with their
         own ``run_at`` go in a second COPY at the end."""
         cursor = conn.cursor()
-        async with cursor.copy(sql.query("job_copy_in")) as copy:
-            for job in more or ():
-                self.add(job)
-                if len(self._due_now) >= _COPY_CHUNK:
-                    await copy.write("".join(self._due_now).encode())
-                    self._due_now.clear()
-            if self._due_now:
-                await copy.write("".join(self._due_now).encode())
-                self._due_now.clear()
+        if self._due_now or more is not None:
+            async with cursor.copy(sql.query("job_copy_in")) as copy:
+                for job in more or ():
+                    self.add(job)
+                    if len(self._due_now) >= _COPY_CHUNK:
+                        await _send(copy, self._due_now)
+                await _send(copy, self._due_now)
         if self._timed:
             async with cursor.copy(sql.query("job_copy_in_at")) as copy:
-                await copy.write("".join(self._timed).encode())
-            self._timed.clear()
+                await _send(copy, self._timed)
+
+
+async def _send(copy: psycopg.AsyncCopy, lines: list[str]) -> None:
+    """Hand ``lines`` to the COPY under way, and forget them."""
+    if lines:
+        await copy.write("".join(lines).encode())
+        lines.clear()
 
 
 class Producer:
