@@ -30,6 +30,7 @@ import urllib.error
 import urllib.request
 import uuid
 
+import local_process
 import operator_rig as rig
 import psycopg
 import psycopg.conninfo
@@ -86,14 +87,7 @@ class Operator:
         return int(found[1])
 
     def stop(self) -> None:
-        """SIGTERM, as the kubelet would; SIGKILL if it does not end in time."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+        local_process.stop(self.process)
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as got:
@@ -105,14 +99,6 @@ class Operator:
             if line.startswith(name + "{") and f'jobqueue="{jobqueue_name}"' in line:
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
-
-
-def _healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as got:
-            return bool(got.status == 200)
-    except (OSError, urllib.error.URLError):
-        return False
 
 
 @contextlib.contextmanager
@@ -147,7 +133,7 @@ def running_operator(
 
         def ready() -> bool:
             assert process.poll() is None, f"the operator exited:\n{running.output()[-3000:]}"
-            return _healthy(port)
+            return local_process.answers(f"http://127.0.0.1:{port}/healthz")
 
         waiting.eventually_sync(ready, timeout=60, interval=0.1, what="the operator's /healthz")
         yield running

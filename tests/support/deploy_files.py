@@ -34,11 +34,18 @@ def venv_tool(name: str) -> str:
 
 
 def promtool() -> str:
-    found = shutil.which("promtool")
+    return prometheus_program("promtool")
+
+
+def prometheus_program(name: str) -> str:
+    """``name`` (promtool, prometheus) from Debian's prometheus package, or a failed test
+    that says how to install it."""
+    found = shutil.which(name)
     if found is None:
         pytest.fail(
-            "promtool is not installed: it comes with Debian's prometheus package"
-            " (`apt-get install --no-install-recommends prometheus`; `make test` does it as root)"
+            f"{name} is not installed: it comes with Debian's prometheus package"
+            " (`apt-get install --no-install-recommends prometheus`; `make deploy-tools`"
+            " does it as root)"
         )
     return found
 

@@ -27,8 +27,6 @@ import http.server
 import json
 import math
 import pathlib
-import shutil
-import signal
 import subprocess
 import threading
 import typing
@@ -36,7 +34,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-import pytest
+import deploy_files
+import local_process
 import waiting
 import yaml
 
@@ -53,13 +52,7 @@ class PrometheusError(AssertionError):
 
 
 def binary() -> str:
-    found = shutil.which("prometheus")
-    if found is None:
-        pytest.fail(
-            "prometheus is not installed: it comes with Debian's prometheus package"
-            " (`make deploy-tools` installs it as root)"
-        )
-    return found
+    return deploy_files.prometheus_program("prometheus")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -342,21 +335,7 @@ class Prometheus:
         return True
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as got:
-            return bool(got.status == 200)
-    except (OSError, urllib.error.URLError):
-        return False
+        local_process.stop(self.process)
 
 
 @contextlib.contextmanager
@@ -393,7 +372,7 @@ def running(
     server = Prometheus(process, url, log)
     try:
         waiting.eventually_sync(
-            lambda: server._alive() and _ready(url),
+            lambda: server._alive() and local_process.answers(f"{url}/-/ready"),
             timeout=60,
             interval=0.2,
             what="prometheus /-/ready",
