@@ -30,7 +30,7 @@ import urllib.request
 
 import waiting
 
-from cluster import api, build, pki
+from cluster import api, build, kubelet, pki
 
 CONTROLLERS: typing.Final = (
     "deployment-controller",
@@ -242,6 +242,7 @@ class ControlPlane:
                         os.killpg(process.pid, signal.SIGKILL)
                     process.wait(timeout=10)
         self.processes.clear()
+        kubelet.kill_recorded_pod_groups(self.state / "kubelet")
         shutil.rmtree(self.state, ignore_errors=True)
 
     def tool_env(self) -> dict[str, str]:

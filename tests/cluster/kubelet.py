@@ -426,6 +426,7 @@ class Container:
     backoff: float = 0.0
     exit_recorded: bool = False
     init: bool = False  # an init container: runs to completion before the others start
+    group_record: pathlib.Path | None = None  # the file that records its process group
 
     @property
     def name(self) -> str:
@@ -451,6 +452,8 @@ class Container:
                 os.killpg(self.process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=10)
+            if self.process.returncode is not None and self.group_record is not None:
+                self.group_record.unlink(missing_ok=True)  # its pid may now go to another
 
     def status(self) -> Json:
         state: Json
@@ -674,6 +677,11 @@ class PodWorker(threading.Thread):
                 container.waiting = ("RunContainerError", str(error))
                 container.restart_at = time.monotonic() + 1.0
                 return
+        # The session leader's pid is its group: recorded for ControlPlane.stop's backstop.
+        groups = self.kubelet.state_dir / POD_GROUPS
+        groups.mkdir(exist_ok=True)
+        container.group_record = groups / str(container.process.pid)
+        container.group_record.touch()
         now = time.monotonic()
         container.env = env
         container.started_at = now_iso()
@@ -850,10 +858,41 @@ class PodWorker(threading.Thread):
 BLOCK_HOLD_PORT: typing.Final = 10250  # the real kubelet's port, on an address no pod gets
 
 
+POD_GROUPS: typing.Final = "pod-groups"  # in the state folder: a file per pod process group
+
+
+def _blocks_listened_on() -> set[int]:
+    """The B of every 127.B.x.y a TCP socket listens on: a pod process that outlived its
+    kubelet (a test run killed hard) may still serve there, and a new pod given its address
+    could not bind."""
+    blocks = set()
+    with contextlib.suppress(OSError):
+        for line in pathlib.Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state = fields[1], fields[3]
+            if state != "0A":  # LISTEN
+                continue
+            address = bytes.fromhex(local.split(":")[0])[::-1]  # stored little-endian
+            if address[0] == 127:
+                blocks.add(address[1])
+    return blocks
+
+
+def kill_recorded_pod_groups(state_dir: pathlib.Path) -> None:
+    """SIGKILL every pod process group this kubelet state folder recorded: the backstop for
+    a kubelet that died before it could stop its pods."""
+    for record in (state_dir / POD_GROUPS).glob("*"):
+        with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
+            os.killpg(int(record.name), signal.SIGKILL)
+
+
 def _hold_address_block() -> tuple[int, socket.socket]:
-    """The first 127.B.0.0/16 no other kubelet holds, and the listening socket that holds it
-    for as long as this process lives."""
+    """The first 127.B.0.0/16 no other kubelet holds and nothing listens in, and the
+    listening socket that holds it for as long as this process lives."""
+    in_use = _blocks_listened_on()
     for block in range(1, 255):
+        if block in in_use:
+            continue
         hold = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             hold.bind((f"127.{block}.255.254", BLOCK_HOLD_PORT))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import pathlib
+import signal
+import socket
 import subprocess
 import sys
 
@@ -68,3 +70,34 @@ def test_a_pods_wildcard_bind_lands_on_its_own_address() -> None:
         check=True,
     )
     assert bound.stdout.strip() == "127.1.0.77"
+
+
+def test_a_block_where_something_still_listens_is_not_handed_out() -> None:
+    first, hold = kubelet._hold_address_block()
+    hold.close()
+    leftover = socket.socket()  # as a pod process that outlived its kubelet would
+    try:
+        leftover.bind((f"127.{first}.0.9", 0))
+        leftover.listen()
+        assert first in kubelet._blocks_listened_on()
+        block, hold = kubelet._hold_address_block()
+        hold.close()
+        assert block != first
+    finally:
+        leftover.close()
+
+
+def test_recorded_pod_groups_are_killed_and_a_finished_ones_record_goes(
+    tmp_path: pathlib.Path,
+) -> None:
+    (tmp_path / kubelet.POD_GROUPS).mkdir()
+    pod = subprocess.Popen(
+        [sys.executable, "-c", "input()"], stdin=subprocess.PIPE, start_new_session=True
+    )
+    container = kubelet.Container(spec={"name": "c"}, process=pod)
+    container.group_record = tmp_path / kubelet.POD_GROUPS / str(pod.pid)
+    container.group_record.touch()
+    kubelet.kill_recorded_pod_groups(tmp_path)
+    assert pod.wait(timeout=10) == -signal.SIGKILL
+    container.kill()
+    assert not container.group_record.exists()
