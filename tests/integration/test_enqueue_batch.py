@@ -114,6 +114,17 @@ def test_ids_are_time_ordered_and_unique_across_threads_and_forks() -> None:
     assert not parent & children
 
 
+async def test_a_bulk_enqueues_ids_are_time_ordered_too(queue: jobqueue.Queue) -> None:
+    """A bulk enqueue makes its ids a chunk at a time: they keep the layout and the order."""
+    ids = await queue.enqueue_batch([jobqueue.NewJob("a")] * 700)
+    assert len(set(ids)) == 700
+    assert all(job_id.version == 7 and job_id.variant == uuid.RFC_4122 for job_id in ids)
+    millis = [job_id.int >> 80 for job_id in ids]
+    assert millis == sorted(millis)
+    sequences = [(job_id.int >> 64) & 0xFFF for job_id in ids]
+    assert all(b == (a + 1) & 0xFFF for a, b in itertools.pairwise(sequences))
+
+
 async def test_a_batch_joins_the_callers_transaction(
     queue: jobqueue.Queue, conn: psycopg.AsyncConnection[typing.Any]
 ) -> None:
