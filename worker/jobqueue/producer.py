@@ -104,12 +104,13 @@ class _JobIds:
 # cost of a bulk enqueue's line otherwise.
 _set_uuid_int = uuid.UUID.__dict__["int"].__set__
 _set_uuid_is_safe = uuid.UUID.__dict__["is_safe"].__set__
+_UUID_SAFETY_UNKNOWN: typing.Final = uuid.SafeUUID.unknown  # an enum member costs a lookup a time
 
 
 def _uuid_of(value: int) -> uuid.UUID:
     job_id = object.__new__(uuid.UUID)
     _set_uuid_int(job_id, value)
-    _set_uuid_is_safe(job_id, uuid.SafeUUID.unknown)
+    _set_uuid_is_safe(job_id, _UUID_SAFETY_UNKNOWN)
     return job_id
 
 
