@@ -26,8 +26,8 @@ taking turns within each repetition, and the median is reported. Workloads:
   both sides); the clock runs from just before the commit to the moment the queue says all
   are done (jobqueue: ``get_queue_stats()``; PgQueuer: its queue table is empty, completion
   deleting the row), polled every 20 ms. Sweep: jobqueue processes x ``--concurrency``
-  (1-2 x 32/100) with ``--log-level warning``; PgQueuer processes x ``--batch-size``
-  (1-2 x 10/50/100/200) with ``--log-level warning`` (PgQueuer logs nothing per job at its
+  (1-2 x 32/100/200/500) with ``--log-level warning``; PgQueuer processes x ``--batch-size``
+  (1-2 x 10/50/100/200/500) with ``--log-level warning`` (PgQueuer logs nothing per job at its
   default INFO either). Each queue's best configuration by median is compared. jobqueue at
   2 x 32 is also run with its default INFO logging, reported as a fraction of the quiet run
   of the same configuration;
@@ -39,7 +39,7 @@ taking turns within each repetition, and the median is reported. Workloads:
   including the INSERT and its commit's fsync);
 - **the SQL limit**: ``job_claim`` and ``job_complete_many``, the worker's own statements,
   draining ``--jobs`` jobs on plain psycopg connections with no worker around them (the
-  enqueue as ``bench/claim.py`` does it), at batch 32 and 100, on one connection and on two
+  enqueue as ``bench/claim.py`` does it), at batch 32, 100, 200 and 500, on one connection and on two
   at once; the best of these is the limit jobqueue's best drain is compared with;
 - **memory**: VmRSS (``/proc/<pid>/status``) of an idle ``jobqueue worker`` with the
   installed plugins (the books plugin) and with ``--no-plugins``, and of an idle PgQueuer
@@ -92,12 +92,13 @@ NOOP: typing.Final = "jobqueue.noop"
 PGQ_NOOP: typing.Final = "noop"
 BATCH: typing.Final = 1_000
 PROCESSES: typing.Final = (1, 2)
-JQ_CONCURRENCY: typing.Final = (32, 100, 200)
+JQ_CONCURRENCY: typing.Final = (32, 100, 200, 500)
 # PgQueuer's default is 10; its best drain was at batch 200 in one quiet run and 500 in the
-# next (2026-12-01); jobqueue's rises with --concurrency to 200. Both sweeps span their best.
+# next (2026-12-01); jobqueue's rose with --concurrency to 500 (a worker claims up to its
+# free slots at once). Both sweeps end at 500 and span their best.
 PGQ_BATCH_SIZES: typing.Final = (10, 50, 100, 200, 500)
 INFO_RUN: typing.Final = (2, 32)
-RAW_BATCHES: typing.Final = (32, 100, 200)
+RAW_BATCHES: typing.Final = (32, 100, 200, 500)
 RAW_CONNECTIONS: typing.Final = (1, 2)
 LATENCY_CONCURRENCY: typing.Final = 8
 LATENCY_PGQ_BATCH: typing.Final = 10
@@ -528,6 +529,7 @@ FROM generate_series(1, %(rows)s) AS g
 """
 STATS_CALLS: typing.Final = 50
 SCALE_MEASURES: typing.Final = ("enqueue_batch", "enqueue_job", "claim", "stats")
+SCALE_CLAIM_BATCH: typing.Final = 200
 
 
 async def scale_round(systems: Systems, jobs: int, single: int) -> dict[str, float]:
@@ -541,13 +543,13 @@ async def scale_round(systems: Systems, jobs: int, single: int) -> dict[str, flo
         await queue.enqueue_batch(batch[: min(BATCH, jobs - first)])
     timings = {"enqueue_batch": (time.perf_counter() - started) / jobs}
     started = time.perf_counter()
-    await raw_drain(systems.jq_url, 1, RAW_BATCHES[-1])
+    await raw_drain(systems.jq_url, 1, SCALE_CLAIM_BATCH)
     timings["claim"] = (time.perf_counter() - started) / jobs
     started = time.perf_counter()
     for _ in range(single):
         await queue.enqueue_job(NOOP)
     timings["enqueue_job"] = (time.perf_counter() - started) / single
-    await raw_drain(systems.jq_url, 1, RAW_BATCHES[-1])
+    await raw_drain(systems.jq_url, 1, SCALE_CLAIM_BATCH)
     calls = []
     for _ in range(STATS_CALLS):
         started = time.perf_counter()
