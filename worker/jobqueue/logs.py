@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 import typing
-import weakref
 
 from jobqueue import settings
 
@@ -53,9 +52,8 @@ def info_later(logger: logging.Logger, line: str) -> None:
     lines.append(line)
 
 
-_later: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[logging.Logger, list[str]]] = (
-    weakref.WeakKeyDictionary()
-)
+# A plain dict, not a weak one (a tenth of a line's cost): a loop's entry lives one turn.
+_later: dict[asyncio.AbstractEventLoop, dict[logging.Logger, list[str]]] = {}
 
 
 def _log_waiting(loop: asyncio.AbstractEventLoop) -> None:

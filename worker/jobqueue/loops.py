@@ -142,8 +142,10 @@ class OutcomeWriter:
                     raise
                 rest = plain + rest  # one of them is refused: find it, write the others
             else:
+                every = len(completed) == len(plain)  # the usual case: no id to look up
                 for outcome in plain:
-                    self._written(outcome, "done" if outcome.job.id in completed else "lost", None)
+                    done = every or outcome.job.id in completed
+                    self._written(outcome, "done" if done else "lost", None)
         for index, outcome in enumerate(rest):
             try:
                 await self._write_one(outcome)

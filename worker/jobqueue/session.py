@@ -209,7 +209,11 @@ async def complete_jobs(
     if completed and logger.isEnabledFor(logging.INFO):
         logs.info_lines(
             logger,
-            [f"[Queue] Job {job_id} completed" for job_id, _ in results if job_id in completed],
+            [
+                f"[Queue] Job {job_id} completed"
+                for job_id, _ in results
+                if len(completed) == len(results) or job_id in completed
+            ],
         )
     return completed
 
