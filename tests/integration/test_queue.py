@@ -11,6 +11,7 @@ import typing
 import uuid
 
 import psycopg
+import psycopg.sql
 import pytest
 
 import jobqueue
@@ -50,6 +51,30 @@ async def test_enqueue_returns_the_stored_job(queue: jobqueue.Queue) -> None:
     assert job.queue == "default"
     assert await queue.get_job_status(job.id) == job
     assert await queue.get_job_status(str(job.id)) == job
+
+
+async def test_times_come_back_in_utc_whatever_the_servers_zone(
+    database_url: str, conn: psycopg.AsyncConnection[typing.Any]
+) -> None:
+    """The queue's connections read times in UTC (the driver's cheap path): the same
+    instants as the server's own zone gives, with the standard library's UTC zone."""
+    name = conn.info.dbname
+    await conn.execute(
+        psycopg.sql.SQL("ALTER DATABASE {} SET TimeZone = 'Asia/Tokyo'").format(
+            psycopg.sql.Identifier(name)
+        )
+    )
+    async with jobqueue.Queue(database_url) as queue:
+        job = await queue.enqueue_job("ping")
+        async with queue.pool.connection() as pooled:
+            assert pooled.info.parameter_status("TimeZone") == "UTC"
+    assert job.created_at.tzinfo is UTC
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as tokyo:
+        cursor = await tokyo.execute("SELECT created_at FROM jobs WHERE id = %s", (job.id,))
+        row = await cursor.fetchone()
+    assert row is not None
+    assert str(row[0].tzinfo) == "Asia/Tokyo"
+    assert row[0] == job.created_at
 
 
 async def test_enqueue_without_payload_stores_null(queue: jobqueue.Queue) -> None:

@@ -34,7 +34,7 @@ import psycopg.rows
 import psycopg.types.json
 import psycopg_pool
 
-from jobqueue import settings, types
+from jobqueue import settings, sql, types
 
 DATABASE_URL_ENV: typing.Final = settings.DATABASE_URL.env
 
@@ -150,7 +150,9 @@ def load_json(data: bytes | bytearray | memoryview | str) -> typing.Any:
     """``json.loads`` that returns ``types.Undecodable`` instead of raising, for values the
     database accepted but Python cannot build (too deep, too many digits)."""
     try:
-        value = json.loads(bytes(data) if isinstance(data, memoryview) else data)
+        # Decoded here: json.loads of bytes first works out their encoding in Python, a
+        # third of the cost of a small payload. As UTF-8, which is what it assumes too.
+        value = json.loads(data if isinstance(data, str) else str(data, "utf-8"))
     except (RecursionError, ValueError, MemoryError) as error:
         return types.Undecodable(f"{type(error).__name__}: {error}"[:300], _start_of(data))
     # How deep json.loads can go depends on the stack already in use (less under uvloop than
@@ -278,7 +280,7 @@ async def connect(database_url: str | None = None) -> psycopg.AsyncConnection[ty
     """One connection outside any pool (migrations, LISTEN), in autocommit mode."""
     url = resolve_database_url(database_url)
     conn = await psycopg.AsyncConnection.connect(url, autocommit=True, **connect_options(url))
-    make_decoding_safe(conn)
+    await _set_up(conn)
     return conn
 
 
@@ -294,8 +296,13 @@ def connect_options(url: str) -> dict[str, typing.Any]:
     return {"connect_timeout": max(1, math.ceil(settings.CONNECT_TIMEOUT.from_env()))}
 
 
-async def _configure_pooled(conn: psycopg.AsyncConnection[typing.Any]) -> None:
+async def _set_up(conn: psycopg.AsyncConnection[typing.Any]) -> None:
+    """What every connection of the queue gets: the forgiving loaders, and the session's
+    times in UTC. Times are instants either way; read in UTC, the driver builds each one
+    with the standard library's UTC zone, a third of the cost of a named zone (even
+    ``Etc/UTC``): five times a claimed job."""
     make_decoding_safe(conn)
+    await conn.execute(sql.query("connection_use_utc"))
 
 
 def make_pool(
@@ -320,7 +327,7 @@ def make_pool(
             "prepare_threshold": 5 if prepared_statements else None,
             **connect_options(resolve_database_url(database_url)),
         },
-        configure=_configure_pooled,
+        configure=_set_up,
         open=False,
         name="jobqueue",
     )

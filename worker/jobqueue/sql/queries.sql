@@ -393,3 +393,7 @@ SELECT p.proname,
 FROM pg_proc p
 JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname = %(schema)s;
+
+-- name: connection_use_utc
+-- Every connection of the queue reads and writes times in UTC (see db._set_up).
+SET TimeZone TO 'UTC';
