@@ -245,6 +245,14 @@ def job_row_of(
         order, by_name = _job_layout(names)
         if not by_name:
             status = _STATUS_INDEX
+            if order == tuple(range(len(names))):  # the columns are the fields, in order
+
+                def make_job_as_is(values: typing.Sequence[typing.Any]) -> _JobT:
+                    row = list(values)
+                    row[status] = _STATUSES.get(row[status]) or types.JobStatus(row[status])
+                    return make(*row)
+
+                return make_job_as_is
 
             def make_job(values: typing.Sequence[typing.Any]) -> _JobT:
                 row = [values[index] for index in order]
