@@ -39,8 +39,8 @@ taking turns within each repetition, and the median is reported. Workloads:
   including the INSERT and its commit's fsync);
 - **the SQL limit**: ``job_claim`` and ``job_complete_many``, the worker's own statements,
   draining ``--jobs`` jobs on plain psycopg connections with no worker around them (the
-  enqueue as ``bench/claim.py`` does it), at batch 32, 100, 200 and 500, on one connection and on two
-  at once; the best of these is the limit jobqueue's best drain is compared with;
+  enqueue as ``bench/claim.py`` does it), at batch 32, 100, 200 and 500, on one connection
+  and on two at once; the best of these is the limit jobqueue's best drain is compared with;
 - **memory**: VmRSS (``/proc/<pid>/status``) of an idle ``jobqueue worker`` with the
   installed plugins (the books plugin) and with ``--no-plugins``, and of an idle PgQueuer
   worker for reference, 1 s after each is idle.
