@@ -314,7 +314,8 @@ class Producer:
         params["id"] = new_job_id()
         params["queue"] = params["queue"] or self.queue
         params["now"] = checks.check_time(now, "now")
-        (job,) = await statements.jobs(self.pool, "job_insert", params, conn)
+        # Its times are checked ones or the server's now(): in range (the cheaper loader).
+        (job,) = await statements.jobs(self.pool, "job_insert", params, conn, times_in_range=True)
         logger.info("[Queue] Enqueued job %s (type: %s)", job.id, job.type)
         return job
 
@@ -342,9 +343,14 @@ class Producer:
             "priorities": [job["priority"] for job in checked],
             "now": checks.check_time(now, "now"),
         }
-        stored = {
-            job.id: job for job in await statements.jobs(self.pool, "job_insert_many", params, conn)
-        }
+        rows = await statements.jobs(
+            self.pool,
+            "job_insert_many",
+            params,
+            conn,
+            times_in_range=True,  # as job_insert
+        )
+        stored = {job.id: job for job in rows}
         in_order = [stored[job_id] for job_id in ids]
         for job in in_order:
             logger.debug("[Queue] Enqueued job %s (type: %s)", job.id, job.type)
