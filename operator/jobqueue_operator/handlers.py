@@ -128,7 +128,7 @@ class Runtime:
 def configure(settings: kopf.OperatorSettings) -> None:
     """kopf's settings: its state in our annotations, no CRD scanning (no rights needed),
     Events only for warnings and what the handlers post themselves."""
-    settings.persistence.finalizer = f"{resource.API_GROUP}/operator"
+    settings.persistence.finalizer = resource.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=resource.API_GROUP
     )

@@ -20,7 +20,6 @@ from jobqueue_operator import kube, resource
 
 logger = logging.getLogger("jobqueue_operator.release")
 
-FINALIZER = f"{resource.API_GROUP}/operator"
 # How often the JobQueue is looked at while the operator releases it.
 POLL: float = 0.5
 
@@ -36,16 +35,16 @@ async def delete_jobqueue(api: kube.Api, namespace: str, name: str, wait: float)
         meta = found["metadata"]
         finalizers = list(meta.get("finalizers") or [])
         waited = time.monotonic() - began
-        if FINALIZER in finalizers and waited >= wait:
+        if resource.FINALIZER in finalizers and waited >= wait:
             released = False
             logger.warning(
                 "JobQueue %s/%s: the operator did not release it within %gs; removing %s",
                 namespace,
                 name,
                 wait,
-                FINALIZER,
+                resource.FINALIZER,
             )
-            kept = [item for item in finalizers if item != FINALIZER]
+            kept = [item for item in finalizers if item != resource.FINALIZER]
             try:
                 await api.set_finalizers(namespace, name, kept, meta["resourceVersion"])
             except kube.NotFoundError:

@@ -17,7 +17,7 @@ from jobqueue import settings, types
 DEFAULT_QUEUE: typing.Final = "default"
 DEFAULT_RETRY_DELAY_SECONDS: typing.Final = float(typing.cast(float, settings.RETRY_DELAY.default))
 MAX_NAME_LENGTH: typing.Final = 200
-_INT32_MAX: typing.Final = 2**31 - 1
+INT32_MAX: typing.Final = 2**31 - 1
 DEFAULT_MAX_ATTEMPTS: typing.Final = 3  # the jobs table's default (migration 0001)
 
 _CONTROL_CHARACTERS: typing.Final = re.compile(r"[\x00-\x1f\x7f]")
@@ -100,7 +100,7 @@ def check_run_at(value: object) -> datetime.datetime | None:
     return check_time(value, "run_at")
 
 
-def check_int(value: object, what: str, *, minimum: int, maximum: int = _INT32_MAX) -> int:
+def check_int(value: object, what: str, *, minimum: int, maximum: int = INT32_MAX) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{what} must be an integer, not {type(value).__name__}")
     if not minimum <= value <= maximum:
@@ -159,5 +159,5 @@ def check_new_job(job: types.NewJob) -> dict[str, typing.Any]:
         if max_attempts is None
         else check_int(max_attempts, "max_attempts", minimum=1),
         "queue": None if queue is None else check_name(queue, "queue"),
-        "priority": check_int(options.get("priority", 0), "priority", minimum=-_INT32_MAX),
+        "priority": check_int(options.get("priority", 0), "priority", minimum=-INT32_MAX),
     }

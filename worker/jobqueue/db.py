@@ -205,8 +205,8 @@ def read_times_plainly(
     cursor: psycopg.AsyncCursor[typing.Any] | psycopg.Cursor[typing.Any],
 ) -> None:
     """Read ``timestamptz`` on this cursor with the driver's own loader: for a statement
-    whose every time is in range by construction (``job_claim``), where the forgiving
-    loader would cost a Python call a value for nothing."""
+    whose every time is in range by construction (``job_claim``, the inserts), where the
+    forgiving loader would cost a Python call a value for nothing."""
     cursor.adapters.register_loader("timestamptz", _STANDARD_TIMESTAMPTZ_LOADER)
 
 

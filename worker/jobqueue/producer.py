@@ -28,8 +28,6 @@ _PRODUCER_POOL_SIZE: typing.Final = 10
 # Options the bulk path reads itself; any other (run_at, max_attempts, a misspelling) goes
 # through the full check.
 _SIMPLE_OPTIONS: typing.Final = frozenset({"queue", "priority"})
-_INT_MIN: typing.Final = -(2**31 - 1)
-_INT_MAX: typing.Final = 2**31 - 1
 _COPY_NULL: typing.Final = "\\N"
 # Lines a bulk enqueue makes before it sends them (about 16 KiB for small payloads).
 _COPY_CHUNK: typing.Final = 256
@@ -161,6 +159,15 @@ class _CopyBatch:
         self._names[typing.cast(str, value)] = checked
         return checked
 
+    def _next_id(self) -> int:
+        """The next job's id, kept in ``ids`` too; made a chunk at a time, so the ids of a
+        batch sort in the order of its jobs."""
+        if not self._fresh_ids:
+            self._fresh_ids = self._ids.many(_COPY_CHUNK)[::-1]  # popped from the end
+        value = self._fresh_ids.pop()
+        self.ids.append(_uuid_of(value))
+        return value
+
     def add(self, job: types.NewJob) -> None:
         options = job.options
         if not options and self.now is None and job.type.__class__ is str:
@@ -168,10 +175,7 @@ class _CopyBatch:
             middle = self._plain.get(job.type)
             if middle is not None:
                 payload = _payload_field(job.payload)
-                if not self._fresh_ids:
-                    self._fresh_ids = self._ids.many(_COPY_CHUNK)[::-1]  # popped from the end
-                value = self._fresh_ids.pop()
-                self.ids.append(_uuid_of(value))
+                value = self._next_id()
                 self._due_now.append(f"{value:032x}{middle}{payload}\n")
                 return
         if options and not options.keys() <= _SIMPLE_OPTIONS:
@@ -182,8 +186,9 @@ class _CopyBatch:
             run_at, max_attempts = None, None
             queue = options.get("queue")
             priority = options.get("priority", 0)
-            if priority.__class__ is not int or not _INT_MIN <= priority <= _INT_MAX:
-                priority = int(checks.check_int(priority, "priority", minimum=_INT_MIN))
+            bound = checks.INT32_MAX  # check_new_job's bounds, checked inline when plain
+            if priority.__class__ is not int or not -bound <= priority <= bound:
+                priority = int(checks.check_int(priority, "priority", minimum=-bound))
         payload = _payload_field(job.payload)
         # Everything between the id and the payload repeats across a batch: made once.
         key = (
@@ -199,10 +204,8 @@ class _CopyBatch:
             self._middles[key] = middle
         if not options:
             self._plain[job.type] = middle
-        value = self._ids.new()
-        self.ids.append(_uuid_of(value))
         # The id as 32 hex digits, which PostgreSQL reads as a uuid.
-        line = f"{value:032x}{middle}{payload}"
+        line = f"{self._next_id():032x}{middle}{payload}"
         when = run_at or self.now
         if when is None:
             self._due_now.append(line + "\n")
@@ -215,8 +218,9 @@ class _CopyBatch:
         more: collections.abc.Iterator[types.NewJob] | None = None,
     ) -> None:
         """Write the jobs added so far, then, if ``more`` is given, add and write those too
-        as they come: the server stores one chunk while the next is made. Jobs with their
-        own ``run_at`` go in a second COPY at the end."""
+        as they come, a chunk at a time (the server stores them when the COPY ends: its
+        insert buffer holds more rows than a chunk). Jobs with their own ``run_at`` go in a
+        second COPY at the end."""
         cursor = conn.cursor()
         if self._due_now or more is not None:
             async with cursor.copy(sql.query("job_copy_in")) as copy:
