@@ -25,7 +25,7 @@ import psycopg
 import psycopg.conninfo
 import psycopg.sql
 
-from jobqueue import db, embedded
+from jobqueue import cli, db, embedded, settings
 
 Connection: typing.TypeAlias = psycopg.AsyncConnection[typing.Any]
 Outcome = typing.TypeVar("Outcome")
@@ -132,17 +132,22 @@ def main(
     report_json: Report[Outcome],
     report_table: Report[Outcome],
 ) -> int:
-    """Start the server, ``run(args, server_url)``, stop the server, print the report
-    (JSON with ``args.json``). Library logging is quietened to warnings. SIGTERM is turned
-    into KeyboardInterrupt, so that ``finally`` blocks (stopping worker processes, dropping
-    the scratch database, stopping the server) run on it as on Ctrl-C."""
+    """Start the server, ``run(args, server_url)`` on the commands' event loop
+    (``JOBQUEUE_EVENT_LOOP``), stop the server, print the report (JSON with
+    ``args.json``). Library logging is quietened to warnings. SIGTERM is turned into
+    KeyboardInterrupt, so that ``finally`` blocks (stopping worker processes, dropping the
+    scratch database, stopping the server) run on it as on Ctrl-C."""
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("jobqueue").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with postgres_server() as (server_url, server):
-            outcome = asyncio.run(run(args, server_url))
+            # The event loop the commands use too (JOBQUEUE_EVENT_LOOP: uvloop when
+            # installed), so the clients measured here run as a worker's do.
+            loop = cli.event_loop_factory(settings.EVENT_LOOP.from_env())
+            with asyncio.Runner(loop_factory=loop) as runner:
+                outcome = runner.run(run(args, server_url))
     except KeyboardInterrupt:
         print("interrupted; everything the benchmark started is stopped", file=sys.stderr)
         return 130

@@ -18,7 +18,11 @@ handler. Every measurement is repeated ``--repeats`` times (default 3), the two 
 taking turns within each repetition, and the median is reported. Workloads:
 
 - **enqueue one at a time**: ``--single-jobs`` (2,000) jobs, each its own call and
-  transaction: ``Queue.enqueue_job`` against ``Queries.enqueue(entrypoint, None)``;
+  transaction: ``Queue.enqueue_job`` against ``Queries.enqueue(entrypoint, None)``; and,
+  as the floor of any client on jobqueue's schema, a prepared ``INSERT`` of the id and type
+  alone on asyncpg (its ratio to PgQueuer is the most a single enqueue could reach). The
+  three take turns every 50 calls: each call waits for its commit's flush, which drifts
+  with the disk by more than they differ;
 - **enqueue in batches of 1,000**: ``--jobs`` (20,000) jobs: ``Queue.enqueue_batch`` (COPY,
   ids only) and, for reference, ``Queue.enqueue_jobs`` (one ``INSERT`` returning the jobs),
   against ``Queries.enqueue`` with lists;
@@ -83,7 +87,7 @@ import _common
 import claim
 import versus_workers
 import worker
-from jobqueue import checks, db, migrations, sql, types
+from jobqueue import checks, db, migrations, producer, sql, types
 from jobqueue import queue as queue_module
 
 BENCH_DIR: typing.Final = pathlib.Path(__file__).resolve().parent
@@ -256,20 +260,36 @@ class Systems:
 # --- enqueue ----------------------------------------------------------------------------
 
 
-async def enqueue_single_jq(systems: Systems, jobs: int) -> float:
-    await systems.truncate()
-    started = time.perf_counter()
-    for _ in range(jobs):
-        await systems.jq_queue.enqueue_job(NOOP)
-    return jobs / (time.perf_counter() - started)
+SINGLE_TURN: typing.Final = 50  # single enqueues per system per turn
 
 
-async def enqueue_single_pgq(systems: Systems, jobs: int) -> float:
+async def enqueue_single(systems: Systems, jobs: int) -> dict[str, float]:
+    """Jobs per second of one-at-a-time enqueues, ``jobs`` each: ``Queue.enqueue_job``,
+    PgQueuer's ``Queries.enqueue``, and the floor, a prepared ``INSERT`` of the id and type
+    alone on asyncpg, PgQueuer's driver, with no queue around it (the triggers, indexes and
+    commit of a real enqueue): the most any client could get from jobqueue's schema. Each
+    call waits for its commit's flush, whose time drifts with the disk by more than the
+    queues differ, so the three take turns every ``SINGLE_TURN`` calls."""
     await systems.truncate()
-    started = time.perf_counter()
-    for _ in range(jobs):
-        await systems.pgq_queries.enqueue(PGQ_NOOP, None, 0)
-    return jobs / (time.perf_counter() - started)
+    asyncpg = import_optional("asyncpg")
+    floor_conn = await asyncpg.connect(dsn=asyncpg_dsn(systems.jq_url))
+    try:
+        insert = await floor_conn.prepare("INSERT INTO jobs (id, type) VALUES ($1, $2)")
+        calls: dict[str, collections.abc.Callable[[], collections.abc.Awaitable[object]]] = {
+            "jobqueue": lambda: systems.jq_queue.enqueue_job(NOOP),
+            "pgqueuer": lambda: systems.pgq_queries.enqueue(PGQ_NOOP, None, 0),
+            "floor": lambda: insert.fetch(producer.new_job_id(), NOOP),
+        }
+        seconds = dict.fromkeys(calls, 0.0)
+        for first in range(0, jobs, SINGLE_TURN):
+            for name, call in calls.items():
+                started = time.perf_counter()
+                for _ in range(min(SINGLE_TURN, jobs - first)):
+                    await call()
+                seconds[name] += time.perf_counter() - started
+    finally:
+        await floor_conn.close()
+    return {name: jobs / spent for name, spent in seconds.items()}
 
 
 async def enqueue_batches_jq(systems: Systems, jobs: int, method: str) -> float:
@@ -681,8 +701,8 @@ async def measure(args: argparse.Namespace, systems: Systems) -> dict[str, typin
 
     for repeat in range(args.repeats):
         progress(f"enqueue, repetition {repeat + 1} of {args.repeats}")
-        add("single jobqueue", await enqueue_single_jq(systems, args.single_jobs))
-        add("single pgqueuer", await enqueue_single_pgq(systems, args.single_jobs))
+        for name, rate in (await enqueue_single(systems, args.single_jobs)).items():
+            add(f"single {name}", rate)
         add("batch jobqueue", await enqueue_batches_jq(systems, args.jobs, "enqueue_batch"))
         add("batch pgqueuer", await enqueue_batches_pgq(systems, args.jobs))
         add("enqueue_jobs jobqueue", await enqueue_batches_jq(systems, args.jobs, "enqueue_jobs"))
@@ -796,6 +816,14 @@ def rows(outcome: dict[str, typing.Any]) -> list[Row]:
             f"{enqueue['single jobqueue'] / enqueue['single pgqueuer']:.2f}x",
             f">= {GOAL_SINGLE}x",
             enqueue["single jobqueue"] / enqueue["single pgqueuer"] >= GOAL_SINGLE,
+        ),
+        Row(
+            "  the floor: a bare INSERT into jobqueue's table (asyncpg), jobs/s",
+            f"{enqueue['single floor']:,.0f}",
+            f"{enqueue['single pgqueuer']:,.0f}",
+            f"{enqueue['single floor'] / enqueue['single pgqueuer']:.2f}x (the ceiling)",
+            "",
+            None,
         ),
         Row(
             f"enqueue in batches of {BATCH:,} (enqueue_batch), jobs/s",

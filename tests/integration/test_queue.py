@@ -13,9 +13,10 @@ import uuid
 import psycopg
 import psycopg.sql
 import pytest
+import waiting
 
 import jobqueue
-from jobqueue import db, producer, runner
+from jobqueue import db, producer, runner, statements
 
 UTC = datetime.UTC
 T0 = datetime.datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -75,6 +76,52 @@ async def test_times_come_back_in_utc_whatever_the_servers_zone(
     assert row is not None
     assert str(row[0].tzinfo) == "Asia/Tokyo"
     assert row[0] == job.created_at
+
+
+async def test_a_leased_connection_goes_back_clean(database_url: str) -> None:
+    """``db.Lease`` skips ``pool.connection()``'s commit; what a block leaves behind (an open
+    transaction, an error, a statement cut off by cancellation) never reaches the next one."""
+    pool = db.make_pool(database_url, min_size=1, max_size=1)
+    await pool.open(wait=True)
+    try:
+        async with db.Lease(pool) as conn:
+            await conn.execute("BEGIN")
+            await conn.execute("CREATE TABLE left_open (x int)")
+        with pytest.raises(ZeroDivisionError):
+            await _lease_and_fail(pool)
+        slow = asyncio.create_task(_lease_and_sleep(pool))
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as watch:
+
+            async def sleeping() -> bool:
+                cursor = await watch.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)'"
+                )
+                return await cursor.fetchone() == (1,)
+
+            await waiting.eventually(sleeping, what="the leased connection's statement")
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        async with db.Lease(pool) as conn:
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            cursor = await conn.execute(
+                "SELECT to_regclass('left_open') IS NULL AND to_regclass('left_by_error') IS NULL"
+            )
+            assert await cursor.fetchone() == (True,)
+    finally:
+        await pool.close()
+
+
+async def _lease_and_fail(pool: statements.Pool) -> None:
+    async with db.Lease(pool) as conn:
+        await conn.execute("BEGIN")
+        await conn.execute("CREATE TABLE left_by_error (x int)")
+        raise ZeroDivisionError
+
+
+async def _lease_and_sleep(pool: statements.Pool) -> None:
+    async with db.Lease(pool) as conn:
+        await conn.execute("SELECT pg_sleep(60)")
 
 
 async def test_enqueue_without_payload_stores_null(queue: jobqueue.Queue) -> None:

@@ -22,7 +22,7 @@ import logging
 import typing
 import zlib
 
-from jobqueue import checks, producer, settings, sql, statements, types
+from jobqueue import checks, db, producer, settings, sql, statements, types
 
 logger = logging.getLogger("jobqueue.maintenance")
 # The stale-job rescue logs as the seed did, as the queue.
@@ -68,7 +68,7 @@ async def queue_depth(
         "due_within": checks.check_seconds(due_within, "due_within"),
         "now": checks.check_time(now, "now"),
     }
-    async with queue.pool.connection() as conn:
+    async with db.Lease(queue.pool) as conn:
         cursor = await conn.execute(sql.query("queue_depth_measure"), params)
         rows = await cursor.fetchall()
     return [
@@ -115,7 +115,7 @@ async def prune_finished_jobs(
         checks.check_int(max_batches, "max_batches", minimum=1)
     deleted = batches = 0
     while max_batches is None or batches < max_batches:
-        async with queue.pool.connection() as conn:
+        async with db.Lease(queue.pool) as conn:
             cursor = await conn.execute(sql.query("job_prune_finished"), params)
         batches += 1
         deleted += max(cursor.rowcount, 0)
@@ -129,7 +129,7 @@ async def prune_finished_jobs(
 async def running_by_worker(queue: producer.Producer, *, name: str | None = None) -> dict[str, int]:
     """How many jobs each worker (by ``locked_by``) is running, in queue ``name`` or all."""
     params = {"queue": None if name is None else checks.check_name(name, "queue")}
-    async with queue.pool.connection() as conn:
+    async with db.Lease(queue.pool) as conn:
         cursor = await conn.execute(sql.query("job_running_by_worker"), params)
         rows = await cursor.fetchall()
     return {str(worker): int(count) for worker, count in rows}
@@ -168,7 +168,7 @@ async def rescue_stale_jobs(
         "queue": None if queue is None else checks.check_name(queue, "queue"),
         "now": checks.check_time(now, "now"),
     }
-    async with self.pool.connection() as conn, conn.transaction():
+    async with db.Lease(self.pool) as conn, conn.transaction():
         lock_key = _RESCUE_LOCK_KEY + zlib.crc32((queue or "").encode())
         if only_one_rescuer and not await statements.try_lock(conn, lock_key):
             return []

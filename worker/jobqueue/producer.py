@@ -387,7 +387,7 @@ class Producer:
             batch.add(first)
             # Checked as they are written: a bad one rolls back the transaction, and with
             # it every job before it.
-            async with self.pool.connection() as pooled, pooled.transaction():
+            async with db.Lease(self.pool) as pooled, pooled.transaction():
                 await batch.copy(pooled, given)
         logger.info("[Queue] Enqueued %d jobs", len(batch.ids))
         return batch.ids
@@ -401,7 +401,7 @@ class Producer:
 
     async def _counts(self, queue: str | None) -> dict[str, types.QueueStats]:
         """``{type: stats}`` summed over the queue (or all queues)."""
-        async with self.pool.connection() as conn:
+        async with db.Lease(self.pool) as conn:
             cursor = await conn.execute(sql.query("job_counts_sum"), {"queue": queue})
             rows = await cursor.fetchall()
             if sum(row[6] for row in rows) > _COUNTS_COMPACT_AFTER and self._may_write:
@@ -421,7 +421,7 @@ class Producer:
     async def compact_counts(self) -> bool:
         """Fold the statistics' appended deltas together (workers call this every few
         seconds); ``False`` when another process was already doing it."""
-        async with self.pool.connection() as conn:
+        async with db.Lease(self.pool) as conn:
             return await self._compact_counts(conn)
 
     @staticmethod

@@ -15,7 +15,7 @@ import logging
 import typing
 import uuid
 
-from jobqueue import checks, logs, producer, sql, statements, types
+from jobqueue import checks, db, logs, producer, sql, statements, types
 
 logger = logging.getLogger("jobqueue.queue")
 
@@ -62,7 +62,7 @@ async def _finish(
     follow_ups: collections.abc.Sequence[types.NewJob] = (),
 ) -> types.Job:
     if follow_ups:
-        async with self.pool.connection() as conn, conn.transaction():
+        async with db.Lease(self.pool) as conn, conn.transaction():
             jobs = await statements.jobs(self.pool, query, {"id": job_id, **params}, conn)
             if jobs:
                 await self.enqueue_jobs(follow_ups, conn=conn)
@@ -257,7 +257,7 @@ async def next_run_at(
         "queue": self.queue if queue is None else queue,
         "types": None if types_ is None else list(types_),
     }
-    async with self.pool.connection() as conn:
+    async with db.Lease(self.pool) as conn:
         cursor = await conn.execute(sql.query("job_next_run_at"), params)
         row = await cursor.fetchone()
     return row[0] if row else None

@@ -31,7 +31,7 @@ async def jobs(
     ``times_in_range``: the query returns only times Python can hold (see
     ``db.read_times_plainly``)."""
     if conn is None:
-        async with pool.connection() as pooled:
+        async with db.Lease(pool) as pooled:
             return await jobs(pool, query, params, pooled, make=make, times_in_range=times_in_range)
     cursor = conn.cursor(row_factory=db.job_row_of(make))
     if times_in_range:
@@ -42,7 +42,7 @@ async def jobs(
 
 async def ids(pool: Pool, query: str, params: Params) -> set[uuid.UUID]:
     """Runs a query whose rows start with a job id; returns those ids."""
-    async with pool.connection() as conn:
+    async with db.Lease(pool) as conn:
         cursor = await conn.execute(sql.query(query), params)
         return {row[0] for row in await cursor.fetchall()}
 
