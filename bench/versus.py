@@ -25,7 +25,7 @@ taking turns within each repetition, and the median is reported. Workloads:
   with the disk by more than they differ;
 - **enqueue in batches of 1,000**: ``--jobs`` (20,000) jobs: ``Queue.enqueue_batch`` (COPY,
   ids only) and, for reference, ``Queue.enqueue_jobs`` (one ``INSERT`` returning the jobs),
-  against ``Queries.enqueue`` with lists;
+  against ``Queries.enqueue`` with lists, taking turns batch by batch;
 - **drain**: ``--jobs`` no-op jobs enqueued in one transaction to idle workers (LISTEN on
   both sides); the clock runs from just before the commit to the moment the queue says all
   are done (jobqueue: ``get_queue_stats()``; PgQueuer: its queue table is empty, completion
@@ -33,18 +33,23 @@ taking turns within each repetition, and the median is reported. Workloads:
   (1-2 x 32/100/200/500) with ``--log-level warning``; PgQueuer processes x ``--batch-size``
   (1-2 x 10/50/100/200/500) with ``--log-level warning`` (PgQueuer logs nothing per job at its
   default INFO either). Each queue's best configuration by median is compared. jobqueue at
-  2 x 32 is also run with its default INFO logging, reported as a fraction of the quiet run
-  of the same configuration;
+  2 x 32 is also run with its default INFO logging and quiet again, back to back (in turn
+  which first), in each repetition; reported as the median of the pairs' INFO/quiet;
 - **pickup latency**: one idle worker each (jobqueue ``--concurrency 8``, PgQueuer
   ``--batch-size 10``), ``--latency-jobs`` (200) jobs enqueued one at a time, each after the
   previous one started plus a random 10-30 ms. The handler sends its start time
   (``time.monotonic()``, one clock for every process on Linux) over UDP. Reported from the
   enqueue call's return (the commit is acknowledged: the goal's clock) and from its start (so
-  including the INSERT and its commit's fsync);
+  including the INSERT and its commit's fsync). A ``CHECKPOINT`` comes first, so that the
+  load measured before is not still being written out;
 - **the SQL limit**: ``job_claim`` and ``job_complete_many``, the worker's own statements,
   draining ``--jobs`` jobs on plain psycopg connections with no worker around them (the
   enqueue as ``bench/claim.py`` does it), at batch 32, 100, 200 and 500, on one connection
   and on two at once; the best of these is the limit jobqueue's best drain is compared with;
+- **a big table**: jobqueue's enqueue_batch, enqueue_job, claim + complete and stats on an
+  empty table against one with ``--done-rows`` (1,000,000) finished and ``--delayed-rows``
+  (100,000) delayed jobs, in a second database loaded once; the two take turns round by
+  round;
 - **memory**: VmRSS (``/proc/<pid>/status``) of an idle ``jobqueue worker`` with the
   installed plugins (the books plugin) and with ``--no-plugins``, and of an idle PgQueuer
   worker for reference, 1 s after each is idle.
@@ -292,31 +297,37 @@ async def enqueue_single(systems: Systems, jobs: int) -> dict[str, float]:
     return {name: jobs / spent for name, spent in seconds.items()}
 
 
-async def enqueue_batches_jq(systems: Systems, jobs: int, method: str) -> float:
+async def enqueue_batches(systems: Systems, jobs: int) -> dict[str, float]:
+    """Jobs per second of ``jobs`` enqueued in batches of ``BATCH``: ``Queue.enqueue_batch``
+    (COPY), ``Queue.enqueue_jobs`` (one INSERT) and PgQueuer's ``Queries.enqueue`` with
+    lists, taking turns batch by batch (as the single enqueues do, against drift)."""
     await systems.truncate()
-    enqueue = getattr(systems.jq_queue, method)
     batch = [types.NewJob(NOOP)] * BATCH
-    started = time.perf_counter()
-    for first in range(0, jobs, BATCH):
-        await enqueue(batch[: min(BATCH, jobs - first)])
-    seconds = time.perf_counter() - started
-    count = await _common.count(systems.jq_conn, "SELECT count(*) FROM jobs")
-    if count != jobs:
-        raise RuntimeError(f"{method}: {count} jobs stored, {jobs} enqueued")
-    return jobs / seconds
+    queue = systems.jq_queue
 
+    def pgq(size: int) -> collections.abc.Awaitable[object]:
+        return systems.pgq_queries.enqueue([PGQ_NOOP] * size, [None] * size, [0] * size)  # type: ignore[no-any-return]
 
-async def enqueue_batches_pgq(systems: Systems, jobs: int) -> float:
-    await systems.truncate()
-    started = time.perf_counter()
+    calls: dict[str, collections.abc.Callable[[int], collections.abc.Awaitable[object]]] = {
+        "batch jobqueue": lambda size: queue.enqueue_batch(batch[:size]),
+        "batch pgqueuer": pgq,
+        "enqueue_jobs jobqueue": lambda size: queue.enqueue_jobs(batch[:size]),
+    }
+    seconds = dict.fromkeys(calls, 0.0)
     for first in range(0, jobs, BATCH):
         size = min(BATCH, jobs - first)
-        await systems.pgq_queries.enqueue([PGQ_NOOP] * size, [None] * size, [0] * size)
-    seconds = time.perf_counter() - started
-    count = await _common.count(systems.pgq_conn, "SELECT count(*) FROM pgqueuer")
-    if count != jobs:
-        raise RuntimeError(f"PgQueuer enqueue: {count} jobs stored, {jobs} enqueued")
-    return jobs / seconds
+        for name, call in calls.items():
+            started = time.perf_counter()
+            await call(size)
+            seconds[name] += time.perf_counter() - started
+    for conn, table, expected in (
+        (systems.jq_conn, "jobs", 2 * jobs),
+        (systems.pgq_conn, "pgqueuer", jobs),
+    ):
+        count = await _common.count(conn, f"SELECT count(*) FROM {table}")
+        if count != expected:
+            raise RuntimeError(f"batch enqueue: {count} jobs in {table}, {expected} enqueued")
+    return {name: jobs / spent for name, spent in seconds.items()}
 
 
 # --- drain ------------------------------------------------------------------------------
@@ -552,24 +563,25 @@ SCALE_MEASURES: typing.Final = ("enqueue_batch", "enqueue_job", "claim", "stats"
 SCALE_CLAIM_BATCH: typing.Final = 200
 
 
-async def scale_round(systems: Systems, jobs: int, single: int) -> dict[str, float]:
+async def scale_round(
+    queue: queue_module.Queue, url: str, jobs: int, single: int
+) -> dict[str, float]:
     """Seconds per job (per call for stats) of enqueue_batch, enqueue_job, the raw claim +
-    complete drain (1 connection, batch 100) and ``get_queue_stats()``, leaving the table
-    as it found it but for the new jobs, done."""
-    queue = systems.jq_queue
+    complete drain (1 connection, batch ``SCALE_CLAIM_BATCH``) and ``get_queue_stats()`` on
+    the database at ``url``, leaving its table as it found it but for the new jobs, done."""
     batch = [types.NewJob(NOOP)] * BATCH
     started = time.perf_counter()
     for first in range(0, jobs, BATCH):
         await queue.enqueue_batch(batch[: min(BATCH, jobs - first)])
     timings = {"enqueue_batch": (time.perf_counter() - started) / jobs}
     started = time.perf_counter()
-    await raw_drain(systems.jq_url, 1, SCALE_CLAIM_BATCH)
+    await raw_drain(url, 1, SCALE_CLAIM_BATCH)
     timings["claim"] = (time.perf_counter() - started) / jobs
     started = time.perf_counter()
     for _ in range(single):
         await queue.enqueue_job(NOOP)
     timings["enqueue_job"] = (time.perf_counter() - started) / single
-    await raw_drain(systems.jq_url, 1, SCALE_CLAIM_BATCH)
+    await raw_drain(url, 1, SCALE_CLAIM_BATCH)
     calls = []
     for _ in range(STATS_CALLS):
         started = time.perf_counter()
@@ -580,27 +592,40 @@ async def scale_round(systems: Systems, jobs: int, single: int) -> dict[str, flo
 
 
 async def scale(systems: Systems, args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    """Each measure of ``scale_round`` on an empty table, then with ``--done-rows``
-    finished jobs and ``--delayed-rows`` delayed ones: medians of ``--repeats``."""
-    conn = systems.jq_conn
-    found: dict[str, dict[str, float]] = {}
-    for state in ("empty", "big"):
-        await systems.truncate()
-        if state == "big":
-            await conn.execute(claim.INSERT_DONE, {"rows": args.done_rows})
-            await conn.execute(DELAYED, {"rows": args.delayed_rows})
-            await systems.jq_queue.get_queue_stats()  # folds the insert's deltas
-        await conn.execute("VACUUM ANALYZE jobs")
-        # The million rows' WAL would otherwise be checkpointed during the measurement, and
-        # the figures be those of the load: a table in use has long been written out.
-        await conn.execute("CHECKPOINT")
-        rounds = [
-            await scale_round(systems, args.jobs, args.single_jobs // 4)
-            for _ in range(args.repeats)
-        ]
-        found[state] = {name: median(r[name] for r in rounds) for name in SCALE_MEASURES}
+    """Each measure of ``scale_round`` on an empty table (jobqueue's database) and on one
+    with ``--done-rows`` finished jobs and ``--delayed-rows`` delayed ones (a second
+    database, loaded once): medians of ``--repeats``. The two take turns round by round, in
+    turn which first, so the machine's drift falls on both alike."""
+    async with _common.scratch_database(systems.jq_url, "jobqueue_bench_versus_big") as big_url:
+        big_conn = await db.connect(big_url)
+        async with big_conn, queue_module.Queue(big_url) as big_queue:
+            await migrations.migrate(big_conn)
+            await big_conn.execute(claim.INSERT_DONE, {"rows": args.done_rows})
+            await big_conn.execute(DELAYED, {"rows": args.delayed_rows})
+            await big_queue.get_queue_stats()  # folds the inserts' deltas
+            await systems.truncate()
+            for conn in (systems.jq_conn, big_conn):
+                await conn.execute("VACUUM ANALYZE jobs")
+            # The million rows' WAL would otherwise be checkpointed during the measurement,
+            # and the figures be those of the load: a table in use has long been written out.
+            await big_conn.execute("CHECKPOINT")
+            states = {
+                "empty": (systems.jq_queue, systems.jq_url),
+                "big": (big_queue, big_url),
+            }
+            rounds: dict[str, list[dict[str, float]]] = {state: [] for state in states}
+            for repeat in range(args.repeats):
+                order = list(states) if repeat % 2 == 0 else list(reversed(states))
+                for state in order:
+                    queue, url = states[state]
+                    rounds[state].append(
+                        await scale_round(queue, url, args.jobs, args.single_jobs // 4)
+                    )
     await systems.truncate()
-    return found
+    return {
+        state: {name: median(r[name] for r in done) for name in SCALE_MEASURES}
+        for state, done in rounds.items()
+    }
 
 
 # --- memory -----------------------------------------------------------------------------
@@ -703,11 +728,11 @@ async def measure(args: argparse.Namespace, systems: Systems) -> dict[str, typin
         progress(f"enqueue, repetition {repeat + 1} of {args.repeats}")
         for name, rate in (await enqueue_single(systems, args.single_jobs)).items():
             add(f"single {name}", rate)
-        add("batch jobqueue", await enqueue_batches_jq(systems, args.jobs, "enqueue_batch"))
-        add("batch pgqueuer", await enqueue_batches_pgq(systems, args.jobs))
-        add("enqueue_jobs jobqueue", await enqueue_batches_jq(systems, args.jobs, "enqueue_jobs"))
+        for name, rate in (await enqueue_batches(systems, args.jobs)).items():
+            add(name, rate)
 
     drains: list[Drain] = []
+    log_pairs: list[tuple[float, float]] = []  # (quiet, INFO) jobs/s at INFO_RUN
     for repeat in range(args.repeats):
         progress(f"drain sweep, repetition {repeat + 1} of {args.repeats}")
         for processes in args.processes:
@@ -717,9 +742,13 @@ async def measure(args: argparse.Namespace, systems: Systems) -> dict[str, typin
             for batch_size in args.batch_sizes:
                 pgq = await drain_pgq(systems, processes, batch_size, args.jobs)
                 drains.append(pgq)
-        drains.append(await drain_jq(systems, *INFO_RUN, INFO, args.jobs))
-        if INFO_RUN[0] not in args.processes or INFO_RUN[1] not in args.concurrency:
-            drains.append(await drain_jq(systems, *INFO_RUN, QUIET, args.jobs))
+        # INFO against quiet, back to back in turn, so that the machine's drift between
+        # the two runs of a pair is small beside what the logs cost.
+        pair = {}
+        for mode in (QUIET, INFO) if repeat % 2 == 0 else (INFO, QUIET):
+            pair[mode.name] = await drain_jq(systems, *INFO_RUN, mode, args.jobs)
+            drains.append(pair[mode.name])
+        log_pairs.append((pair[QUIET.name].jobs_per_second, pair[INFO.name].jobs_per_second))
 
     limits: dict[tuple[int, int], list[float]] = {}
     bench = claim.ClaimBench(systems.jq_queue, systems.jq_conn, args.jobs, triggers=True)
@@ -734,6 +763,9 @@ async def measure(args: argparse.Namespace, systems: Systems) -> dict[str, typin
     latencies: list[Latency] = []
     if args.latency_jobs:
         progress("pickup latency")
+        # The drains' and the SQL limit's WAL is written out first: otherwise the fsyncs
+        # measured would wait behind the write-back of the load before.
+        await systems.jq_conn.execute("CHECKPOINT")
         latencies = [
             await latency_jq(systems, args.latency_jobs),
             await latency_pgq(systems, args.latency_jobs),
@@ -748,6 +780,7 @@ async def measure(args: argparse.Namespace, systems: Systems) -> dict[str, typin
         "enqueue": {key: median(values) for key, values in samples.items()},
         "enqueue_samples": samples,
         "drains": drains,
+        "log_pairs": log_pairs,
         "limits": {key: median(values) for key, values in limits.items()},
         "latency": latencies,
         "memory": memory,
@@ -795,8 +828,9 @@ def rows(outcome: dict[str, typing.Any]) -> list[Row]:
         best(medians, "jobqueue"),
         best(medians, "pgqueuer"),
     )
-    quiet = medians[("jobqueue", *INFO_RUN, "warning")]
-    info = medians[("jobqueue", *INFO_RUN, "info")]
+    log_pairs: list[tuple[float, float]] = outcome["log_pairs"]
+    info = median(info for _, info in log_pairs)
+    info_share = median(info / quiet for quiet, info in log_pairs)
     limits: dict[tuple[int, int], float] = outcome["limits"]
     (limit_connections, limit_batch), limit = max(limits.items(), key=lambda item: item[1])
     table = [
@@ -868,9 +902,9 @@ def rows(outcome: dict[str, typing.Any]) -> list[Row]:
             f"drain with the default INFO logs ({INFO_RUN[0]}x{INFO_RUN[1]}), jobs/s",
             f"{info:,.0f}",
             "-",
-            f"{info / quiet:.2f}x of quiet",
+            f"{info_share:.2f}x of quiet",
             f">= {GOAL_INFO_SHARE}x of quiet",
-            info / quiet >= GOAL_INFO_SHARE,
+            info_share >= GOAL_INFO_SHARE,
         ),
         Row(
             f"SQL limit (claim+complete_many, {limit_connections} conn, batch {limit_batch}),"
@@ -941,6 +975,9 @@ def report_json(args: argparse.Namespace, server: str, outcome: dict[str, typing
                 for c, v in medians.items()
             ],
             "drains": [dataclasses.asdict(drain) for drain in outcome["drains"]],
+            "info_and_quiet_pairs": [
+                {"quiet": quiet, "info": info} for quiet, info in outcome["log_pairs"]
+            ],
             "sql_limits": [
                 {"connections": c, "batch": b, "jobs_per_second": v}
                 for (c, b), v in outcome["limits"].items()
