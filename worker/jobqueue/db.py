@@ -317,8 +317,8 @@ class Lease:
     """``async with db.Lease(pool) as conn``: a connection of ``pool`` (one of ``make_pool``'s,
     autocommit) for the block, given back after it. The queue's own statements take their
     connections this way rather than through ``pool.connection()``, which ends a transaction
-    an autocommit connection does not have, at a tenth of a single enqueue's client CPU. A
-    connection given back inside a transaction or mid-statement is rolled back or closed by
+    an autocommit connection does not have: 6-10% of a single enqueue's client instructions.
+    A connection given back inside a transaction or mid-statement is rolled back or closed by
     the pool, as with ``pool.connection()``."""
 
     __slots__ = ("_conn", "_pool")
