@@ -267,40 +267,59 @@ class Systems:
 
 SINGLE_TURN: typing.Final = 50  # single enqueues per system per turn
 
+# One turn of a system: enqueue this many jobs.
+Turn: typing.TypeAlias = collections.abc.Callable[[int], collections.abc.Awaitable[object]]
+
+
+async def in_turns(turns: dict[str, Turn], jobs: int, size: int) -> dict[str, float]:
+    """Jobs per second of each system enqueueing ``jobs``, ``size`` at a time, the systems
+    taking turns: the machine's drift (a commit's fsync varies by more than the queues
+    differ) then falls on all of them alike."""
+    seconds = dict.fromkeys(turns, 0.0)
+    for first in range(0, jobs, size):
+        count = min(size, jobs - first)
+        for name, turn in turns.items():
+            started = time.perf_counter()
+            await turn(count)
+            seconds[name] += time.perf_counter() - started
+    return {name: jobs / spent for name, spent in seconds.items()}
+
+
+def one_at_a_time(
+    call: collections.abc.Callable[[], collections.abc.Awaitable[object]],
+) -> Turn:
+    async def turn(count: int) -> None:
+        for _ in range(count):
+            await call()
+
+    return turn
+
 
 async def enqueue_single(systems: Systems, jobs: int) -> dict[str, float]:
     """Jobs per second of one-at-a-time enqueues, ``jobs`` each: ``Queue.enqueue_job``,
     PgQueuer's ``Queries.enqueue``, and the floor, a prepared ``INSERT`` of the id and type
     alone on asyncpg, PgQueuer's driver, with no queue around it (the triggers, indexes and
-    commit of a real enqueue): the most any client could get from jobqueue's schema. Each
-    call waits for its commit's flush, whose time drifts with the disk by more than the
-    queues differ, so the three take turns every ``SINGLE_TURN`` calls."""
+    commit of a real enqueue): the most any client could get from jobqueue's schema. They
+    take turns every ``SINGLE_TURN`` calls."""
     await systems.truncate()
     asyncpg = import_optional("asyncpg")
     floor_conn = await asyncpg.connect(dsn=asyncpg_dsn(systems.jq_url))
     try:
         insert = await floor_conn.prepare("INSERT INTO jobs (id, type) VALUES ($1, $2)")
-        calls: dict[str, collections.abc.Callable[[], collections.abc.Awaitable[object]]] = {
-            "jobqueue": lambda: systems.jq_queue.enqueue_job(NOOP),
-            "pgqueuer": lambda: systems.pgq_queries.enqueue(PGQ_NOOP, None, 0),
-            "floor": lambda: insert.fetch(producer.new_job_id(), NOOP),
+        turns = {
+            "jobqueue": one_at_a_time(lambda: systems.jq_queue.enqueue_job(NOOP)),
+            "pgqueuer": one_at_a_time(lambda: systems.pgq_queries.enqueue(PGQ_NOOP, None, 0)),
+            "floor": one_at_a_time(lambda: insert.fetch(producer.new_job_id(), NOOP)),
         }
-        seconds = dict.fromkeys(calls, 0.0)
-        for first in range(0, jobs, SINGLE_TURN):
-            for name, call in calls.items():
-                started = time.perf_counter()
-                for _ in range(min(SINGLE_TURN, jobs - first)):
-                    await call()
-                seconds[name] += time.perf_counter() - started
+        return await in_turns(turns, jobs, SINGLE_TURN)
     finally:
         await floor_conn.close()
-    return {name: jobs / spent for name, spent in seconds.items()}
 
 
 async def enqueue_batches(systems: Systems, jobs: int) -> dict[str, float]:
     """Jobs per second of ``jobs`` enqueued in batches of ``BATCH``: ``Queue.enqueue_batch``
     (COPY), ``Queue.enqueue_jobs`` (one INSERT) and PgQueuer's ``Queries.enqueue`` with
-    lists, taking turns batch by batch (as the single enqueues do, against drift)."""
+    lists, taking turns batch by batch."""
     await systems.truncate()
     batch = [types.NewJob(NOOP)] * BATCH
     queue = systems.jq_queue
@@ -308,18 +327,15 @@ async def enqueue_batches(systems: Systems, jobs: int) -> dict[str, float]:
     def pgq(size: int) -> collections.abc.Awaitable[object]:
         return systems.pgq_queries.enqueue([PGQ_NOOP] * size, [None] * size, [0] * size)  # type: ignore[no-any-return]
 
-    calls: dict[str, collections.abc.Callable[[int], collections.abc.Awaitable[object]]] = {
-        "batch jobqueue": lambda size: queue.enqueue_batch(batch[:size]),
-        "batch pgqueuer": pgq,
-        "enqueue_jobs jobqueue": lambda size: queue.enqueue_jobs(batch[:size]),
-    }
-    seconds = dict.fromkeys(calls, 0.0)
-    for first in range(0, jobs, BATCH):
-        size = min(BATCH, jobs - first)
-        for name, call in calls.items():
-            started = time.perf_counter()
-            await call(size)
-            seconds[name] += time.perf_counter() - started
+    rates = await in_turns(
+        {
+            "batch jobqueue": lambda size: queue.enqueue_batch(batch[:size]),
+            "batch pgqueuer": pgq,
+            "enqueue_jobs jobqueue": lambda size: queue.enqueue_jobs(batch[:size]),
+        },
+        jobs,
+        BATCH,
+    )
     for conn, table, expected in (
         (systems.jq_conn, "jobs", 2 * jobs),
         (systems.pgq_conn, "pgqueuer", jobs),
@@ -327,7 +343,7 @@ async def enqueue_batches(systems: Systems, jobs: int) -> dict[str, float]:
         count = await _common.count(conn, f"SELECT count(*) FROM {table}")
         if count != expected:
             raise RuntimeError(f"batch enqueue: {count} jobs in {table}, {expected} enqueued")
-    return {name: jobs / spent for name, spent in seconds.items()}
+    return rates
 
 
 # --- drain ------------------------------------------------------------------------------
