@@ -124,6 +124,58 @@ async def _lease_and_sleep(pool: statements.Pool) -> None:
         await conn.execute("SELECT pg_sleep(60)")
 
 
+@pytest.mark.parametrize(
+    ("payload", "options"),
+    [
+        (None, {}),
+        ({"n": 1.5, "big": 10**30, "list": [1, "a", None, {"x": True}], "é": "书"}, {}),
+        ([1e16, 0.1], {"run_at": at(60), "max_attempts": 7}),
+        ("text", {"queue": "other", "priority": -5}),
+        ((1, 2), {"priority": 3}),  # a tuple is stored, and returned, as a JSON list
+    ],
+)
+async def test_enqueue_returns_what_get_job_status_reads_back(
+    queue: jobqueue.Queue, payload: typing.Any, options: dict[str, typing.Any]
+) -> None:
+    """``enqueue_job`` reads back only the columns the database decides and fills in the
+    rest from what it sent: the job it returns is the one stored, whatever the options."""
+    job = await queue.enqueue_job("parseBook", payload, **options)
+    assert await queue.get_job_status(job.id) == job
+    job = await queue.enqueue_job("parseBook", payload, now=at(5), **options)
+    assert await queue.get_job_status(job.id) == job
+    assert job.run_at == options.get("run_at", at(5))
+
+
+async def test_concurrent_single_enqueues_each_store_their_job(queue: jobqueue.Queue) -> None:
+    """Tasks enqueueing at once: one uses the kept connection, the others lease their own."""
+    jobs = await asyncio.gather(*(queue.enqueue_job("ping", {"n": n}) for n in range(40)))
+    assert len({job.id for job in jobs}) == 40
+    for job in jobs:
+        assert await queue.get_job_status(job.id) == job
+    assert (await queue.get_queue_stats())["pending"] == 40
+
+
+async def test_single_enqueues_leave_a_pool_of_one_to_everything_else(database_url: str) -> None:
+    """A kept connection would be the pool's only one: a Queue with a pool of one keeps
+    none, so status and stats still get a connection (or this fails with PoolTimeout)."""
+    async with jobqueue.Queue(database_url, pool_max_size=1, pool_timeout=2) as queue:
+        job = await queue.enqueue_job("ping")
+        assert await queue.get_job_status(job.id) == job
+        assert (await queue.get_queue_stats())["pending"] == 1
+
+
+async def test_a_shared_pool_gets_the_kept_connection_back_on_close(database_url: str) -> None:
+    pool = db.make_pool(database_url, min_size=2, max_size=2)
+    await pool.open(wait=True)
+    try:
+        async with jobqueue.Queue(pool=pool) as queue:
+            await queue.enqueue_job("ping")
+            assert pool.get_stats()["pool_available"] == 1  # the other one is kept
+        assert pool.get_stats()["pool_available"] == 2
+    finally:
+        await pool.close()
+
+
 async def test_enqueue_without_payload_stores_null(queue: jobqueue.Queue) -> None:
     job = await queue.enqueue_job("ping")
     assert job.payload is None

@@ -530,3 +530,71 @@ async def test_a_worker_whose_clock_moved_rescues_a_silent_workers_jobs(
     done = await waiting.until_status(queue, job.id, "done")
     assert done.attempts == 2
     assert worker.rescued == 1
+
+
+# --- the connection single enqueues keep --------------------------------------------------
+
+_SINGLE_INSERT: typing.Final = "INSERT INTO jobs (id, type, payload, run_at"
+
+
+async def _backends_last_running(conn: psycopg.AsyncConnection[typing.Any], text: str) -> list[int]:
+    cursor = await conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE query LIKE %s AND pid <> pg_backend_pid()",
+        ("%" + text + "%",),
+    )
+    return [pid for (pid,) in await cursor.fetchall()]
+
+
+async def _job_count(conn: psycopg.AsyncConnection[typing.Any]) -> int:
+    cursor = await conn.execute("SELECT count(*) FROM jobs")
+    row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_a_kept_connection_killed_costs_one_call_and_loses_no_job(
+    queue: jobqueue.Queue, conn: psycopg.AsyncConnection[typing.Any]
+) -> None:
+    """The server ends the connection single enqueues keep (a restart, a failover, an
+    administrator): the next call fails with a connection error, as a leased connection's
+    would, and writes nothing; the one after it gets a new connection. Every job whose call
+    returned is stored once, and no other."""
+    stored = [await queue.enqueue_job("ping")]
+    (pid,) = await _backends_last_running(conn, _SINGLE_INSERT)
+    await conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(psycopg.OperationalError):
+        await queue.enqueue_job("ping")
+    stored.append(await queue.enqueue_job("ping"))
+    assert await _backends_last_running(conn, _SINGLE_INSERT) != [pid]
+    assert await _job_count(conn) == 2
+    for job in stored:
+        assert await queue.get_job_status(job.id) == job
+
+
+async def test_a_single_enqueue_cancelled_mid_statement_writes_nothing(
+    queue: jobqueue.Queue, conn: psycopg.AsyncConnection[typing.Any]
+) -> None:
+    """A caller cancelled while its INSERT waits (here on a lock): the statement is
+    cancelled with it, the kept connection goes back to the pool, and the next enqueue
+    works on a clean one."""
+    await queue.enqueue_job("ping")  # the kept connection exists and is prepared
+    async with conn.transaction():
+        await conn.execute("LOCK TABLE jobs IN SHARE MODE")  # refuses inserts until commit
+        stuck = asyncio.create_task(queue.enqueue_job("cancelled"))
+
+        async def waiting_for_the_lock() -> bool:
+            cursor = await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                ("%" + _SINGLE_INSERT + "%",),
+            )
+            return await cursor.fetchone() == (1,)
+
+        await waiting.eventually(waiting_for_the_lock, what="the enqueue waiting on the lock")
+        stuck.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stuck
+    job = await queue.enqueue_job("after")
+    assert await queue.get_job_status(job.id) == job
+    cursor = await conn.execute("SELECT type FROM jobs ORDER BY created_at, type")
+    assert [row[0] for row in await cursor.fetchall()] == ["ping", "after"]

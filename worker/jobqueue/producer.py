@@ -276,6 +276,8 @@ class Producer:
             timeout=pool_timeout,
             prepared_statements=prepared_statements,
         )
+        # Single enqueues, one after another, keep a connection (see ``enqueue_job``).
+        self._kept = db.KeptConnection(self.pool)
 
     async def open(self) -> typing.Self:
         if self._owns_pool:
@@ -290,6 +292,7 @@ class Producer:
         return self
 
     async def close(self) -> None:
+        await self._kept.release()  # a shared pool gets it back too
         if self._owns_pool:
             await self.pool.close()
 
@@ -313,13 +316,44 @@ class Producer:
         """Add one job; returns it as stored (``.id`` is its UUID). ``options`` are
         ``types.JobOptions``: ``run_at``, ``max_attempts``, ``queue``, ``priority``. With
         ``conn``, the insert joins that connection's current transaction: the job exists
-        only if the application's own writes in it commit too."""
+        only if the application's own writes in it commit too.
+
+        One round trip, on a connection kept between calls (``db.KeptConnection``) unless
+        another task is using it. The database returns only the columns it decides (the
+        defaults, the times); the rest of the job is what was sent: its payload is the JSON
+        that was stored, decoded again."""
         params = checks.check_new_job(types.NewJob(type, payload, **options))
         params["id"] = new_job_id()
         params["queue"] = params["queue"] or self.queue
         params["now"] = checks.check_time(now, "now")
-        # Its times are checked ones or the server's now(): in range (the cheaper loader).
-        (job,) = await statements.jobs(self.pool, "job_insert", params, conn, times_in_range=True)
+        query = sql.query("job_insert")
+        if conn is None:
+            row = await self._kept.fetchone(query, params)
+        else:
+            cursor = conn.cursor()
+            db.read_times_plainly(cursor)
+            await cursor.execute(query, params)
+            row = await cursor.fetchone()
+        assert row is not None  # an INSERT ... RETURNING of one row
+        status, attempts, max_attempts, run_at, created_at, updated_at = row
+        text = params["payload"]
+        job = types.Job(
+            params["id"],
+            params["type"],
+            types.JobStatus(status),
+            None if text is None else db.load_json(text),
+            None,  # result
+            attempts,
+            max_attempts,
+            run_at,
+            None,  # locked_at
+            None,  # locked_by
+            None,  # error
+            created_at,
+            updated_at,
+            params["queue"],
+            params["priority"],
+        )
         logger.info("[Queue] Enqueued job %s (type: %s)", job.id, job.type)
         return job
 
@@ -352,7 +386,7 @@ class Producer:
             "job_insert_many",
             params,
             conn,
-            times_in_range=True,  # as job_insert
+            times_in_range=True,  # its times are checked ones or now()
         )
         stored = {job.id: job for job in rows}
         in_order = [stored[job_id] for job_id in ids]

@@ -3,6 +3,7 @@
 -- query reads the clock it takes %(now)s, so tests can move time: NULL means now().
 
 -- name: job_insert
+-- The columns the database decides: the caller has the rest, having sent them.
 INSERT INTO jobs (id, type, payload, run_at, max_attempts, queue, priority)
 VALUES (
     %(id)s,
@@ -13,7 +14,7 @@ VALUES (
     %(queue)s,
     %(priority)s
 )
-RETURNING *;
+RETURNING status, attempts, max_attempts, run_at, created_at, updated_at;
 
 -- name: job_insert_many
 -- One statement for a whole batch: each parameter is an array, one element a job.
