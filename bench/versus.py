@@ -48,8 +48,8 @@ taking turns within each repetition, and the median is reported. Workloads:
   and on two at once; the best of these is the limit jobqueue's best drain is compared with;
 - **a big table**: jobqueue's enqueue_batch, enqueue_job, claim + complete and stats on an
   empty table against one with ``--done-rows`` (1,000,000) finished and ``--delayed-rows``
-  (100,000) delayed jobs, in a second database loaded once; the two take turns round by
-  round;
+  (100,000) delayed jobs, in a second database loaded once; the two take turns batch by
+  batch, claim by claim, every 50 single enqueues and call by call for stats;
 - **memory**: VmRSS (``/proc/<pid>/status``) of an idle ``jobqueue worker`` with the
   installed plugins (the books plugin) and with ``--no-plugins``, and of an idle PgQueuer
   worker for reference, 1 s after each is idle.
@@ -72,6 +72,7 @@ import asyncio
 import collections.abc
 import contextlib
 import dataclasses
+import functools
 import importlib
 import itertools
 import json
@@ -526,34 +527,32 @@ async def latency_pgq(systems: Systems, jobs: int) -> Latency:
 async def raw_drain(url: str, connections: int, batch: int) -> None:
     """Drain the pending jobs with the worker's own two statements on ``connections``
     plain connections at once: claim ``batch``, complete them with one statement."""
-    claim_sql, complete_sql = sql.query("job_claim"), sql.query("job_complete_many")
 
     async def one(number: int) -> None:
-        worker_id = f"{claim.WORKER}-{number}"
-        params = {
-            "worker_id": worker_id,
-            "limit": batch,
-            "queue": checks.DEFAULT_QUEUE,
-            "types": None,
-            "now": None,
-        }
         conn = await db.connect(url)
         async with conn:
-            while True:
-                cursor = await conn.execute(claim_sql, params)
-                rows = await cursor.fetchall()
-                if not rows:
-                    return
-                ids = [row[0] for row in rows]
-                done = {
-                    "ids": ids,
-                    "results": [None] * len(ids),
-                    "worker_id": worker_id,
-                    "now": None,
-                }
-                await conn.execute(complete_sql, done)
+            while await claim_and_complete(conn, f"{claim.WORKER}-{number}", batch):
+                pass
 
     await asyncio.gather(*(one(number) for number in range(connections)))
+
+
+async def claim_and_complete(conn: Connection, worker_id: str, batch: int) -> int:
+    """Claim up to ``batch`` pending jobs with ``job_claim`` and complete them with one
+    ``job_complete_many``, as a worker would; how many there were."""
+    params = {
+        "worker_id": worker_id,
+        "limit": batch,
+        "queue": checks.DEFAULT_QUEUE,
+        "types": None,
+        "now": None,
+    }
+    cursor = await conn.execute(sql.query("job_claim"), params)
+    ids = [row[0] for row in await cursor.fetchall()]
+    if ids:
+        done = {"ids": ids, "results": [None] * len(ids), "worker_id": worker_id, "now": None}
+        await conn.execute(sql.query("job_complete_many"), done)
+    return len(ids)
 
 
 async def sql_limit(
@@ -579,39 +578,68 @@ SCALE_MEASURES: typing.Final = ("enqueue_batch", "enqueue_job", "claim", "stats"
 SCALE_CLAIM_BATCH: typing.Final = 200
 
 
+@dataclasses.dataclass(slots=True)
+class Table:
+    """One of the two tables ``scale`` compares: its database's queue and a connection."""
+
+    queue: queue_module.Queue
+    conn: Connection
+
+
 async def scale_round(
-    queue: queue_module.Queue, url: str, jobs: int, single: int
-) -> dict[str, float]:
-    """Seconds per job (per call for stats) of enqueue_batch, enqueue_job, the raw claim +
-    complete drain (1 connection, batch ``SCALE_CLAIM_BATCH``) and ``get_queue_stats()`` on
-    the database at ``url``, leaving its table as it found it but for the new jobs, done."""
+    tables: dict[str, Table], jobs: int, single: int
+) -> dict[str, dict[str, float]]:
+    """Seconds per job (per call for stats) of enqueue_batch, the raw claim + complete
+    (batch ``SCALE_CLAIM_BATCH``, the worker's statements on a plain connection),
+    enqueue_job and ``get_queue_stats()`` on each table, the tables taking turns: batch by
+    batch, claim by claim, every ``SINGLE_TURN`` single enqueues, call by call for stats.
+    Each table is left as it was found but for the new jobs, done."""
     batch = [types.NewJob(NOOP)] * BATCH
-    started = time.perf_counter()
-    for first in range(0, jobs, BATCH):
-        await queue.enqueue_batch(batch[: min(BATCH, jobs - first)])
-    timings = {"enqueue_batch": (time.perf_counter() - started) / jobs}
-    started = time.perf_counter()
-    await raw_drain(url, 1, SCALE_CLAIM_BATCH)
-    timings["claim"] = (time.perf_counter() - started) / jobs
-    started = time.perf_counter()
-    for _ in range(single):
-        await queue.enqueue_job(NOOP)
-    timings["enqueue_job"] = (time.perf_counter() - started) / single
-    await raw_drain(url, 1, SCALE_CLAIM_BATCH)
-    calls = []
+
+    def enqueue_batch(table: Table) -> Turn:
+        return lambda count: table.queue.enqueue_batch(batch[:count])
+
+    def claim_turn(table: Table) -> Turn:
+        return lambda count: claim_and_complete(table.conn, claim.WORKER, count)
+
+    measures = {
+        "enqueue_batch": await in_turns(
+            {name: enqueue_batch(table) for name, table in tables.items()}, jobs, BATCH
+        ),
+        "claim": await in_turns(
+            {name: claim_turn(table) for name, table in tables.items()}, jobs, SCALE_CLAIM_BATCH
+        ),
+        "enqueue_job": await in_turns(
+            {
+                name: one_at_a_time(functools.partial(table.queue.enqueue_job, NOOP))
+                for name, table in tables.items()
+            },
+            single,
+            SINGLE_TURN,
+        ),
+    }
+    for table in tables.values():
+        while await claim_and_complete(table.conn, claim.WORKER, SCALE_CLAIM_BATCH):
+            pass
+    stats: dict[str, list[float]] = {name: [] for name in tables}
     for _ in range(STATS_CALLS):
-        started = time.perf_counter()
-        await queue.get_queue_stats()
-        calls.append(time.perf_counter() - started)
-    timings["stats"] = median(calls)
-    return timings
+        for name, table in tables.items():
+            started = time.perf_counter()
+            await table.queue.get_queue_stats()
+            stats[name].append(time.perf_counter() - started)
+    return {
+        name: {
+            **{measure: 1 / rates[name] for measure, rates in measures.items()},
+            "stats": median(stats[name]),
+        }
+        for name in tables
+    }
 
 
 async def scale(systems: Systems, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     """Each measure of ``scale_round`` on an empty table (jobqueue's database) and on one
     with ``--done-rows`` finished jobs and ``--delayed-rows`` delayed ones (a second
-    database, loaded once): medians of ``--repeats``. The two take turns round by round, in
-    turn which first, so the machine's drift falls on both alike."""
+    database, loaded once): medians of ``--repeats`` rounds, in turn which table first."""
     async with _common.scratch_database(systems.jq_url, "jobqueue_bench_versus_big") as big_url:
         big_conn = await db.connect(big_url)
         async with big_conn, queue_module.Queue(big_url) as big_queue:
@@ -625,18 +653,18 @@ async def scale(systems: Systems, args: argparse.Namespace) -> dict[str, dict[st
             # The million rows' WAL would otherwise be checkpointed during the measurement,
             # and the figures be those of the load: a table in use has long been written out.
             await big_conn.execute("CHECKPOINT")
-            states = {
-                "empty": (systems.jq_queue, systems.jq_url),
-                "big": (big_queue, big_url),
+            tables = {
+                "empty": Table(systems.jq_queue, systems.jq_conn),
+                "big": Table(big_queue, big_conn),
             }
-            rounds: dict[str, list[dict[str, float]]] = {state: [] for state in states}
+            rounds: dict[str, list[dict[str, float]]] = {name: [] for name in tables}
             for repeat in range(args.repeats):
-                order = list(states) if repeat % 2 == 0 else list(reversed(states))
-                for state in order:
-                    queue, url = states[state]
-                    rounds[state].append(
-                        await scale_round(queue, url, args.jobs, args.single_jobs // 4)
-                    )
+                order = list(tables) if repeat % 2 == 0 else list(reversed(tables))
+                measured = await scale_round(
+                    {name: tables[name] for name in order}, args.jobs, args.single_jobs // 4
+                )
+                for name, figures in measured.items():
+                    rounds[name].append(figures)
     await systems.truncate()
     return {
         state: {name: median(r[name] for r in done) for name in SCALE_MEASURES}
