@@ -145,15 +145,22 @@ def check_seconds(
 def check_new_job(job: types.NewJob) -> dict[str, typing.Any]:
     """A new job's columns, checked; options not given are ``None`` (the database's or the
     queue's default), except ``priority`` (0)."""
-    options = job.options
-    unknown = sorted(options.keys() - types.JobOptions.__optional_keys__)
-    if unknown:  # **options takes any keyword at run time: a typo must not pass unnoticed
-        raise TypeError(f"unexpected job option {unknown[0]!r}")
+    return check_job_arguments(job.type, job.payload, job.options)
+
+
+def check_job_arguments(
+    type: object, payload: object, options: types.JobOptions
+) -> dict[str, typing.Any]:
+    """``check_new_job`` of ``enqueue_job``'s arguments, with no ``NewJob`` made for them."""
+    if options:
+        unknown = sorted(options.keys() - types.JobOptions.__optional_keys__)
+        if unknown:  # **options takes any keyword at run time: a typo must not pass unnoticed
+            raise TypeError(f"unexpected job option {unknown[0]!r}")
     max_attempts = options.get("max_attempts")
     queue = options.get("queue")
     return {
-        "type": check_name(job.type, "job type"),
-        "payload": to_json_text(job.payload, "payload"),
+        "type": check_name(type, "job type"),
+        "payload": to_json_text(payload, "payload"),
         "run_at": check_run_at(options.get("run_at")),
         "max_attempts": None
         if max_attempts is None

@@ -319,13 +319,15 @@ class Producer:
         only if the application's own writes in it commit too.
 
         One round trip, on a connection kept between calls (``db.KeptConnection``) unless
-        another task is using it. The database returns only the columns it decides (the
-        defaults, the times); the rest of the job is what was sent: its payload is the JSON
-        that was stored, decoded again."""
-        params = checks.check_new_job(types.NewJob(type, payload, **options))
+        another task is using it. The database returns only what the client cannot know:
+        the default ``max_attempts`` and its clock, ``created_at``; the other columns are
+        what was sent (the payload as the JSON stored, decoded again) or what the
+        statement makes of it: the defaults of ``status`` and ``attempts``, ``run_at`` as
+        given (else ``now``, else the clock) and ``updated_at`` the same clock."""
+        params = checks.check_job_arguments(type, payload, options)
         params["id"] = new_job_id()
         params["queue"] = params["queue"] or self.queue
-        params["now"] = checks.check_time(now, "now")
+        params["now"] = now = checks.check_time(now, "now")
         query = sql.query("job_insert")
         if conn is None:
             row = await self._kept.fetchone(query, params)
@@ -335,22 +337,23 @@ class Producer:
             await cursor.execute(query, params)
             row = await cursor.fetchone()
         assert row is not None  # an INSERT ... RETURNING of one row
-        status, attempts, max_attempts, run_at, created_at, updated_at = row
+        max_attempts, created_at = row
+        run_at = params["run_at"] or now
         text = params["payload"]
         job = types.Job(
             params["id"],
             params["type"],
-            types.JobStatus(status),
+            types.JobStatus.PENDING,
             None if text is None else db.load_json(text),
             None,  # result
-            attempts,
+            0,  # attempts
             max_attempts,
-            run_at,
+            created_at if run_at is None else run_at.astimezone(datetime.UTC),
             None,  # locked_at
             None,  # locked_by
             None,  # error
             created_at,
-            updated_at,
+            created_at,  # updated_at
             params["queue"],
             params["priority"],
         )

@@ -3,7 +3,9 @@
 -- query reads the clock it takes %(now)s, so tests can move time: NULL means now().
 
 -- name: job_insert
--- The columns the database decides: the caller has the rest, having sent them.
+-- Returns what the caller cannot know: the rest of the row is what it sent, the defaults
+-- (status pending, attempts 0) and the clock (created_at; updated_at, and run_at when
+-- neither it nor now is given, are the same now()).
 INSERT INTO jobs (id, type, payload, run_at, max_attempts, queue, priority)
 VALUES (
     %(id)s,
@@ -14,7 +16,7 @@ VALUES (
     %(queue)s,
     %(priority)s
 )
-RETURNING status, attempts, max_attempts, run_at, created_at, updated_at;
+RETURNING max_attempts, created_at;
 
 -- name: job_insert_many
 -- One statement for a whole batch: each parameter is an array, one element a job.
