@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import uuid
 
 from jobqueue import logs
 
@@ -124,3 +125,19 @@ def test_lines_waiting_for_the_end_of_a_turn_are_logged_before_a_hard_exit() -> 
 
     asyncio.run(last_turn())
     assert len(records.records) == 1, "logged once, not again when the turn ends"
+
+
+def test_a_job_ids_text_is_made_once_and_always_its_own() -> None:
+    """``id_text`` keeps each id object's text: the same object gives the same string
+    object back; an equal id in another object, and every id after the cache was emptied
+    for being full, still gets its own text."""
+    first = uuid.uuid4()
+    text = logs.id_text(first)
+    assert text == str(first)
+    assert logs.id_text(first) is text
+    twin = uuid.UUID(str(first))
+    assert logs.id_text(twin) == text
+    many = [uuid.uuid4() for _ in range(logs._ID_TEXTS_KEPT + 10)]
+    assert [logs.id_text(job_id) for job_id in many] == [str(job_id) for job_id in many]
+    assert logs.id_text(first) == str(first)
+    assert len(logs._id_texts) <= logs._ID_TEXTS_KEPT

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import typing
+import uuid
 
 from jobqueue import settings
 
@@ -50,6 +51,31 @@ def info_later(logger: logging.Logger, line: str) -> None:
     if lines is None:
         lines = waiting[logger] = []
     lines.append(line)
+
+
+def id_text(job_id: uuid.UUID) -> str:
+    """``str(job_id)``, made once for each id object: a job's four lines at INFO (claimed,
+    started, finished, completed) name the same ``UUID`` object, and turning one into text
+    costs more than the rest of a line. Kept by object identity (an int key, where a
+    ``UUID`` key would hash and compare in Python), with the object itself so that its
+    identity is not reused; forgotten all at once when ``_ID_TEXTS_KEPT`` are held."""
+    key = id(job_id)
+    if _id_objects.get(key) is job_id:
+        return _id_texts[key]
+    if len(_id_texts) >= _ID_TEXTS_KEPT:
+        _id_texts.clear()
+        _id_objects.clear()
+    text = _id_texts[key] = str(job_id)
+    _id_objects[key] = job_id
+    return text
+
+
+# More than the jobs in flight between a claim and its completion at any concurrency a
+# worker allows, so that all four lines find the text; a few MB at most. Two dicts rather
+# than one of pairs: a pair a job would be one more object for the garbage collector.
+_ID_TEXTS_KEPT: typing.Final = 20_000
+_id_texts: dict[int, str] = {}
+_id_objects: dict[int, uuid.UUID] = {}
 
 
 # A plain dict, not a weak one (a tenth of a line's cost): a loop's entry lives one turn.
@@ -102,7 +128,7 @@ class TextFormatter(logging.Formatter):
             self._second = second
             self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
         prefix = f"{self._stamp},{int(record.msecs):03d} {record.levelname} "
-        line = "\n".join(prefix + message for message in _messages(record))
+        line = prefix + ("\n" + prefix).join(_messages(record))
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

@@ -374,8 +374,7 @@ async def run_job(
     """Run ``job`` with its handler and report the outcome; handler failures, timeouts and
     bad payloads become a failed ``Outcome``. Only cancellation propagates. A handler
     without its own ``timeout`` or ``retry`` gets the defaults given."""
-    # The id as text once for both lines: converting a UUID is most of a line's cost.
-    job_id = str(job.id) if logger.isEnabledFor(logging.INFO) else None
+    job_id = logs.id_text(job.id) if logger.isEnabledFor(logging.INFO) else None
     if job_id is not None:
         logs.info_later(logger, f"[Runner] Executing job {job_id} (type: {job.type})")
     started = time.monotonic()

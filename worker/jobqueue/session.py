@@ -48,7 +48,10 @@ async def claim_jobs(
     if jobs and logger.isEnabledFor(logging.INFO):
         logs.info_lines(
             logger,
-            [f"[Queue] Dequeued job {job.id} (type: {job.type}) by {worker_id}" for job in jobs],
+            [
+                f"[Queue] Dequeued job {logs.id_text(job.id)} (type: {job.type}) by {worker_id}"
+                for job in jobs
+            ],
         )
     return jobs
 
@@ -210,7 +213,7 @@ async def complete_jobs(
         logs.info_lines(
             logger,
             [
-                f"[Queue] Job {job_id} completed"
+                f"[Queue] Job {logs.id_text(job_id)} completed"
                 for job_id, _ in results
                 if len(completed) == len(results) or job_id in completed
             ],
