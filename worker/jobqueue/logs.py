@@ -61,7 +61,9 @@ def id_text(job_id: uuid.UUID) -> str:
     identity is not reused; forgotten all at once when ``_ID_TEXTS_KEPT`` are held."""
     key = id(job_id)
     if _id_objects.get(key) is job_id:
-        return _id_texts[key]
+        kept = _id_texts.get(key)  # gone if another thread's loop just emptied the cache
+        if kept is not None:
+            return kept
     if len(_id_texts) >= _ID_TEXTS_KEPT:
         _id_texts.clear()
         _id_objects.clear()
