@@ -370,10 +370,7 @@ class KeptConnection:
         """The first row ``query`` returns, on the kept connection when it is free."""
         if self._busy or self._pool.max_size < 2:
             async with Lease(self._pool) as conn:
-                leased = conn.cursor()
-                read_times_plainly(leased)
-                await leased.execute(query, params)
-                return await leased.fetchone()
+                return await fetchone_plainly(conn, query, params)
         self._busy = True
         try:
             cursor = self._cursor
@@ -391,8 +388,7 @@ class KeptConnection:
         await self.release()
         conn = await self._pool.getconn()
         self._since = time.monotonic()
-        self._cursor = cursor = conn.cursor()
-        read_times_plainly(cursor)
+        self._cursor = cursor = _plain_cursor(conn)
         return cursor
 
     async def release(self) -> None:
@@ -400,6 +396,25 @@ class KeptConnection:
         cursor, self._cursor = self._cursor, None
         if cursor is not None:
             await self._pool.putconn(cursor.connection)
+
+
+async def fetchone_plainly(
+    conn: psycopg.AsyncConnection[typing.Any],
+    query: str,
+    params: collections.abc.Mapping[str, typing.Any],
+) -> tuple[typing.Any, ...] | None:
+    """The first row ``query`` returns on ``conn`` (joining its transaction, if any), its
+    times read with the driver's loader: for statements that return only times in range
+    (``read_times_plainly``)."""
+    cursor = _plain_cursor(conn)
+    await cursor.execute(query, params)
+    return await cursor.fetchone()
+
+
+def _plain_cursor(conn: psycopg.AsyncConnection[typing.Any]) -> psycopg.AsyncCursor[typing.Any]:
+    cursor = conn.cursor()
+    read_times_plainly(cursor)
+    return cursor
 
 
 def make_pool(

@@ -332,10 +332,7 @@ class Producer:
         if conn is None:
             row = await self._kept.fetchone(query, params)
         else:
-            cursor = conn.cursor()
-            db.read_times_plainly(cursor)
-            await cursor.execute(query, params)
-            row = await cursor.fetchone()
+            row = await db.fetchone_plainly(conn, query, params)
         assert row is not None  # an INSERT ... RETURNING of one row
         max_attempts, created_at = row
         run_at = params["run_at"] or now
