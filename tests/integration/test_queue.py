@@ -566,6 +566,41 @@ async def test_module_level_functions_use_database_url(
         await jobqueue.close_default_queue()
 
 
+async def test_the_first_calls_may_come_at_once(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A web app's first burst: concurrent first calls share one opening of the default
+    queue, and none of them meets a pool that is not open yet."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    jobqueue.configure()
+    try:
+        jobs = await asyncio.gather(
+            *(jobqueue.enqueue_job("jobqueue.noop", {"i": i}) for i in range(8)),
+            jobqueue.get_queue_stats(),
+        )
+        assert len({job.id for job in jobs[:8]}) == 8
+        assert (await jobqueue.get_queue_stats())["pending"] == 8
+    finally:
+        await jobqueue.close_default_queue()
+
+
+async def test_a_failed_first_open_is_tried_again(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+    jobqueue.configure()
+    try:
+        failures = await asyncio.gather(
+            *(jobqueue.get_queue_stats() for _ in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(failure, psycopg.OperationalError) for failure in failures)
+        monkeypatch.setenv("DATABASE_URL", database_url)
+        job = await jobqueue.enqueue_job("jobqueue.noop")
+        assert (await jobqueue.get_job_status(job.id)) == job
+    finally:
+        await jobqueue.close_default_queue()
+
+
 async def test_missing_database_url_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
     with pytest.raises(jobqueue.ConfigurationError, match="set DATABASE_URL"):

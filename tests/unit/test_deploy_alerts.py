@@ -126,3 +126,21 @@ def test_the_parts_of_an_alert_are_its_operands_without_thresholds() -> None:
         "((sum by (a) (rate(x[5m]))) and on (a) ((y) >= bool (z))) or (w)"
     )
     assert deploy_files.alert_parts("max(x)") == ["max(x)"]
+
+
+def test_a_missing_outside_program_skips_with_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: promtool is not there
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"promtool is not installed.*prometheus"):
+        promtool()
+
+
+def test_a_missing_outside_program_fails_under_ci(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"promtool is not installed.*CI=true"):
+        promtool()

@@ -37,7 +37,11 @@ class Queue(producer.Producer):
 
 # --- module-level API, as in the seed ------------------------------------------------------
 
+# Per event loop: the default queue once it is open, and the one task opening it meanwhile.
 _defaults: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Queue] = weakref.WeakKeyDictionary()
+_opening: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[Queue]] = (
+    weakref.WeakKeyDictionary()
+)
 _default_settings: dict[str, typing.Any] = {}
 
 
@@ -47,21 +51,50 @@ def configure(database_url: str | None = None, **settings: typing.Any) -> None:
     _default_settings.clear()
     _default_settings.update(settings, database_url=database_url)
     _defaults.clear()
+    _opening.clear()
 
 
 async def default_queue() -> Queue:
-    """The ``Queue`` behind the module-level functions, opened on first use in this loop."""
+    """The ``Queue`` behind the module-level functions, opened on first use in this loop.
+
+    Callers that arrive while it opens (a web app's first burst of requests) wait for the
+    same opening: a queue is published only once it is open. If opening fails, every
+    waiter gets the error and the next call tries again from scratch."""
     loop = asyncio.get_running_loop()
     queue = _defaults.get(loop)
-    if queue is None:
-        queue = Queue(**_default_settings)
-        _defaults[loop] = queue
-        await queue.open()
+    if queue is not None:
+        return queue
+    opening = _opening.get(loop)
+    if opening is None:
+        opening = _opening[loop] = loop.create_task(_open_default(loop, dict(_default_settings)))
+    # Shielded: a caller cancelled while it waits does not cancel the others' opening.
+    return await asyncio.shield(opening)
+
+
+async def _open_default(
+    loop: asyncio.AbstractEventLoop, queue_settings: dict[str, typing.Any]
+) -> Queue:
+    try:
+        queue = Queue(**queue_settings)
+        try:
+            await queue.open()
+        except BaseException:
+            await queue.close()  # a pool half opened must not linger
+            raise
+    finally:
+        _opening.pop(loop, None)
+    _defaults[loop] = queue
     return queue
 
 
 async def close_default_queue() -> None:
-    queue = _defaults.pop(asyncio.get_running_loop(), None)
+    """Close this loop's default queue (waiting for one still opening); the next call of a
+    module-level function opens a new one."""
+    loop = asyncio.get_running_loop()
+    opening = _opening.get(loop)
+    if opening is not None:
+        await asyncio.wait({opening})
+    queue = _defaults.pop(loop, None)
     if queue is not None:
         await queue.close()
 
