@@ -56,6 +56,7 @@ def main() -> int:
     broken = (
         report.unfinished
         + report.overlaps
+        + report.runs_after_cancel
         + report.unexplained_reruns
         + report.failed_without_reason
         + report.wrong_outcome

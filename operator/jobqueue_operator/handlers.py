@@ -421,6 +421,7 @@ async def reconcile(runtime: Runtime, state: QueueState, body: kopf.Body, spec: 
         "running": depth.running,
         "failed": depth.failed,
         "done": depth.done,
+        "cancelled": depth.cancelled,
         "oldestReadyAgeSeconds": (
             round(depth.oldest_ready_age, 3) if depth.oldest_ready_age is not None else None
         ),

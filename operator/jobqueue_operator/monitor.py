@@ -42,6 +42,7 @@ class Depth:
     done: int
     oldest_ready_age: float | None
     by_type: tuple[jobqueue.QueueDepth, ...]
+    cancelled: int = 0
 
     @property
     def pending(self) -> int:
@@ -59,6 +60,7 @@ class Depth:
             done=sum(row.done for row in rows),
             oldest_ready_age=max(ages) if ages else None,
             by_type=tuple(rows),
+            cancelled=sum(row.cancelled for row in rows),
         )
 
 
@@ -148,7 +150,13 @@ class QueueMonitor:
     async def prune(self, *, done_older_than: float, failed_older_than: float) -> int:
         """The retention purge, each status with its own age, in bounded batches."""
         deleted = 0
-        for status, older_than in (("done", done_older_than), ("failed", failed_older_than)):
+        # Cancelled jobs are kept as long as failed ones: both are kept to be looked into.
+        ages = (
+            ("done", done_older_than),
+            ("failed", failed_older_than),
+            ("cancelled", failed_older_than),
+        )
+        for status, older_than in ages:
             deleted += await jobqueue.prune_finished_jobs(
                 self._queue,
                 older_than,

@@ -1,6 +1,7 @@
 """The chaos suite, short form: real worker processes, thousands of jobs, random kill -9,
-SIGTERM and double SIGTERM, database restarts and read-only windows, poison mixed in
-(``tests/support/chaos_suite.py``). ``make chaos`` runs the long form and prints its figures."""
+SIGTERM and double SIGTERM, database restarts and read-only windows, cancels and retries
+as an operator would make them, poison mixed in (``tests/support/chaos_suite.py``). ``make
+chaos`` runs the long form and prints its figures."""
 
 from __future__ import annotations
 
@@ -26,8 +27,11 @@ def test_under_chaos_every_job_ends_once_and_never_runs_twice_at_once() -> None:
     assert all(count > 0 for count in report.faults.values()), report.summary()
     assert report.unfinished == 0, report.summary()
     assert report.overlaps == 0, report.summary()
+    assert report.runs_after_cancel == 0, report.summary()
+    assert report.cancelled > 0, report.summary()
+    assert report.retried > 0, report.summary()
     assert report.unexplained_reruns == 0, report.summary()
     assert report.failed_without_reason == 0, report.summary()
     assert report.wrong_outcome == 0, report.summary()
-    assert report.done + report.failed == report.jobs
+    assert report.done + report.failed + report.cancelled == report.jobs
     assert report.executions >= report.jobs

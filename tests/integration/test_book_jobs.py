@@ -84,7 +84,13 @@ async def test_parse_then_embed_and_summarize(
     with caplog.at_level(logging.INFO):
         parse = await queue.enqueue_job("parseBook", {"bookId": 1, "filePath": str(book_path)})
         run_worker(concurrency=2)
-        assert await all_finished(queue, 3) == {"pending": 0, "running": 0, "failed": 0, "done": 3}
+        assert await all_finished(queue, 3) == {
+            "pending": 0,
+            "running": 0,
+            "failed": 0,
+            "done": 3,
+            "cancelled": 0,
+        }
     done = await queue.get_job_status(parse.id)
     assert done is not None
     assert done.result["title"] == "Three Subjects"

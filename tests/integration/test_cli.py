@@ -77,11 +77,14 @@ def test_job_lifecycle_from_the_shell(database_url: str) -> None:
         "running": 0,
         "failed": 0,
         "done": 1,
-        "by_type": {"parseBook": {"pending": 0, "running": 0, "failed": 0, "done": 1}},
+        "cancelled": 0,
+        "by_type": {
+            "parseBook": {"pending": 0, "running": 0, "failed": 0, "done": 1, "cancelled": 0}
+        },
     }
     table = run("stats", database_url=database_url).stdout.splitlines()
-    assert table[0].split() == ["TYPE", "pending", "running", "failed", "done"]
-    assert table[1].split() == ["parseBook", "0", "0", "0", "1"]
+    assert table[0].split() == ["TYPE", "pending", "running", "failed", "done", "cancelled"]
+    assert table[1].split() == ["parseBook", "0", "0", "0", "1", "0"]
     again = run("complete", str(job_id), database_url=database_url, check=False)
     assert again.returncode == 1
     assert again.stderr.strip().endswith("it is done (it has already finished)")
@@ -154,3 +157,49 @@ def test_a_bad_embedder_setting_is_one_clear_line(database_url: str) -> None:
         "jobqueue: error: JOBQUEUE_EMBEDDER='nonsense':"
         " one of use, static, e5, minilm, or 'module:factory'"
     )
+
+
+def test_jobs_ls_show_cancel_retry_delete(database_url: str) -> None:
+    """Job control from a shell (issue 21), in the words and JSON a user reads."""
+    ids = [
+        run(
+            "enqueue",
+            "parseBook",
+            "--payload",
+            json.dumps({"bookId": n}),
+            database_url=database_url,
+        ).stdout.strip()
+        for n in range(3)
+    ]
+    page = json.loads(run("jobs", "ls", "--limit", "2", "--json", database_url=database_url).stdout)
+    assert [job["id"] for job in page["jobs"]] == [ids[2], ids[1]]
+    assert page["next_after"] == ids[1]
+    rest = run("jobs", "ls", "--after", ids[1], "--json", database_url=database_url).stdout
+    assert [job["id"] for job in json.loads(rest)["jobs"]] == [ids[0]]
+    table = run("jobs", "ls", "--payload", '{"bookId": 1}', database_url=database_url).stdout
+    assert table.splitlines()[0].split()[:4] == ["ID", "TYPE", "QUEUE", "STATUS"]
+    assert [line.split()[0] for line in table.splitlines()[1:]] == [ids[1]]
+
+    cancelled = run("jobs", "cancel", ids[0], ids[1], database_url=database_url).stdout
+    assert f"job {ids[0]} is cancelled" in cancelled
+    assert cancelled.strip().endswith("cancelled 2 jobs")
+    listed = run("jobs", "ls", "--status", "cancelled,failed", "--json", database_url=database_url)
+    assert {job["id"] for job in json.loads(listed.stdout)["jobs"]} == {ids[0], ids[1]}
+    shown = json.loads(run("jobs", "show", ids[0], "--json", database_url=database_url).stdout)
+    assert shown["status"] == "cancelled"
+    assert shown["cancel_requested_at"] is not None
+
+    retried = run("jobs", "retry", "--status", "cancelled", "--json", database_url=database_url)
+    assert sorted(job["id"] for job in json.loads(retried.stdout)) == sorted(ids[:2])
+    run("complete", ids[2], database_url=database_url)
+    deleted = run("jobs", "delete", "--all", "--json", database_url=database_url)
+    assert json.loads(deleted.stdout) == {"deleted": 1}
+
+    refused = run("jobs", "cancel", database_url=database_url, check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        "jobqueue: error: jobs cancel needs job ids, a filter (--status, --type, ...) or --all"
+    )
+    bad = run("jobs", "ls", "--status", "finished", database_url=database_url, check=False)
+    assert bad.returncode == 1
+    assert "unknown status 'finished'" in bad.stderr

@@ -37,7 +37,9 @@ def test_demo_starts_its_own_postgres_and_runs_the_pipeline() -> None:
     assert "雪の駅" in out
     assert out.count("summary: ") == 5
     assert 'closest passages to "what happens when an exception is raised"' in out
-    assert "queue stats: {'pending': 0, 'running': 0, 'failed': 0, 'done': 15}" in out
+    assert (
+        "queue stats: {'pending': 0, 'running': 0, 'failed': 0, 'done': 15, 'cancelled': 0}" in out
+    )
     assert "Traceback" not in done.stderr
 
 

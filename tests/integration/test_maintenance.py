@@ -63,7 +63,7 @@ async def test_prune_deletes_old_finished_jobs_in_batches_and_keeps_counts_exact
     deleted += await jobqueue.prune_finished_jobs(queue, 3600, batch_size=7, now=at(3601))
     assert deleted == 21
     stats = await queue.get_queue_stats()
-    assert stats == {"pending": 3, "running": 0, "failed": 0, "done": 1}
+    assert stats == {"pending": 3, "running": 0, "failed": 0, "done": 1, "cancelled": 0}
     cursor = await conn.execute("SELECT count(*) FROM jobs")
     assert await cursor.fetchone() == (4,)
 

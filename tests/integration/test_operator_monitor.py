@@ -71,7 +71,13 @@ async def test_rescue_prune_and_ranking(queue: jobqueue.Queue, database_url: str
         assert await watcher.prune(done_older_than=60, failed_older_than=60) == 1
     finally:
         await watcher.close()
-    assert await queue.get_queue_stats() == {"pending": 1, "running": 2, "failed": 0, "done": 0}
+    assert await queue.get_queue_stats() == {
+        "pending": 1,
+        "running": 2,
+        "failed": 0,
+        "done": 0,
+        "cancelled": 0,
+    }
 
 
 async def test_a_notify_wakes_the_operator(queue: jobqueue.Queue, database_url: str) -> None:

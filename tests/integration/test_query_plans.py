@@ -11,11 +11,19 @@ import uuid
 import psycopg
 import pytest
 
-from jobqueue import sql
+import jobqueue
+from jobqueue import checks, sql
 
 Plan = dict[str, typing.Any]
 SOME_IDS = [uuid.uuid4() for _ in range(3)]
 CLAIM = {"queue": "default", "types": None, "limit": 32, "worker_id": "w", "now": None}
+
+
+def control(**job_filter: typing.Any) -> Plan:
+    """The parameters of a job-control query (list, cancel, retry, delete) for a filter."""
+    params = checks.check_filter(jobqueue.JobFilter(**job_filter))
+    params.update(after=None, limit=100, now=None, reason="cancelled")
+    return params
 
 
 @pytest.fixture
@@ -84,6 +92,14 @@ async def plan_of(conn: psycopg.AsyncConnection[typing.Any], name: str, params: 
             "jobs_finished_idx",
         ),
         ("job_running_by_worker", {"queue": "default"}, "jobs_running_idx"),
+        # Job control: a page of everything newest first walks the primary key; the failed
+        # and cancelled jobs have an index of their own; one job is found by its id.
+        ("job_list_newest", control(), "jobs_pkey"),
+        ("job_list_oldest", control(types=["a"]), "jobs_pkey"),
+        ("job_list_newest", control(statuses=["failed"]), "jobs_failed_idx"),
+        ("job_retry", control(statuses=["failed", "cancelled"]), "jobs_failed_idx"),
+        ("job_cancel", control(ids=SOME_IDS[:1]), "jobs_pkey"),
+        ("job_delete", control(statuses=["done"]), "jobs_pkey"),
         (
             "queue_depth_measure",
             {"queue": "default", "due_within": 60, "now": None},

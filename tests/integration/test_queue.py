@@ -460,10 +460,10 @@ async def test_heartbeat_keeps_a_long_job_from_cleanup(queue: jobqueue.Queue) ->
     job = await queue.enqueue_job("t")
     await queue.claim_jobs("w", now=at(0))
     for minute in range(1, 30):
-        assert await queue.heartbeat("w", [job.id], now=at(60 * minute)) == {job.id}
+        assert await queue.heartbeat("w", [job.id], now=at(60 * minute)) == {job.id: False}
         assert await queue.cleanup_stale_locks(300, now=at(60 * minute + 1)) == 0
     assert await queue.cleanup_stale_locks(300, now=at(60 * 29 + 301)) == 1
-    assert await queue.heartbeat("w", [job.id]) == set()
+    assert await queue.heartbeat("w", [job.id]) == {}
 
 
 async def test_cleanup_rejects_a_non_positive_threshold(queue: jobqueue.Queue) -> None:
@@ -481,8 +481,14 @@ async def test_cleanup_refuses_the_seeds_milliseconds_naming_the_unit(
 # --- stats (S7) ------------------------------------------------------------------------------
 
 
-async def test_stats_has_all_four_keys_when_empty(queue: jobqueue.Queue) -> None:
-    assert await queue.get_queue_stats() == {"pending": 0, "running": 0, "failed": 0, "done": 0}
+async def test_stats_has_every_status_when_empty(queue: jobqueue.Queue) -> None:
+    assert await queue.get_queue_stats() == {
+        "pending": 0,
+        "running": 0,
+        "failed": 0,
+        "done": 0,
+        "cancelled": 0,
+    }
     assert await queue.get_queue_stats_by_type() == {}
 
 
@@ -498,19 +504,27 @@ async def test_stats_follow_every_change_by_type_and_queue(
         "DELETE FROM jobs WHERE type = 'b' AND status = 'pending' AND ctid IN "
         "(SELECT ctid FROM jobs WHERE type = 'b' LIMIT 1)"
     )
-    assert await queue.get_queue_stats() == {"pending": 4, "running": 1, "failed": 1, "done": 1}
+    assert await queue.get_queue_stats() == {
+        "pending": 4,
+        "running": 1,
+        "failed": 1,
+        "done": 1,
+        "cancelled": 0,
+    }
     assert await queue.get_queue_stats() == await table_counts(conn)
     assert await queue.get_queue_stats(queue="other") == {
         "pending": 2,
         "running": 0,
         "failed": 0,
         "done": 0,
+        "cancelled": 0,
     }
     assert await queue.get_queue_stats(type="a") == {
         "pending": 2,
         "running": 1,
         "failed": 1,
         "done": 1,
+        "cancelled": 0,
     }
     by_type = await queue.get_queue_stats_by_type()
     assert list(by_type) == ["a", "b"]
@@ -536,7 +550,13 @@ async def test_stats_stay_exact_through_compaction(
     after = await cursor.fetchone()
     assert after is not None
     assert after[0] == 1
-    assert await queue.get_queue_stats() == {"pending": 50, "running": 0, "failed": 0, "done": 250}
+    assert await queue.get_queue_stats() == {
+        "pending": 50,
+        "running": 0,
+        "failed": 0,
+        "done": 250,
+        "cancelled": 0,
+    }
 
 
 # --- module-level API and the sync facade ------------------------------------------------------
@@ -645,4 +665,10 @@ async def test_enqueue_inside_the_callers_transaction(
         with pytest.raises(RuntimeError, match="upload failed"):
             await failing_upload()
     assert await queue.get_job_status(kept.id) is not None
-    assert await queue.get_queue_stats() == {"pending": 1, "running": 0, "failed": 0, "done": 0}
+    assert await queue.get_queue_stats() == {
+        "pending": 1,
+        "running": 0,
+        "failed": 0,
+        "done": 0,
+        "cancelled": 0,
+    }

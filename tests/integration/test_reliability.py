@@ -411,7 +411,13 @@ async def test_run_at_out_of_range_is_refused_before_anything_is_written(
         await queue.enqueue_jobs(
             [jobqueue.NewJob("quick"), jobqueue.NewJob("quick", run_at=run_at)]
         )
-    assert await queue.get_queue_stats() == {"pending": 0, "running": 0, "failed": 0, "done": 0}
+    assert await queue.get_queue_stats() == {
+        "pending": 0,
+        "running": 0,
+        "failed": 0,
+        "done": 0,
+        "cancelled": 0,
+    }
 
 
 async def test_delays_and_thresholds_beyond_any_date_are_refused(queue: jobqueue.Queue) -> None:

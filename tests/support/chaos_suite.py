@@ -5,14 +5,16 @@ A private embedded PostgreSQL gets ``jobs`` (plain work, work that fails once, w
 always fails, and poisoned payloads written by raw SQL). Worker processes run them while a
 fault schedule, drawn from a seeded random generator, does one thing at a time: ``kill -9`` a
 worker, SIGTERM one, SIGTERM one twice, restart the database, or make the whole server
-read-only for a moment. A killed or stopped worker is replaced at once. Afterwards the
+read-only for a moment; or, as an operator would, cancel a few pending and running jobs, or
+retry the failed ones. A killed or stopped worker is replaced at once. Afterwards the
 database is left alone until every job has ended.
 
 Each execution's start and end is appended by the handler to a file of its own process
 (``jobqueue_chaos_handlers``), then loaded into the ``chaos_executions`` table, where the
 checks run as SQL: no two executions of one job overlap (an execution with no end counts
 until its process was killed), every re-run follows an execution that failed, was stopped,
-or whose process was killed, and every job is ``done`` or ``failed`` with a reason.
+or whose process was killed, and every job is ``done`` or ``failed`` with a reason, or
+``cancelled`` if and only if the suite cancelled it, with no run begun after its cancel.
 
 ``tests/e2e/test_chaos.py`` runs a short form in ``make test``; ``bench/chaos.py`` (``make
 chaos``) runs the long form and prints the figures.
@@ -41,7 +43,17 @@ from jobqueue import embedded
 
 JOBQUEUE: typing.Final = str(pathlib.Path(sys.executable).with_name("jobqueue"))
 SUPPORT: typing.Final = str(pathlib.Path(__file__).parent)
-FAULTS: typing.Final = ("kill", "sigterm", "double_sigterm", "restart", "read_only")
+FAULTS: typing.Final = (
+    "kill",
+    "sigterm",
+    "double_sigterm",
+    "restart",
+    "read_only",
+    "cancel",
+    "retry",
+)
+# How many pending or running jobs one "cancel" fault cancels.
+CANCELS_AT_ONCE: typing.Final = 12
 # Seconds: longer than any fault lasts (a restart, a read-only window of up to 2.5 s), so a
 # live worker is never taken for dead; its lease (half of it) is shorter than some windows.
 STALE_THRESHOLD: typing.Final = 5
@@ -65,10 +77,13 @@ class Report:
     executions: int = 0
     done: int = 0
     failed: int = 0
+    cancelled: int = 0
+    retried: int = 0
     unfinished: int = 0
     failed_without_reason: int = 0
     wrong_outcome: int = 0
     overlaps: int = 0
+    runs_after_cancel: int = 0
     unexplained_reruns: int = 0
     reruns: dict[str, int] = dataclasses.field(default_factory=dict)
     faults: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -84,9 +99,11 @@ class Report:
         )
         return (
             f"{self.jobs} jobs, {self.executions} executions in {self.elapsed:.0f}s;"
-            f" done {self.done}, failed {self.failed}, unfinished {self.unfinished};"
+            f" done {self.done}, failed {self.failed}, cancelled {self.cancelled},"
+            f" unfinished {self.unfinished}; retried {self.retried};"
             f" faults {self.faults}; re-runs after {self.reruns};"
-            f" overlaps {self.overlaps}, unexplained re-runs {self.unexplained_reruns},"
+            f" overlaps {self.overlaps}, runs after a cancel {self.runs_after_cancel},"
+            f" unexplained re-runs {self.unexplained_reruns},"
             f" failed without reason {self.failed_without_reason},"
             f" wrong outcome {self.wrong_outcome}; {rescue}"
         )
@@ -112,6 +129,10 @@ class Chaos:
         self.killed: dict[int, float] = {}  # pid -> when it was sent SIGKILL
         self.faults: dict[str, int] = dict.fromkeys(FAULTS, 0)
         self.started = 0
+        # Jobs the suite cancelled, with the attempts they had made then: no run of a later
+        # attempt may begin. And how many failed jobs it put back.
+        self.cancelled: dict[str, int] = {}
+        self.retried = 0
 
     # --- the database -------------------------------------------------------------------------
 
@@ -149,9 +170,11 @@ class Chaos:
             queue.enqueue_jobs(plan)
         with self.admin() as conn:
             poisoned = max(1, self.settings.jobs // 100)
+            # Due before the rest, so they have failed by the time the suite retries them.
             conn.execute(
-                "INSERT INTO jobs (type, payload) SELECT 'chaos.work',"
-                " (repeat('[', 980) || repeat(']', 980))::jsonb FROM generate_series(1, %s)",
+                "INSERT INTO jobs (type, payload, run_at) SELECT 'chaos.work',"
+                " (repeat('[', 980) || repeat(']', 980))::jsonb, now() - interval '1 minute'"
+                " FROM generate_series(1, %s)",
                 [poisoned],
             )
 
@@ -203,6 +226,9 @@ class Chaos:
 
     def fault(self, kind: str) -> None:
         self.faults[kind] += 1
+        if kind in ("cancel", "retry"):
+            self.operate(kind)
+            return
         victim = self.random.choice(self.live_workers())
         if kind == "kill":
             self.killed[victim.pid] = time.time()
@@ -226,6 +252,23 @@ class Chaos:
                 conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
                 conn.execute("SELECT pg_reload_conf()")
         self.keep_workers_up()
+
+    def operate(self, kind: str) -> None:
+        """What an operator does meanwhile: cancel a few pending and running jobs, or put
+        the failed ones back to run again."""
+        with jobqueue.SyncQueue(self.url, pool_max_size=2) as queue:
+            if kind == "retry":
+                self.retried += len(queue.retry_jobs(jobqueue.JobFilter(statuses=["failed"])))
+                return
+            with self.admin() as conn:
+                picked = conn.execute(
+                    "SELECT id FROM jobs WHERE status IN ('pending', 'running')"
+                    " ORDER BY random() LIMIT %s",
+                    [CANCELS_AT_ONCE],
+                ).fetchall()
+            if picked:
+                asked = queue.cancel_jobs(jobqueue.JobFilter(ids=[row[0] for row in picked]))
+                self.cancelled.update({str(job.id): job.attempts for job in asked})
 
     # --- the run ------------------------------------------------------------------------------
 
@@ -307,11 +350,16 @@ class Chaos:
                 " started_at double precision, ended_at double precision, how text,"
                 " killed_at double precision)"
             )
+            conn.execute("CREATE TABLE chaos_cancels (job_id uuid, attempts integer)")
             with conn.cursor() as cursor:
                 cursor.executemany(
                     "INSERT INTO chaos_executions VALUES (%s, %s, %s, %s, %s, %s, %s)",
                     [(*run, self.killed.get(run[1])) for run in runs],
                 )
+                cursor.executemany(
+                    "INSERT INTO chaos_cancels VALUES (%s, %s)", list(self.cancelled.items())
+                )
+            report.retried = self.retried
             rows = conn.execute(
                 "SELECT status, count(*), count(*) FILTER (WHERE coalesce(error, '') = '')"
                 " FROM jobs GROUP BY status"
@@ -323,20 +371,33 @@ class Chaos:
                 elif status == "failed":
                     report.failed = count
                     report.failed_without_reason = without_reason
+                elif status == "cancelled":
+                    report.cancelled = count
                 else:
                     report.unfinished += count
-            # Poison and always-failing work must fail; the rest must be done, unless its
-            # attempts were used up by workers dying under it (a legitimate failure).
+            # A job the suite cancelled must end cancelled, and no other may. Poison and
+            # always-failing work must fail; the rest must be done, unless its attempts were
+            # used up by workers dying under it (a legitimate failure).
             report.wrong_outcome = count_of(
                 conn,
                 """
                 SELECT count(*) FROM jobs
-                WHERE CASE WHEN payload->>'fail' = 'always' OR jsonb_typeof(payload) = 'array'
+                WHERE CASE WHEN id IN (SELECT job_id FROM chaos_cancels)
+                           THEN status <> 'cancelled'
+                           WHEN status = 'cancelled' THEN true
+                           WHEN payload->>'fail' = 'always' OR jsonb_typeof(payload) = 'array'
                            THEN status <> 'failed'
                            ELSE status = 'failed' AND error NOT LIKE 'stale lock%'
                                 AND error NOT LIKE 'worker % stopped%'
                       END
                 """,
+            )
+            # A cancelled job never runs again: no execution of a later attempt than it had
+            # made when it was cancelled.
+            report.runs_after_cancel = count_of(
+                conn,
+                "SELECT count(*) FROM chaos_executions e"
+                " JOIN chaos_cancels c USING (job_id) WHERE e.attempt > c.attempts",
             )
             # Each execution against the next one of the same job: it must have ended (or its
             # process died) before the next began.

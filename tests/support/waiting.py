@@ -31,6 +31,17 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
+async def until(
+    check: collections.abc.Callable[[], object], *, timeout: float = 15.0, what: str = "condition"
+) -> None:
+    """``eventually`` for a condition the test can read without awaiting (a worker's state)."""
+
+    async def probe() -> object:
+        return check()
+
+    await eventually(probe, timeout=timeout, what=what)
+
+
 def eventually_sync(
     check: collections.abc.Callable[[], _T],
     *,

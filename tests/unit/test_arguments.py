@@ -91,7 +91,7 @@ def test_job_to_json() -> None:
 
 
 def test_stats_table_lines_up() -> None:
-    total = {"pending": 1, "running": 2, "failed": 3, "done": 4}
+    total = {"pending": 1, "running": 2, "failed": 3, "done": 4, "cancelled": 5}
     lines = cli._stats_table(total, {"parseBook": total}).splitlines()
     assert [line.split()[0] for line in lines] == ["TYPE", "parseBook", "TOTAL"]
     assert len({len(line) for line in lines}) == 1

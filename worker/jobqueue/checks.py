@@ -168,3 +168,56 @@ def check_job_arguments(
         "queue": None if queue is None else check_name(queue, "queue"),
         "priority": check_int(options.get("priority", 0), "priority", minimum=-INT32_MAX),
     }
+
+
+_MAX_FILTER_IDS: typing.Final = 100_000
+
+
+def check_filter(job_filter: types.JobFilter | None) -> dict[str, typing.Any]:
+    """A ``JobFilter`` as the parameters of ``jobs_matching`` (migration 0004): each field
+    checked, ``None`` for no condition. A filter is given on purpose: an empty list of ids,
+    statuses or types is an error, not "everything"."""
+    if job_filter is None:
+        job_filter = types.JobFilter()
+    if not isinstance(job_filter, types.JobFilter):
+        raise TypeError(f"filter must be a JobFilter, not {type(job_filter).__name__}")
+
+    def listed(values: typing.Any, what: str) -> list[typing.Any] | None:
+        if values is None:
+            return None
+        if isinstance(values, str | bytes) or not hasattr(values, "__iter__"):
+            raise TypeError(f"{what} must be a list, not {type(values).__name__}")
+        items = list(values)
+        if not items:
+            raise ValueError(f"{what} is empty: leave it out (None) to mean any")
+        if len(items) > _MAX_FILTER_IDS:
+            raise ValueError(f"{what} has {len(items)} entries; the limit is {_MAX_FILTER_IDS}")
+        return items
+
+    ids = listed(job_filter.ids, "ids")
+    statuses = listed(job_filter.statuses, "statuses")
+    if statuses is not None:
+        known = {status.value for status in types.JobStatus}
+        unknown = sorted({str(status) for status in statuses} - known)
+        if unknown:
+            raise ValueError(f"unknown status {unknown[0]!r}: one of {', '.join(sorted(known))}")
+    job_types = listed(job_filter.types, "types")
+    error_contains = job_filter.error_contains
+    if error_contains is not None:
+        if not isinstance(error_contains, str):
+            raise TypeError(f"error_contains must be a string, not {type(error_contains).__name__}")
+        if not error_contains or "\x00" in error_contains:
+            raise ValueError("error_contains must be non-empty text without NUL")
+    payload_contains = job_filter.payload_contains
+    return {
+        "ids": None if ids is None else [check_job_id(job_id) for job_id in ids],
+        "statuses": None if statuses is None else sorted({str(status) for status in statuses}),
+        "types": None if job_types is None else [check_name(t, "job type") for t in job_types],
+        "queue": None if job_filter.queue is None else check_name(job_filter.queue, "queue"),
+        "created_after": check_time(job_filter.created_after, "created_after"),
+        "created_before": check_time(job_filter.created_before, "created_before"),
+        "error_contains": error_contains,
+        "payload_contains": None
+        if payload_contains is None
+        else to_json_text(payload_contains, "payload_contains"),
+    }

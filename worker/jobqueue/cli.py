@@ -22,6 +22,7 @@ import typing
 import psycopg
 
 from jobqueue import (
+    control,
     db,
     embedded,
     logs,
@@ -355,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     cleanup.add_argument("--queue", metavar="NAME", help="one queue (default: all)")
 
     add_worker_parser(commands, common)
+    add_jobs_parser(commands, common)
 
     shown = commands.add_parser(
         "settings",
@@ -529,6 +531,8 @@ async def run_command(args: argparse.Namespace) -> int:
             print(
                 f"job {job.id} is {job.status} (attempt {job.attempts}/{job.max_attempts}{retry})"
             )
+        elif args.command == "jobs":
+            return await run_jobs(args, queue)
         elif args.command == "cleanup-stale-locks":
             rescued = await queue.rescue_stale_jobs(args.threshold, queue=args.queue)
             for taken in rescued:
@@ -541,6 +545,169 @@ async def run_command(args: argparse.Namespace) -> int:
         return 0
 
     return await _with_queue(args, act)
+
+
+# --- jobqueue jobs: list, show, cancel, retry, delete ------------------------------------------
+
+
+def _add_filter_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a ``JobFilter``: the same for every ``jobs`` action."""
+    parser.add_argument(
+        "--status",
+        dest="statuses",
+        action="append",
+        metavar="STATUS",
+        help="pending, running, failed, done or cancelled; repeatable, or A,B",
+    )
+    parser.add_argument(
+        "--type", dest="types", action="append", metavar="TYPE", help="job type; repeatable, or A,B"
+    )
+    parser.add_argument("--queue", metavar="NAME", help="one queue (default: all)")
+    parser.add_argument(
+        "--since", type=parse_aware_datetime, metavar="ISO", help="created at or after this"
+    )
+    parser.add_argument(
+        "--until", type=parse_aware_datetime, metavar="ISO", help="created before this"
+    )
+    parser.add_argument(
+        "--error", dest="error_contains", metavar="TEXT", help="error contains TEXT (any case)"
+    )
+    parser.add_argument(
+        "--payload",
+        dest="payload_contains",
+        type=parse_json,
+        metavar="JSON",
+        help="payload contains this JSON, e.g. '{\"bookId\": 7}'",
+    )
+
+
+def add_jobs_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    """``jobqueue jobs ls|show|cancel|retry|delete``: job control from a shell."""
+    jobs = commands.add_parser(
+        "jobs", help="list, show, cancel, retry or delete jobs", parents=[common]
+    )
+    actions = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
+    listing = actions.add_parser(
+        "ls", help="list jobs, newest first, a page at a time", parents=[common]
+    )
+    _add_filter_options(listing)
+    listing.add_argument("--oldest-first", action="store_true", help="oldest first instead")
+    listing.add_argument(
+        "--limit",
+        type=whole_number(1, control.MAX_PAGE),
+        default=control.DEFAULT_PAGE,
+        metavar="N",
+        help=f"at most N jobs (default {control.DEFAULT_PAGE})",
+    )
+    listing.add_argument(
+        "--after", metavar="ID", help="the page after this job id (the last one listed)"
+    )
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    show = actions.add_parser("show", help="show one job", parents=[common])
+    show.add_argument("id", help="job id (UUID)")
+    show.add_argument("--json", action="store_true", help="print the job as JSON")
+    for name, what in (
+        ("cancel", "cancel pending jobs now and ask running ones to stop"),
+        ("retry", "put failed or cancelled jobs back to pending, due now"),
+        ("delete", "delete finished (done, failed, cancelled) jobs"),
+    ):
+        action = actions.add_parser(name, help=what, parents=[common])
+        action.add_argument("ids", nargs="*", metavar="ID", help="job ids (UUIDs)")
+        _add_filter_options(action)
+        action.add_argument(
+            "--all", action="store_true", help="with no id or filter: every job it applies to"
+        )
+        action.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _job_filter(args: argparse.Namespace) -> types.JobFilter:
+    def listed(given: list[str] | None) -> list[str] | None:
+        """Repeated options, each perhaps a comma-separated list."""
+        return None if given is None else [item for text in given for item in text.split(",")]
+
+    return types.JobFilter(
+        ids=getattr(args, "ids", None) or None,
+        statuses=listed(args.statuses),
+        types=listed(args.types),
+        queue=args.queue,
+        created_after=args.since,
+        created_before=args.until,
+        error_contains=args.error_contains,
+        payload_contains=args.payload_contains,
+    )
+
+
+def _jobs_table(jobs: list[types.Job]) -> str:
+    head = ("ID", "TYPE", "QUEUE", "STATUS", "ATTEMPTS", "CREATED", "ERROR")
+    lines: list[tuple[str, ...]] = [head]
+    for job in jobs:
+        error = (job.error or "").splitlines()[0][:60] if job.error else ""
+        lines.append(
+            (
+                str(job.id),
+                job.type,
+                job.queue,
+                job.status.value,
+                f"{job.attempts}/{job.max_attempts}",
+                job.created_at.isoformat(timespec="seconds"),
+                error,
+            )
+        )
+    widths = [max(len(line[column]) for line in lines) for column in range(len(head))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+async def run_jobs(args: argparse.Namespace, queue: queue_module.Queue) -> int:
+    action = args.jobs_command
+    if action == "show":
+        found = await queue.get_job_status(args.id)
+        if found is None:
+            raise UserError(f"no job with id {args.id}")
+        _print_job(found, args.json)
+        return 0
+    job_filter = _job_filter(args)
+    if action == "ls":
+        jobs = await queue.list_jobs(
+            job_filter, oldest_first=args.oldest_first, after=args.after, limit=args.limit
+        )
+        # A full page may have a next one: its key is the last id listed.
+        after = str(jobs[-1].id) if len(jobs) == args.limit else None
+        if args.json:
+            page = {"jobs": [job.to_json() for job in jobs], "next_after": after}
+            print(json.dumps(page, indent=2, ensure_ascii=False))
+        else:
+            print(_jobs_table(jobs))
+            if after is not None:
+                print(f"more: --after {after}")
+        return 0
+    if job_filter == types.JobFilter() and not args.all:
+        raise UserError(f"jobs {action} needs job ids, a filter (--status, --type, ...) or --all")
+    if action == "delete":
+        deleted = await queue.delete_jobs(job_filter)
+        if args.json:
+            print(json.dumps({"deleted": deleted}))
+        else:
+            print(f"deleted {deleted} job{'s' if deleted != 1 else ''}")
+        return 0
+    if action == "cancel":
+        changed = await queue.cancel_jobs(job_filter)
+    else:
+        changed = await queue.retry_jobs(job_filter)
+    if args.json:
+        print(json.dumps([job.to_json() for job in changed], indent=2, ensure_ascii=False))
+    else:
+        for job in changed:
+            asked = " (asked to stop)" if job.status is types.JobStatus.RUNNING else ""
+            print(f"job {job.id} is {job.status}{asked}")
+        done = "cancelled" if action == "cancel" else "retried"
+        print(f"{done} {len(changed)} job{'s' if len(changed) != 1 else ''}")
+    return 0
 
 
 def event_loop_factory(

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import contextlib
 import dataclasses
 import datetime
 import logging
 import random
+import uuid
 
 import psycopg
 
@@ -26,6 +28,7 @@ from jobqueue import queue as queue_module
 logger = logging.getLogger("jobqueue.worker")
 
 READY_CHANNEL = "jobqueue_ready"
+CANCEL_CHANNEL = "jobqueue_cancel"  # job_cancel sends the ids of running jobs to stop
 # Outcomes one write takes at most: one statement completes them all.
 _BATCH: int = 1000
 
@@ -208,9 +211,11 @@ class OutcomeWriter:
 
 
 class Listener:
-    """Keeps a LISTEN connection; every notification for ``queue_name`` sets ``wakeup``.
-    On a lost connection: report, back off, re-listen, and set ``wakeup`` once in case a
-    notification was missed meanwhile."""
+    """Keeps a LISTEN connection; every notification for ``queue_name`` sets ``wakeup``,
+    and with ``cancel`` given, every cancel request is handed to it (with the job's id; the
+    worker ignores ids it does not hold). On a lost connection: report, back off,
+    re-listen, and set ``wakeup`` once in case a notification was missed meanwhile (a missed
+    cancel request reaches the worker with its next heartbeat)."""
 
     def __init__(
         self,
@@ -221,11 +226,13 @@ class Listener:
         max_backoff: float,
         report: ErrorReport,
         wakeup: asyncio.Event,
+        cancel: collections.abc.Callable[[uuid.UUID], None] | None = None,
     ) -> None:
         self.queue = queue
         self.worker_id = worker_id
         self.queue_name = queue_name
         self.listening = False
+        self._cancel = cancel
         self._backoff = Backoff(max_backoff)
         self._report = report
         self._wakeup = wakeup
@@ -253,6 +260,8 @@ class Listener:
         )
         async with conn:
             await conn.execute(sql.query("job_ready_listen"))
+            if self._cancel is not None:
+                await conn.execute(sql.query("job_cancel_listen"))
             if not self.listening:
                 logger.info("[Worker] Listening for new jobs on %s", READY_CHANNEL)
             self.listening = True
@@ -260,7 +269,11 @@ class Listener:
             self._wakeup.set()
             while True:
                 async for notice in conn.notifies(timeout=30.0):
-                    if notice.payload == self.queue_name:
+                    if notice.channel == CANCEL_CHANNEL:
+                        if self._cancel is not None:
+                            with contextlib.suppress(ValueError):  # not an id: not ours
+                                self._cancel(uuid.UUID(notice.payload))
+                    elif notice.payload == self.queue_name:
                         self._wakeup.set()
                 # No notice for a while: prove the connection is still alive.
                 await conn.execute(sql.query("connection_ping"))

@@ -4,7 +4,8 @@ run from any number of processes at once. The rescue functions are also ``Queue`
 (their first argument, ``self``, is the queue), as the seed had them.
 
 - ``queue_depth``: per queue and type, how much work waits (ready now, delayed, due soon),
-  how old the oldest ready job is, and how much runs; failed and done from the statistics.
+  how old the oldest ready job is, and how much runs; failed, done and cancelled from the
+  statistics.
   One statement, reading pending and running rows through their partial indexes.
 - ``rescue_stale_jobs`` (``Queue.rescue_stale_jobs``; the seed's ``cleanup_stale_locks``
   counts them): running jobs of dead workers back to pending (or failed), returning what
@@ -30,7 +31,11 @@ queue_logger = logging.getLogger("jobqueue.queue")
 
 DEFAULT_DUE_WITHIN: typing.Final = 60.0
 DEFAULT_PRUNE_BATCH: typing.Final = 1000
-FINISHED: typing.Final = (types.JobStatus.DONE.value, types.JobStatus.FAILED.value)
+FINISHED: typing.Final = (
+    types.JobStatus.DONE.value,
+    types.JobStatus.FAILED.value,
+    types.JobStatus.CANCELLED.value,
+)
 _RESCUE_LOCK_KEY: typing.Final = 0x6A6F6271_72736375  # "jobqrscu", plus the queue's CRC32
 
 
@@ -48,6 +53,7 @@ class QueueDepth:
     failed: int
     done: int
     oldest_ready_age: float | None
+    cancelled: int = 0
 
     @property
     def pending(self) -> int:
@@ -82,6 +88,7 @@ async def queue_depth(
             failed=int(row[6]),
             done=int(row[7]),
             oldest_ready_age=row[8],
+            cancelled=int(row[9]),
         )
         for row in rows
     ]
@@ -97,10 +104,10 @@ async def prune_finished_jobs(
     statuses: collections.abc.Collection[str] = FINISHED,
     now: datetime.datetime | None = None,
 ) -> int:
-    """Delete finished jobs (``done`` and ``failed``, or those of ``statuses``) last changed
-    more than ``older_than`` seconds ago, ``batch_size`` at a time, until none is left (or
-    ``max_batches`` ran); returns how many were deleted. The statistics stay exact: deleting
-    a job takes it out of its counts."""
+    """Delete finished jobs (``done``, ``failed`` and ``cancelled``, or those of
+    ``statuses``) last changed more than ``older_than`` seconds ago, ``batch_size`` at a
+    time, until none is left (or ``max_batches`` ran); returns how many were deleted. The
+    statistics stay exact: deleting a job takes it out of its counts."""
     unknown = set(statuses) - set(FINISHED)
     if unknown or not statuses:
         raise ValueError(f"statuses must be among {', '.join(FINISHED)}, not {sorted(statuses)}")

@@ -49,7 +49,7 @@ OPERATOR_RECONCILE_ERRORS: typing.Final = "jobqueue_operator_reconcile_errors"  
 # The label values a worker's counters take, each series made at zero when the worker starts:
 # rate() and increase() see a counter's first step only if a sample came before it, so a
 # series born at 1 hides the first failure or rescue from the dashboards and the alerts.
-JOB_OUTCOMES: typing.Final = ("done", "retried", "failed", "lost", "released")
+JOB_OUTCOMES: typing.Final = ("done", "retried", "failed", "lost", "released", "cancelled")
 RESCUED_STATUSES: typing.Final = ("pending", "failed")
 
 _DURATION_BUCKETS: typing.Final = (
@@ -83,7 +83,8 @@ class _WorkerFamilies:
             WORKER_JOBS,
             "Jobs this worker finished, by outcome: done, retried (failed, will run again),"
             " failed (for good), lost (its lock went stale and the job was handed to another"
-            " worker, or it was deleted), released (handed back at shutdown).",
+            " worker, or it was deleted), released (handed back at shutdown), cancelled (on"
+            " request while it ran).",
             ("queue", "type", "outcome"),
         )
         self.duration = _LoopHistogram(
@@ -279,7 +280,15 @@ class QueueDepthCollector(prometheus_client.registry.Collector):
     operator's are namespace and jobqueue), then ``update`` each source with its values
     and ``forget`` a source that is gone."""
 
-    STATES: typing.Final = ("ready", "delayed", "due_soon", "running", "failed", "done")
+    STATES: typing.Final = (
+        "ready",
+        "delayed",
+        "due_soon",
+        "running",
+        "failed",
+        "done",
+        "cancelled",
+    )
 
     def __init__(self, source_labels: collections.abc.Sequence[str] = ()) -> None:
         self.source_labels = tuple(source_labels)
@@ -301,7 +310,7 @@ class QueueDepthCollector(prometheus_client.registry.Collector):
         jobs = prometheus_client.core.GaugeMetricFamily(
             QUEUE_JOBS,
             "Jobs per queue, type and state: ready (due now), delayed, due_soon (delayed,"
-            " due within the window), running, failed, done.",
+            " due within the window), running, failed, done, cancelled.",
             labels=[*self.source_labels, "queue", "type", "state"],
         )
         oldest = prometheus_client.core.GaugeMetricFamily(

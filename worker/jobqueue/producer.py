@@ -438,7 +438,7 @@ class Producer:
         async with db.Lease(self.pool) as conn:
             cursor = await conn.execute(sql.query("job_counts_sum"), {"queue": queue})
             rows = await cursor.fetchall()
-            if sum(row[6] for row in rows) > _COUNTS_COMPACT_AFTER and self._may_write:
+            if sum(row[7] for row in rows) > _COUNTS_COMPACT_AFTER and self._may_write:
                 try:
                     await self._compact_counts(conn)
                 except _CANNOT_WRITE as error:
@@ -448,7 +448,7 @@ class Producer:
         statuses = [status.value for status in types.JobStatus]
         for row in rows:
             stats = by_type.setdefault(row[1], empty_stats())
-            for status, count in zip(statuses, row[2:6], strict=True):
+            for status, count in zip(statuses, row[2:7], strict=True):
                 stats[status] += int(count)
         return by_type
 
@@ -469,7 +469,7 @@ class Producer:
     async def get_queue_stats(
         self, *, queue: str | None = None, type: str | None = None
     ) -> types.QueueStats:
-        """``{pending, running, failed, done}``, zeros included; over every queue unless
+        """``{pending, running, failed, done, cancelled}``, zeros included; over every queue unless
         ``queue`` is given, every type unless ``type`` is. Reads a few counter rows, never
         the jobs table, so it costs the same with a million finished jobs as with none."""
         if queue is not None:
@@ -486,7 +486,7 @@ class Producer:
     async def get_queue_stats_by_type(
         self, *, queue: str | None = None
     ) -> dict[str, types.QueueStats]:
-        """``{type: {pending, running, failed, done}}`` for every type that has had jobs."""
+        """``{type: {pending, running, ...}}`` for every type that has had jobs."""
         if queue is not None:
             checks.check_name(queue, "queue")
         by_type = await self._counts(queue)

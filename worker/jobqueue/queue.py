@@ -1,10 +1,11 @@
 """The queue: ``Queue``, and the seed's module-level functions on a default one.
 
 ``Queue`` is the producer API (``producer``: enqueue, status, statistics) plus, as methods,
-the worker's session (``session``: claim, heartbeat, complete, fail, release) and the
-stale-job rescue (``maintenance``). Each method is declared once, where its work is done;
-the class only gathers them. The module-level functions (``enqueue_job`` and friends, as in
-the seed) use a default ``Queue`` configured from ``DATABASE_URL``, one per event loop.
+the worker's session (``session``: claim, heartbeat, complete, fail, release), job control
+(``control``: list, cancel, retry, delete) and the stale-job rescue (``maintenance``).
+Each method is declared once, where its work is done; the class only gathers them. The
+module-level functions (``enqueue_job`` and friends, as in the seed) use a default
+``Queue`` configured from ``DATABASE_URL``, one per event loop.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import functools
 import typing
 import weakref
 
-from jobqueue import maintenance, producer, session
+from jobqueue import control, maintenance, producer, session
 
 
 class Queue(producer.Producer):
@@ -33,6 +34,12 @@ class Queue(producer.Producer):
     next_run_at = session.next_run_at
     rescue_stale_jobs = maintenance.rescue_stale_jobs
     cleanup_stale_locks = maintenance.cleanup_stale_locks
+    list_jobs = control.list_jobs
+    cancel_job = control.cancel_job
+    cancel_jobs = control.cancel_jobs
+    retry_job = control.retry_job
+    retry_jobs = control.retry_jobs
+    delete_jobs = control.delete_jobs
 
 
 # --- module-level API, as in the seed ------------------------------------------------------
@@ -126,3 +133,10 @@ get_queue_stats = _on_default_queue(Queue.get_queue_stats)
 complete_job = _on_default_queue(Queue.complete_job)
 fail_job = _on_default_queue(Queue.fail_job)
 cleanup_stale_locks = _on_default_queue(Queue.cleanup_stale_locks)
+# Job control, likewise.
+list_jobs = _on_default_queue(Queue.list_jobs)
+cancel_job = _on_default_queue(Queue.cancel_job)
+cancel_jobs = _on_default_queue(Queue.cancel_jobs)
+retry_job = _on_default_queue(Queue.retry_job)
+retry_jobs = _on_default_queue(Queue.retry_jobs)
+delete_jobs = _on_default_queue(Queue.delete_jobs)

@@ -34,6 +34,7 @@ import random
 import time
 import traceback
 import typing
+import uuid
 
 from jobqueue import checks, logs, statements, types
 
@@ -50,9 +51,19 @@ TRACEBACK_FRAMES: typing.Final = 8
 @dataclasses.dataclass(frozen=True, slots=True)
 class RunningJob(types.Job):
     """A job as its handler gets it: the stored row, plus the pool of the worker running it,
-    for the handler's own statements (``async with job.pool.connection() as conn``)."""
+    for the handler's own statements (``async with job.pool.connection() as conn``), and
+    ``cancel_requested()``, which a synchronous handler polls to stop early when someone
+    cancels its job (an async one gets ``asyncio.CancelledError`` at its next await)."""
 
     pool: statements.Pool = dataclasses.field(kw_only=True, repr=False, compare=False)
+    # The worker's set of jobs asked to stop, shared by all its jobs: nothing made per job.
+    cancels: collections.abc.Container[uuid.UUID] = dataclasses.field(
+        default=frozenset(), kw_only=True, repr=False, compare=False
+    )
+
+    def cancel_requested(self) -> bool:
+        """Whether someone asked to cancel this job while it runs; safe from any thread."""
+        return self.id in self.cancels
 
 
 class SeedHandler(typing.Protocol[_Payload_contra, _Result_co]):

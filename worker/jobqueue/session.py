@@ -67,7 +67,8 @@ async def _finish(
     if follow_ups:
         async with db.Lease(self.pool) as conn, conn.transaction():
             jobs = await statements.jobs(self.pool, query, {"id": job_id, **params}, conn)
-            if jobs:
+            # A job cancelled while it ran ends cancelled, and its follow-ups are dropped.
+            if jobs and jobs[0].status is types.JobStatus.DONE:
                 await self.enqueue_jobs(follow_ups, conn=conn)
     else:  # one statement is atomic alone: no BEGIN/COMMIT round trips
         jobs = await statements.jobs(self.pool, query, {"id": job_id, **params})
@@ -181,13 +182,14 @@ async def heartbeat(
     job_ids: collections.abc.Collection[uuid.UUID],
     *,
     now: datetime.datetime | None = None,
-) -> set[uuid.UUID]:
+) -> dict[uuid.UUID, bool]:
     """Refresh the locks ``worker_id`` holds on ``job_ids``; returns the ids it still
-    holds (a missing one was released as stale and may be running elsewhere)."""
+    holds (a missing one was released as stale and may be running elsewhere), each with
+    whether someone asked to cancel it."""
     if not job_ids:
-        return set()
+        return {}
     params = {"ids": list(job_ids), "worker_id": worker_id, "now": checks.check_time(now, "now")}
-    return await statements.ids(self.pool, "job_heartbeat", params)
+    return dict(await statements.rows(self.pool, "job_heartbeat", params))
 
 
 async def complete_jobs(

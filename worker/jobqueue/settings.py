@@ -352,6 +352,16 @@ GRACE_TIMEOUT = Setting(
     minimum=0.0,
     maximum=6 * 3600.0,
 )
+CANCEL_GRACE = Setting(
+    "cancel_grace",
+    "JOBQUEUE_CANCEL_GRACE",
+    Kind.DURATION,
+    "after a cancel request, wait this long for an async handler to stop, then stop waiting"
+    " and record the job cancelled (a synchronous handler is waited for: it cannot be stopped)",
+    default=10.0,
+    minimum=0.0,
+    maximum=3600.0,
+)
 JOB_TIMEOUT = Setting(
     "job_timeout",
     "JOBQUEUE_JOB_TIMEOUT",
@@ -467,6 +477,7 @@ CORE: typing.Final[tuple[Setting, ...]] = (
     LISTEN,
     HEARTBEAT_INTERVAL,
     GRACE_TIMEOUT,
+    CANCEL_GRACE,
     JOB_TIMEOUT,
     STALE_THRESHOLD,
     RESCUE_INTERVAL,

@@ -40,11 +40,16 @@ async def jobs(
     return await cursor.fetchall()
 
 
-async def ids(pool: Pool, query: str, params: Params) -> set[uuid.UUID]:
-    """Runs a query whose rows start with a job id; returns those ids."""
+async def rows(pool: Pool, query: str, params: Params) -> list[tuple[typing.Any, ...]]:
+    """The rows of query ``query``, as tuples."""
     async with db.Lease(pool) as conn:
         cursor = await conn.execute(sql.query(query), params)
-        return {row[0] for row in await cursor.fetchall()}
+        return await cursor.fetchall()
+
+
+async def ids(pool: Pool, query: str, params: Params) -> set[uuid.UUID]:
+    """Runs a query whose rows start with a job id; returns those ids."""
+    return {row[0] for row in await rows(pool, query, params)}
 
 
 async def try_lock(conn: psycopg.AsyncConnection[typing.Any], key: int) -> bool:

@@ -15,6 +15,11 @@ class JobStatus(enum.StrEnum):
     RUNNING = "running"
     FAILED = "failed"
     DONE = "done"
+    # Terminal, never retried by itself: stopped on request (``cancel_jobs``).
+    CANCELLED = "cancelled"
+
+
+FINISHED_STATUSES: typing.Final = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 JsonValue: typing.TypeAlias = (
@@ -89,6 +94,8 @@ class Job:
     queue: str = "default"
     priority: int = 0
     heartbeat_at: datetime.datetime | None = None
+    # Set when someone asked to cancel the job while it ran: it ends cancelled.
+    cancel_requested_at: datetime.datetime | None = None
 
     def to_json(self) -> dict[str, JsonValue]:
         """The job as JSON-ready values (ISO-8601 times, string id)."""
@@ -150,7 +157,26 @@ class RescuedJob:
 
 
 QueueStats: typing.TypeAlias = dict[str, int]
-"""``{"pending": n, "running": n, "failed": n, "done": n}``: every status, zeros included."""
+"""``{"pending": n, "running": n, "failed": n, "done": n, "cancelled": n}``: every status,
+zeros included (the seed's four keys, and the one job control added)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Which jobs to list, cancel, retry or delete; every field left ``None`` is no
+    condition, so ``JobFilter()`` names every job. ``created_after`` is inclusive,
+    ``created_before`` exclusive; ``error_contains`` matches the error text without regard
+    to case; ``payload_contains`` is JSON the payload contains (``{"bookId": 7}``, as
+    PostgreSQL's ``@>``)."""
+
+    ids: collections.abc.Collection[uuid.UUID | str] | None = None
+    statuses: collections.abc.Collection[JobStatus | str] | None = None
+    types: collections.abc.Collection[str] | None = None
+    queue: str | None = None
+    created_after: datetime.datetime | None = None
+    created_before: datetime.datetime | None = None
+    error_contains: str | None = None
+    payload_contains: typing.Any = None
 
 
 class JobQueueError(Exception):

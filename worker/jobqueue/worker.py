@@ -66,6 +66,9 @@ def _database_clock() -> None:
     return None
 
 
+_CANCELLED_WHILE_RUNNING: typing.Final = "cancelled while running"
+
+
 class WorkerFailedError(RuntimeError):
     """The worker stopped because one of its parts failed; the message says which and why."""
 
@@ -100,6 +103,7 @@ class WorkerConfig:
     burst: bool = _from_environment(settings.BURST)
     heartbeat_interval: float = _from_environment(settings.HEARTBEAT_INTERVAL)
     grace_timeout: float = _from_environment(settings.GRACE_TIMEOUT)
+    cancel_grace: float = _from_environment(settings.CANCEL_GRACE)
     job_timeout: float | None = _from_environment(settings.JOB_TIMEOUT)
     stale_threshold: float = _from_environment(settings.STALE_THRESHOLD)
     rescue_interval: float = _from_environment(settings.RESCUE_INTERVAL)
@@ -207,6 +211,10 @@ class Worker:
         self._lease_from: dict[uuid.UUID, float] = {}
         # Jobs stopped before their end, and why: their outcome is not written.
         self._abandoned: dict[uuid.UUID, str] = {}
+        # Held jobs someone asked to cancel (``cancel_jobs``): their runs are being stopped,
+        # and their outcome, whatever it is, makes them cancelled. Shared with the jobs
+        # themselves, for ``RunningJob.cancel_requested()``.
+        self._cancels: set[uuid.UUID] = set()
         self._wakeup = asyncio.Event()
         self._writer = loops.OutcomeWriter(
             queue,
@@ -224,6 +232,7 @@ class Worker:
             max_backoff=self.config.max_backoff,
             report=self._database_error,
             wakeup=self._wakeup,
+            cancel=lambda job_id: self.cancel_running([job_id]),
         )
         self._stopping = asyncio.Event()
         self._hard_stop = asyncio.Event()
@@ -236,7 +245,9 @@ class Worker:
         # Read when scraped, not set at every job's start and end.
         self._metrics.active_jobs.set_function(lambda: len(self._active))
         # Claimed rows become the jobs handlers get, with no copy per job.
-        self._running_job = functools.partial(runner.RunningJob, pool=queue.pool)
+        self._running_job = functools.partial(
+            runner.RunningJob, pool=queue.pool, cancels=self._cancels
+        )
 
     # --- state ----------------------------------------------------------------------------
 
@@ -533,7 +544,10 @@ class Worker:
             except asyncio.CancelledError:
                 if job.id in self._abandoned:  # stopped on purpose: no outcome to write
                     return False
-                raise
+                if job.id not in self._cancels:
+                    raise
+                # Stopped on request: a final outcome, which the database makes cancelled.
+                outcome = runner.Outcome(job, 0.0, error=_CANCELLED_WHILE_RUNNING, retryable=False)
             except Exception as error:  # run_job reports handler faults; this is ours
                 logger.exception("[Worker] Internal error running job %s", job.id)
                 outcome = runner.Outcome(
@@ -549,6 +563,38 @@ class Worker:
             if self._active.get(job.id) is asyncio.current_task():  # not a later run's
                 del self._active[job.id]
             self._wakeup.set()
+
+    def cancel_running(self, job_ids: collections.abc.Iterable[uuid.UUID]) -> None:
+        """Stop these jobs, which someone cancelled (``cancel_jobs``), if this worker holds
+        them: an async handler gets ``CancelledError`` now and ``cancel_grace`` seconds to
+        end, a synchronous one sees ``job.cancel_requested()`` and is waited for. Whatever
+        outcome the run then has is written, and the database makes the job cancelled."""
+        for job_id in job_ids:
+            job = self._held.get(job_id)
+            if job is None or job_id in self._cancels:
+                continue  # not ours (another worker's, or finished), or stopping already
+            self._cancels.add(job_id)
+            task = self._active.get(job_id)
+            found = self.registry.get(job.type)
+            logger.info("[Worker] Cancelling job %s on request", job_id)
+            if task is None or found is None or runner.runs_in_thread(found):
+                continue  # its outcome is on its way, or the thread polls the flag
+            task.cancel()
+            asyncio.get_running_loop().call_later(
+                self.config.cancel_grace, self._cancel_overdue, job_id, task
+            )
+
+    def _cancel_overdue(self, job_id: uuid.UUID, task: asyncio.Task[bool]) -> None:
+        """A cancelled async handler that has not ended within ``cancel_grace`` (it caught
+        the cancellation): stop waiting for it, and hand its job back, which the database
+        makes cancelled."""
+        if task.done() or self._active.get(job_id) is not task:
+            return
+        self._abandon([job_id], f"cancelled, and still running after {self.config.cancel_grace:g}s")
+        self._release_later([job_id])
+        # Its slot is free again: the run left behind holds nothing of the queue's.
+        del self._active[job_id]
+        self._wakeup.set()
 
     def _abandon(
         self, job_ids: collections.abc.Iterable[uuid.UUID], reason: str, outcome: str | None = None
@@ -578,6 +624,8 @@ class Worker:
         self, outcome: runner.Outcome, result: str, why: BaseException | None = None
     ) -> None:
         """The writer settled ``outcome``: the job is no longer ours to heartbeat."""
+        if result != "lost" and outcome.job.id in self._cancels:
+            result = "cancelled"  # what the database made of it
         self._let_go(outcome.job.id)
         if result == "lost":
             logger.warning(
@@ -589,7 +637,7 @@ class Worker:
             )
         elif result == "done":
             self.processed += 1
-        else:
+        elif result != "cancelled":
             self.failed += 1
         self._metrics.job_finished(outcome.job.type, result)
 
@@ -597,6 +645,7 @@ class Worker:
         self._held.pop(job_id, None)
         self._lease_from.pop(job_id, None)
         self._abandoned.pop(job_id, None)
+        self._cancels.discard(job_id)
 
     def _rescued(self, jobs: list[types.RescuedJob]) -> None:
         self.rescued += len(jobs)
@@ -624,7 +673,9 @@ class Worker:
                     for job_id in still:
                         if job_id in self._lease_from:
                             self._lease_from[job_id] = sent
-                    taken = (held - still) & self._held.keys()
+                    # Cancel requests this worker missed (no LISTEN, or a notice lost).
+                    self.cancel_running([job_id for job_id, asked in still.items() if asked])
+                    taken = (held - still.keys()) & self._held.keys()
                     if taken:
                         self._abandon(
                             taken,

@@ -40,6 +40,96 @@ COPY jobs (id, type, max_attempts, queue, priority, payload, run_at) FROM STDIN;
 -- name: job_get
 SELECT * FROM jobs WHERE id = %(id)s;
 
+-- name: job_list_newest
+-- A page of the jobs a filter names (jobs_matching, migration 0004), newest first: ids are
+-- time-ordered (UUID version 7), so the page after %(after)s is the ids below it, read from
+-- the primary key, and stays right while new jobs come in above.
+SELECT *
+FROM jobs_matching(%(ids)s, %(statuses)s, %(types)s, %(queue)s, %(created_after)s,
+                   %(created_before)s, %(error_contains)s, %(payload_contains)s::jsonb)
+WHERE %(after)s::uuid IS NULL OR id < %(after)s::uuid
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: job_list_oldest
+-- The same, oldest first: the page after %(after)s is the ids above it.
+SELECT *
+FROM jobs_matching(%(ids)s, %(statuses)s, %(types)s, %(queue)s, %(created_after)s,
+                   %(created_before)s, %(error_contains)s, %(payload_contains)s::jsonb)
+WHERE %(after)s::uuid IS NULL OR id > %(after)s::uuid
+ORDER BY id
+LIMIT %(limit)s;
+
+-- name: job_cancel
+-- Cancels up to %(limit)s jobs the filter names: a pending one becomes cancelled at once; a
+-- running one gets a cancel request, and its worker a NOTIFY on jobqueue_cancel, and it
+-- becomes cancelled when the worker lets go of it (or when it is rescued). The status is
+-- checked again on each row as it is locked: a job claimed meanwhile is asked to stop, one
+-- finished meanwhile is left alone. Returns the jobs as they now are.
+WITH target AS (
+    SELECT id
+    FROM jobs_matching(%(ids)s, %(statuses)s, %(types)s, %(queue)s, %(created_after)s,
+                       %(created_before)s, %(error_contains)s, %(payload_contains)s::jsonb)
+    WHERE status IN ('pending', 'running') AND cancel_requested_at IS NULL
+    ORDER BY id
+    LIMIT %(limit)s
+), cancelled AS (
+    UPDATE jobs
+    SET status = CASE WHEN jobs.status = 'pending' THEN 'cancelled' ELSE jobs.status END,
+        cancel_requested_at = coalesce(%(now)s, now()),
+        error = CASE WHEN jobs.status = 'pending' THEN %(reason)s ELSE jobs.error END,
+        updated_at = coalesce(%(now)s, now())
+    WHERE jobs.id = ANY (ARRAY(SELECT id FROM target))
+      AND jobs.status IN ('pending', 'running') AND jobs.cancel_requested_at IS NULL
+    RETURNING jobs.*
+), told AS (
+    SELECT count(pg_notify('jobqueue_cancel', id::text)) AS workers_told
+    FROM cancelled
+    WHERE status = 'running'
+)
+SELECT cancelled.* FROM cancelled, told;
+
+-- name: job_retry
+-- Puts up to %(limit)s failed or cancelled jobs the filter names back to pending, due now.
+-- The attempts made stay counted (and the last error stays until the next run's outcome):
+-- max_attempts grows so that at least one more attempt is allowed.
+WITH target AS (
+    SELECT id
+    FROM jobs_matching(%(ids)s, %(statuses)s, %(types)s, %(queue)s, %(created_after)s,
+                       %(created_before)s, %(error_contains)s, %(payload_contains)s::jsonb)
+    WHERE status IN ('failed', 'cancelled')
+    ORDER BY id
+    LIMIT %(limit)s
+)
+UPDATE jobs
+SET status = 'pending',
+    run_at = coalesce(%(now)s, now()),
+    max_attempts = greatest(jobs.max_attempts, jobs.attempts + 1),
+    cancel_requested_at = NULL,
+    locked_at = NULL,
+    locked_by = NULL,
+    heartbeat_at = NULL,
+    updated_at = coalesce(%(now)s, now())
+WHERE jobs.id = ANY (ARRAY(SELECT id FROM target))
+  AND jobs.status IN ('failed', 'cancelled')
+RETURNING jobs.*;
+
+-- name: job_delete
+-- Deletes up to %(limit)s finished (done, failed, cancelled) jobs the filter names; pending
+-- and running jobs are never deleted (cancel them first). Returns the ids deleted.
+WITH target AS (
+    SELECT id
+    FROM jobs_matching(%(ids)s, %(statuses)s, %(types)s, %(queue)s, %(created_after)s,
+                       %(created_before)s, %(error_contains)s, %(payload_contains)s::jsonb)
+    WHERE status IN ('done', 'failed', 'cancelled')
+    ORDER BY id
+    LIMIT %(limit)s
+)
+DELETE FROM jobs
+WHERE id = ANY (ARRAY(SELECT id FROM target))
+  AND status IN ('done', 'failed', 'cancelled')
+RETURNING id;
+
 -- name: job_claim
 -- Claims up to %(limit)s ready jobs of one queue in claim order; rows another claimer holds
 -- are skipped, never waited for, so no job is handed out twice. %(types)s NULL means any.
@@ -78,9 +168,11 @@ RETURNING jobs.id, jobs.type, jobs.status, jobs.payload, jobs.result, jobs.attem
 
 -- name: job_complete
 -- Only a job still in play can be completed. With %(worker_id)s set, only while that worker
--- holds it: a worker whose job was rescued must not overwrite the next run's outcome.
+-- holds it: a worker whose job was rescued must not overwrite the next run's outcome. A job
+-- whose cancellation was requested while it ran ends cancelled however its run ended (the
+-- caller enqueues its follow-ups only when it is done).
 UPDATE jobs
-SET status = 'done',
+SET status = CASE WHEN jobs.cancel_requested_at IS NULL THEN 'done' ELSE 'cancelled' END,
     result = %(result)s::jsonb,
     error = NULL,
     locked_at = NULL,
@@ -95,16 +187,18 @@ RETURNING *;
 -- name: job_fail
 -- A failure uses up an attempt: a running job spent one when it was claimed, a pending job
 -- failed by hand spends one now. While attempts remain the job goes back to pending after
--- %(retry_delay)s seconds; after that it is failed for good.
+-- %(retry_delay)s seconds; after that it is failed for good. A job whose cancellation was
+-- requested ends cancelled.
 UPDATE jobs
 SET attempts = jobs.attempts + CASE WHEN jobs.status = 'pending' THEN 1 ELSE 0 END,
     status = CASE
+        WHEN jobs.cancel_requested_at IS NOT NULL THEN 'cancelled'
         WHEN jobs.attempts + CASE WHEN jobs.status = 'pending' THEN 1 ELSE 0 END
              < jobs.max_attempts AND NOT %(final)s
         THEN 'pending' ELSE 'failed' END,
     run_at = CASE
         WHEN jobs.attempts + CASE WHEN jobs.status = 'pending' THEN 1 ELSE 0 END
-             < jobs.max_attempts AND NOT %(final)s
+             < jobs.max_attempts AND NOT %(final)s AND jobs.cancel_requested_at IS NULL
         THEN coalesce(%(now)s, now()) + make_interval(secs => %(retry_delay)s)
         ELSE jobs.run_at END,
     error = %(error)s,
@@ -118,9 +212,10 @@ WHERE id = %(id)s
 RETURNING *;
 
 -- name: job_complete_many
--- A worker's finished jobs in one statement; returns the ids it still held and so completed.
+-- A worker's finished jobs in one statement; returns the ids it still held and so completed
+-- (or, for a job whose cancellation was requested meanwhile, cancelled).
 UPDATE jobs
-SET status = 'done',
+SET status = CASE WHEN jobs.cancel_requested_at IS NULL THEN 'done' ELSE 'cancelled' END,
     result = batch.result::jsonb,
     error = NULL,
     locked_at = NULL,
@@ -135,9 +230,11 @@ RETURNING jobs.id;
 -- Hands a worker's unfinished jobs back at once. At a shutdown the run was cut short by the
 -- worker, not by the job, so its attempt is given back; a worker that stops because it
 -- failed keeps the attempt counted (%(keep_attempt)s), so that a job which brings down every
--- worker that runs it still ends, failed, after max_attempts.
+-- worker that runs it still ends, failed, after max_attempts. A job whose cancellation was
+-- requested ends cancelled.
 UPDATE jobs
-SET status = CASE WHEN %(keep_attempt)s AND jobs.attempts >= jobs.max_attempts
+SET status = CASE WHEN jobs.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                  WHEN %(keep_attempt)s AND jobs.attempts >= jobs.max_attempts
                   THEN 'failed' ELSE 'pending' END,
     attempts = CASE WHEN %(keep_attempt)s THEN jobs.attempts
                     ELSE greatest(jobs.attempts - 1, 0) END,
@@ -163,21 +260,27 @@ WHERE status = 'pending'
 -- Workers listen here; the jobs_notify_ready trigger sends the queue name of new ready jobs.
 LISTEN jobqueue_ready;
 
+-- name: job_cancel_listen
+-- Workers listen here too: job_cancel sends the id of each running job it asks to stop.
+LISTEN jobqueue_cancel;
+
 -- name: connection_ping
 SELECT 1;
 
 -- name: job_heartbeat
--- Refreshes the locks a live worker holds; returns the ids it still holds.
+-- Refreshes the locks a live worker holds; returns the ids it still holds, and whether each
+-- one's cancellation was requested (the way a worker hears of it when NOTIFY cannot reach it).
 UPDATE jobs
 SET heartbeat_at = coalesce(%(now)s, now())
 WHERE id = ANY(%(ids)b::uuid[]) AND status = 'running' AND locked_by = %(worker_id)s
-RETURNING id;
+RETURNING id, cancel_requested_at IS NOT NULL;
 
 -- name: job_rescue_stale
 -- Running jobs whose last sign of life (heartbeat, else lock time) is older than the
 -- threshold belong to a dead worker: back to pending at once while attempts remain, else
 -- failed. The attempt the dead worker spent stays counted. A row a live worker is writing
 -- right now (a heartbeat) is skipped, not waited for; any number of rescuers may run at once.
+-- A job whose cancellation was requested ends cancelled instead.
 -- Returns what was rescued, from whom, and its last sign of life.
 WITH stale AS (
     SELECT id, locked_by, coalesce(heartbeat_at, locked_at, updated_at) AS last_seen
@@ -189,7 +292,8 @@ WITH stale AS (
     FOR UPDATE SKIP LOCKED
 )
 UPDATE jobs
-SET status = CASE WHEN jobs.attempts < jobs.max_attempts THEN 'pending' ELSE 'failed' END,
+SET status = CASE WHEN jobs.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                  WHEN jobs.attempts < jobs.max_attempts THEN 'pending' ELSE 'failed' END,
     -- Its place in line is kept: it was due already, and runs again before newer work.
     run_at = least(jobs.run_at, coalesce(%(now)s, now())),
     error = format('stale lock: worker %%s stopped responding (no heartbeat since %%s)',
@@ -207,7 +311,7 @@ RETURNING jobs.id, jobs.type, jobs.queue, jobs.status, jobs.attempts, stale.lock
 -- What the operator scales by, per queue and type, in one statement: pending jobs split
 -- into ready now, delayed, and delayed but due within %(due_within)s seconds, the age of the
 -- oldest ready job, and running jobs (both read through their partial indexes, so finished
--- rows cost nothing); failed and done from the statistics' deltas.
+-- rows cost nothing); failed, done and cancelled from the statistics' deltas.
 WITH waiting AS (
     SELECT queue, type,
            count(*) FILTER (WHERE run_at <= coalesce(%(now)s, now())) AS ready,
@@ -225,7 +329,7 @@ WITH waiting AS (
     WHERE status = 'running' AND (%(queue)s::text IS NULL OR queue = %(queue)s)
     GROUP BY queue, type
 ), finished AS (
-    SELECT queue, type, sum(failed) AS failed, sum(done) AS done
+    SELECT queue, type, sum(failed) AS failed, sum(done) AS done, sum(cancelled) AS cancelled
     FROM job_counts
     WHERE %(queue)s::text IS NULL OR queue = %(queue)s
     GROUP BY queue, type
@@ -233,7 +337,8 @@ WITH waiting AS (
 SELECT queue, type,
        coalesce(ready, 0), coalesce(delayed, 0), coalesce(due_soon, 0),
        coalesce(running, 0), coalesce(failed, 0)::bigint, coalesce(done, 0)::bigint,
-       extract(epoch FROM coalesce(%(now)s, now()) - oldest_ready)::double precision
+       extract(epoch FROM coalesce(%(now)s, now()) - oldest_ready)::double precision,
+       coalesce(cancelled, 0)::bigint
 FROM waiting
 FULL JOIN busy USING (queue, type)
 FULL JOIN finished USING (queue, type)
@@ -246,7 +351,7 @@ ORDER BY queue, type;
 WITH doomed AS (
     SELECT id
     FROM jobs
-    WHERE status IN ('done', 'failed')
+    WHERE status IN ('done', 'failed', 'cancelled')
       AND status = ANY(%(statuses)s::text[])
       AND updated_at < coalesce(%(now)s, now()) - make_interval(secs => %(older_than)s)
       AND (%(queue)s::text IS NULL OR queue = %(queue)s)
@@ -271,7 +376,7 @@ GROUP BY locked_by;
 -- Current counts per queue and type, from the appended deltas (see migration 0002).
 SELECT queue, type,
        sum(pending)::bigint, sum(running)::bigint, sum(failed)::bigint, sum(done)::bigint,
-       count(*) AS delta_rows
+       sum(cancelled)::bigint, count(*) AS delta_rows
 FROM job_counts
 WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
 GROUP BY queue, type;
@@ -282,11 +387,12 @@ GROUP BY queue, type;
 WITH folded AS (
     DELETE FROM job_counts RETURNING *
 )
-INSERT INTO job_counts (queue, type, pending, running, failed, done)
-SELECT queue, type, sum(pending), sum(running), sum(failed), sum(done)
+INSERT INTO job_counts (queue, type, pending, running, failed, done, cancelled)
+SELECT queue, type, sum(pending), sum(running), sum(failed), sum(done), sum(cancelled)
 FROM folded
 GROUP BY queue, type
-HAVING (sum(pending), sum(running), sum(failed), sum(done)) <> (0, 0, 0, 0);
+HAVING (sum(pending), sum(running), sum(failed), sum(done), sum(cancelled))
+       <> (0, 0, 0, 0, 0);
 
 -- name: advisory_lock_try
 -- For chores one process at a time should do (compacting counts, rescuing stale jobs): the

@@ -1,0 +1,160 @@
+"""Job control: what people operate a queue with, beside enqueueing. List and search jobs,
+cancel them (pending at once; running ones told to stop), retry failed or cancelled ones,
+delete finished ones. The CLI (``jobqueue jobs ...``) and the web UI call these, and so may
+an application; there is no other implementation of any of them.
+
+Each function is a method of ``jobqueue.Queue`` (``self``: the queue whose pool it uses). A
+``JobFilter`` names the jobs, the same way for every operation (the database function
+``jobs_matching`` of migration 0004). Bulk operations go in batches, each its own short
+statement, so they are safe under load: a batch locks only its own rows, and a row changed
+meanwhile by a worker is checked again as it is locked, never overwritten blindly.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import datetime
+import logging
+import typing
+import uuid
+
+from jobqueue import checks, producer, statements, types
+
+logger = logging.getLogger("jobqueue.queue")
+
+DEFAULT_PAGE: typing.Final = 100
+MAX_PAGE: typing.Final = 10_000
+DEFAULT_BATCH: typing.Final = 1000
+CANCEL_REASON: typing.Final = "cancelled"
+
+
+async def list_jobs(
+    self: producer.Producer,
+    job_filter: types.JobFilter | None = None,
+    *,
+    oldest_first: bool = False,
+    after: uuid.UUID | str | None = None,
+    limit: int = DEFAULT_PAGE,
+) -> list[types.Job]:
+    """A page of the jobs ``job_filter`` names, newest first (or ``oldest_first``), at most
+    ``limit``. For the next page pass the last job's id as ``after``: pages are keyed by
+    the time-ordered id, so they stay right while jobs are added or removed."""
+    params = checks.check_filter(job_filter)
+    params["after"] = None if after is None else checks.check_job_id(after)
+    params["limit"] = checks.check_int(limit, "limit", minimum=1, maximum=MAX_PAGE)
+    query = "job_list_oldest" if oldest_first else "job_list_newest"
+    return await statements.jobs(self.pool, query, params)
+
+
+_T = typing.TypeVar("_T")
+
+
+async def _until_none_left(
+    batch: collections.abc.Callable[[], collections.abc.Awaitable[collections.abc.Iterable[_T]]],
+) -> list[_T]:
+    """Run a batched statement (``batch``) again until a batch changes nothing; returns
+    every row the batches returned. Each batch is its own short statement: a bulk operation
+    never holds many row locks for long."""
+    changed: list[_T] = []
+    while True:
+        rows = list(await batch())
+        if not rows:
+            return changed
+        changed += rows
+
+
+def _batch_limit(batch_size: int) -> int:
+    return checks.check_int(batch_size, "batch_size", minimum=1, maximum=100_000)
+
+
+async def cancel_jobs(
+    self: producer.Producer,
+    job_filter: types.JobFilter,
+    *,
+    reason: str = CANCEL_REASON,
+    batch_size: int = DEFAULT_BATCH,
+    now: datetime.datetime | None = None,
+) -> list[types.Job]:
+    """Cancel the pending and running jobs ``job_filter`` names; returns them as they now
+    are. A pending job becomes ``cancelled`` at once, with ``reason`` as its error. A running
+    one stays ``running`` with ``cancel_requested_at`` set while its worker stops it (told
+    by NOTIFY at once, else by its next heartbeat); it then ends ``cancelled``. A cancelled
+    job is never retried by itself and its follow-up jobs are never enqueued."""
+    params = checks.check_filter(job_filter)
+    if not isinstance(reason, str) or not reason or "\x00" in reason:
+        raise ValueError("reason must be non-empty text without NUL")
+    params["reason"] = reason
+    params["now"] = checks.check_time(now, "now")
+    params["limit"] = _batch_limit(batch_size)
+    jobs = await _until_none_left(lambda: statements.jobs(self.pool, "job_cancel", params))
+    if jobs:
+        running = sum(job.status is types.JobStatus.RUNNING for job in jobs)
+        logger.info("[Queue] Cancelled %d jobs (%d running, asked to stop)", len(jobs), running)
+    return jobs
+
+
+async def cancel_job(
+    self: producer.Producer,
+    job_id: uuid.UUID | str,
+    *,
+    reason: str = CANCEL_REASON,
+    now: datetime.datetime | None = None,
+) -> types.Job:
+    """Cancel one job (see ``cancel_jobs``); returns it as it now is: ``cancelled``, or
+    ``running`` with ``cancel_requested_at`` set until its worker has stopped it. A job
+    already finished raises ``JobStateError``; an unknown id ``JobNotFoundError``."""
+    checked = checks.check_job_id(job_id)
+    found = await cancel_jobs(self, types.JobFilter(ids=[checked]), reason=reason, now=now)
+    return found[0] if found else await _unchanged(self, checked, "cancel")
+
+
+async def retry_jobs(
+    self: producer.Producer,
+    job_filter: types.JobFilter,
+    *,
+    batch_size: int = DEFAULT_BATCH,
+    now: datetime.datetime | None = None,
+) -> list[types.Job]:
+    """Put the ``failed`` and ``cancelled`` jobs ``job_filter`` names back to ``pending``,
+    due now; returns them. Their attempts stay counted and ``max_attempts`` grows to allow
+    at least one more; the last error stays on the job until its next outcome."""
+    params = checks.check_filter(job_filter)
+    params["now"] = checks.check_time(now, "now")
+    params["limit"] = _batch_limit(batch_size)
+    jobs = await _until_none_left(lambda: statements.jobs(self.pool, "job_retry", params))
+    if jobs:
+        logger.info("[Queue] Retrying %d jobs", len(jobs))
+    return jobs
+
+
+async def retry_job(
+    self: producer.Producer, job_id: uuid.UUID | str, *, now: datetime.datetime | None = None
+) -> types.Job:
+    """Retry one ``failed`` or ``cancelled`` job (see ``retry_jobs``); any other status
+    raises ``JobStateError``, an unknown id ``JobNotFoundError``."""
+    checked = checks.check_job_id(job_id)
+    found = await retry_jobs(self, types.JobFilter(ids=[checked]), now=now)
+    return found[0] if found else await _unchanged(self, checked, "retry")
+
+
+async def delete_jobs(
+    self: producer.Producer, job_filter: types.JobFilter, *, batch_size: int = DEFAULT_BATCH
+) -> int:
+    """Delete the finished (``done``, ``failed``, ``cancelled``) jobs ``job_filter`` names;
+    returns how many. Pending and running jobs are never deleted: cancel them first."""
+    params = checks.check_filter(job_filter)
+    params["limit"] = _batch_limit(batch_size)
+    deleted = len(await _until_none_left(lambda: statements.ids(self.pool, "job_delete", params)))
+    if deleted:
+        logger.info("[Queue] Deleted %d jobs", deleted)
+    return deleted
+
+
+async def _unchanged(self: producer.Producer, job_id: uuid.UUID, operation: str) -> types.Job:
+    """Why one job was not changed: it does not exist, or its status does not allow it."""
+    current = await self.get_job_status(job_id)
+    if current is None:
+        raise types.JobNotFoundError(job_id)
+    if operation == "cancel" and current.cancel_requested_at is not None:
+        return current  # asked already: cancelling twice is not an error
+    raise types.JobStateError(current, operation)
