@@ -57,6 +57,7 @@ def main() -> int:
         report.unfinished
         + report.overlaps
         + report.runs_after_cancel
+        + report.duplicate_holders
         + report.unexplained_reruns
         + report.failed_without_reason
         + report.wrong_outcome

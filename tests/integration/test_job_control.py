@@ -406,3 +406,92 @@ def test_the_sync_facade_has_job_control(database_url: str) -> None:
         assert queue.cancel_job(job.id).status == "cancelled"
         assert queue.retry_job(job.id).status == "pending"
         assert [found.id for found in queue.list_jobs(types.JobFilter())] == [job.id]
+
+
+# --- unique jobs -------------------------------------------------------------------------------
+
+
+async def test_a_unique_key_is_held_while_its_job_is_pending_or_running(
+    queue: jobqueue.Queue,
+) -> None:
+    first = await queue.enqueue_job("a", {"n": 1}, unique_key="book-7")
+    assert not isinstance(first, jobqueue.DuplicateJob)
+    assert first.unique_key == "book-7"
+    again = await queue.enqueue_job("a", {"n": 2}, unique_key="book-7")
+    assert isinstance(again, jobqueue.DuplicateJob)
+    assert again.id == first.id
+    assert again.payload == {"n": 1}
+    await queue.claim_jobs("w")
+    assert (await queue.enqueue_job("a", unique_key="book-7")).id == first.id  # running
+    await queue.complete_job(first.id, None, worker_id="w")
+    later = await queue.enqueue_job("a", {"n": 3}, unique_key="book-7")
+    assert not isinstance(later, jobqueue.DuplicateJob)
+    assert later.id != first.id
+    # A finished holder whose key is held again cannot be retried into a second holder.
+    assert await queue.retry_jobs(jobqueue.JobFilter(ids=[first.id])) == []
+    stats = await queue.get_queue_stats()
+    assert (stats["pending"], stats["done"]) == (1, 1)
+
+
+async def test_a_unique_key_for_a_period_is_held_whatever_became_of_its_job(
+    queue: jobqueue.Queue,
+) -> None:
+    hour = 3600.0
+    first = await queue.enqueue_job("a", unique_key="daily", unique_for=hour, now=at(10))
+    assert first.unique_period_start == at(0)
+    await queue.complete_job(first.id, None)
+    same_hour = await queue.enqueue_job("a", unique_key="daily", unique_for=hour, now=at(3599))
+    assert isinstance(same_hour, jobqueue.DuplicateJob)
+    assert same_hour.id == first.id
+    next_hour = await queue.enqueue_job("a", unique_key="daily", unique_for=hour, now=at(3600))
+    assert not isinstance(next_hour, jobqueue.DuplicateJob)
+    assert next_hour.unique_period_start == at(3600)
+    with pytest.raises(ValueError, match="unique_for needs a unique_key"):
+        await queue.enqueue_job("a", unique_for=hour)
+    with pytest.raises(ValueError, match="unique_for must be a positive"):
+        await queue.enqueue_job("a", unique_key="x", unique_for=0)
+
+
+async def test_many_processes_enqueueing_one_key_at_once_make_one_job(database_url: str) -> None:
+    """Ten queues, each its own pool, race to enqueue the same key, alone, in batches and
+    by COPY: the database keeps exactly one, and every caller gets it."""
+    queues = [jobqueue.Queue(database_url) for _ in range(10)]
+    for each in queues:
+        await each.open()
+    try:
+
+        async def one(index: int) -> list[uuid.UUID]:
+            each = queues[index]
+            if index % 3 == 0:
+                return [(await each.enqueue_job("a", {"i": index}, unique_key="k")).id]
+            if index % 3 == 1:
+                jobs = await each.enqueue_jobs(
+                    [jobqueue.NewJob("a", {"i": index}, unique_key="k"), jobqueue.NewJob("b")]
+                )
+                return [jobs[0].id]
+            ids = await each.enqueue_batch(
+                [jobqueue.NewJob("b"), jobqueue.NewJob("a", {"i": index}, unique_key="k")]
+            )
+            return [ids[1]]
+
+        got = await asyncio.gather(*(one(index) for index in range(10)))
+        holders = {job_id for ids in got for job_id in ids}
+        assert len(holders) == 1
+        found = await queues[0].list_jobs(jobqueue.JobFilter(types=["a"]))
+        assert [job.id for job in found] == list(holders)
+        stats = await queues[0].get_queue_stats(type="b")
+        assert stats["pending"] == 6  # the jobs without a key, all of them
+    finally:
+        for each in queues:
+            await each.close()
+
+
+async def test_a_batch_with_one_key_twice_makes_one_job(queue: jobqueue.Queue) -> None:
+    jobs = await queue.enqueue_jobs(
+        [jobqueue.NewJob("a", {"n": n}, unique_key="same") for n in range(3)]
+    )
+    assert not isinstance(jobs[0], jobqueue.DuplicateJob)
+    assert all(isinstance(job, jobqueue.DuplicateJob) for job in jobs[1:])
+    assert {job.id for job in jobs} == {jobs[0].id}
+    ids = await queue.enqueue_batch([jobqueue.NewJob("a", unique_key="same")] * 2)
+    assert ids == [jobs[0].id, jobs[0].id]

@@ -32,6 +32,8 @@ ADDED_COLUMNS: typing.Final = {
     "priority": ("integer", True, "0"),
     "heartbeat_at": ("timestamp with time zone", False, None),
     "cancel_requested_at": ("timestamp with time zone", False, None),
+    "unique_key": ("text", False, None),
+    "unique_period_start": ("timestamp with time zone", False, None),
 }
 
 
@@ -208,5 +210,9 @@ async def test_a_history_from_before_components_is_adopted(empty_database_url: s
                 [version, migration.name, migration.checksum],
             )
         applied = await migrations.migrate(conn)
-        assert [m.label for m in applied] == ["0003_finished_jobs_index", "0004_job_control"]
+        assert [m.label for m in applied] == [
+            "0003_finished_jobs_index",
+            "0004_job_control",
+            "0005_unique_jobs",
+        ]
         assert await migrations.verify(conn) == []

@@ -51,9 +51,12 @@ FAULTS: typing.Final = (
     "read_only",
     "cancel",
     "retry",
+    "unique",
 )
 # How many pending or running jobs one "cancel" fault cancels.
 CANCELS_AT_ONCE: typing.Final = 12
+# The "unique" fault's keys are held for a day: longer than any run.
+UNIQUE_FOR: typing.Final = 86_400.0
 # Seconds: longer than any fault lasts (a restart, a read-only window of up to 2.5 s), so a
 # live worker is never taken for dead; its lease (half of it) is shorter than some windows.
 STALE_THRESHOLD: typing.Final = 5
@@ -84,6 +87,8 @@ class Report:
     wrong_outcome: int = 0
     overlaps: int = 0
     runs_after_cancel: int = 0
+    unique_keys: int = 0
+    duplicate_holders: int = 0
     unexplained_reruns: int = 0
     reruns: dict[str, int] = dataclasses.field(default_factory=dict)
     faults: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -103,6 +108,7 @@ class Report:
             f" unfinished {self.unfinished}; retried {self.retried};"
             f" faults {self.faults}; re-runs after {self.reruns};"
             f" overlaps {self.overlaps}, runs after a cancel {self.runs_after_cancel},"
+            f" unique keys {self.unique_keys} (held twice: {self.duplicate_holders}),"
             f" unexplained re-runs {self.unexplained_reruns},"
             f" failed without reason {self.failed_without_reason},"
             f" wrong outcome {self.wrong_outcome}; {rescue}"
@@ -133,6 +139,7 @@ class Chaos:
         # attempt may begin. And how many failed jobs it put back.
         self.cancelled: dict[str, int] = {}
         self.retried = 0
+        self.unique_rounds = 0
 
     # --- the database -------------------------------------------------------------------------
 
@@ -226,7 +233,7 @@ class Chaos:
 
     def fault(self, kind: str) -> None:
         self.faults[kind] += 1
-        if kind in ("cancel", "retry"):
+        if kind in ("cancel", "retry", "unique"):
             self.operate(kind)
             return
         victim = self.random.choice(self.live_workers())
@@ -255,8 +262,23 @@ class Chaos:
 
     def operate(self, kind: str) -> None:
         """What an operator does meanwhile: cancel a few pending and running jobs, or put
-        the failed ones back to run again."""
+        the failed ones back to run again; or what producers do: enqueue jobs whose unique
+        keys collide (held for the whole run: one job each, however often enqueued)."""
         with jobqueue.SyncQueue(self.url, pool_max_size=2) as queue:
+            if kind == "unique":
+                self.unique_rounds += 1
+                keys = [f"chaos-{self.unique_rounds}-{n}" for n in range(5)]
+                for _ in range(2):
+                    queue.enqueue_jobs(
+                        jobqueue.NewJob(
+                            "chaos.work",
+                            {"ms": self.settings.work_ms},
+                            unique_key=self.random.choice(keys),
+                            unique_for=UNIQUE_FOR,
+                        )
+                        for _ in range(len(keys))
+                    )
+                return
             if kind == "retry":
                 self.retried += len(queue.retry_jobs(jobqueue.JobFilter(statuses=["failed"])))
                 return
@@ -391,6 +413,14 @@ class Chaos:
                                 AND error NOT LIKE 'worker % stopped%'
                       END
                 """,
+            )
+            report.unique_keys = count_of(
+                conn, "SELECT count(DISTINCT unique_key) FROM jobs WHERE unique_key IS NOT NULL"
+            )
+            report.duplicate_holders = count_of(
+                conn,
+                "SELECT count(*) FROM (SELECT unique_key FROM jobs WHERE unique_key IS NOT NULL"
+                " GROUP BY unique_key HAVING count(*) > 1) AS twice",
             )
             # A cancelled job never runs again: no execution of a later attempt than it had
             # made when it was cancelled.

@@ -49,6 +49,7 @@ from jobqueue.runner import (
 )
 from jobqueue.sync import SyncQueue
 from jobqueue.types import (
+    DuplicateJob,
     Job,
     JobFilter,
     JobNotFoundError,
@@ -73,6 +74,7 @@ __all__ = [
     "READY_CHANNEL",
     "Completion",
     "ConfigurationError",
+    "DuplicateJob",
     "ErrorKind",
     "Handler",
     "Job",

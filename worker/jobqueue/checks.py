@@ -158,6 +158,10 @@ def check_job_arguments(
             raise TypeError(f"unexpected job option {unknown[0]!r}")
     max_attempts = options.get("max_attempts")
     queue = options.get("queue")
+    unique_key = options.get("unique_key")
+    unique_for = options.get("unique_for")
+    if unique_for is not None and unique_key is None:
+        raise ValueError("unique_for needs a unique_key")
     return {
         "type": check_name(type, "job type"),
         "payload": to_json_text(payload, "payload"),
@@ -167,6 +171,10 @@ def check_job_arguments(
         else check_int(max_attempts, "max_attempts", minimum=1),
         "queue": None if queue is None else check_name(queue, "queue"),
         "priority": check_int(options.get("priority", 0), "priority", minimum=-INT32_MAX),
+        "unique_key": None if unique_key is None else check_name(unique_key, "unique_key"),
+        "unique_for": None
+        if unique_for is None
+        else check_seconds(unique_for, "unique_for", allow_zero=False),
     }
 
 

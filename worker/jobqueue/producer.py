@@ -41,6 +41,15 @@ _CANNOT_WRITE: typing.Final = (
 )
 
 
+# How often an enqueue with a unique key looks again for a holder that appeared and vanished.
+_UNIQUE_TRIES: typing.Final = 5
+
+
+def _duplicate(job: types.Job) -> types.DuplicateJob:
+    """``job`` as what an enqueue returns when it holds the key asked for."""
+    return types.DuplicateJob(**{name: getattr(job, name) for name in types.JOB_FIELDS})
+
+
 def empty_stats() -> types.QueueStats:
     return {status.value: 0 for status in types.JobStatus}
 
@@ -149,6 +158,9 @@ class _CopyBatch:
         self._plain: dict[str, str] = {}  # job type: its middle with no options
         self._ids = _job_ids()
         self._fresh_ids: list[int] = []
+        # Jobs with a unique key, checked, with their place in ``ids``: COPY cannot skip a
+        # key that is held, so they are inserted after it, by the unique enqueue.
+        self.unique: list[tuple[int, dict[str, typing.Any]]] = []
 
     def _name(self, value: object, what: str) -> str:
         if isinstance(value, str):
@@ -180,6 +192,10 @@ class _CopyBatch:
                 return
         if options and not options.keys() <= _SIMPLE_OPTIONS:
             column = checks.check_new_job(job)  # the rare options, and the errors, as usual
+            if column["unique_key"] is not None:
+                self.unique.append((len(self.ids), column))
+                self._next_id()
+                return
             run_at, max_attempts, queue = column["run_at"], column["max_attempts"], column["queue"]
             priority = column["priority"]
         else:
@@ -328,6 +344,8 @@ class Producer:
         params["id"] = new_job_id()
         params["queue"] = params["queue"] or self.queue
         params["now"] = now = checks.check_time(now, "now")
+        if params["unique_key"] is not None:
+            return await self._enqueue_unique(params, conn)
         query = sql.query("job_insert")
         if conn is None:
             row = await self._kept.fetchone(query, params)
@@ -357,6 +375,30 @@ class Producer:
         logger.info("[Queue] Enqueued job %s (type: %s)", job.id, job.type)
         return job
 
+    async def _enqueue_unique(
+        self, params: dict[str, typing.Any], conn: psycopg.AsyncConnection[typing.Any] | None
+    ) -> types.Job:
+        """``enqueue_job`` of a job with a unique key: the job, or the one holding its key."""
+        for _ in range(_UNIQUE_TRIES):
+            found = await statements.jobs(self.pool, "job_insert_unique", params, conn)
+            if found:
+                break
+        else:  # the holder kept appearing and vanishing: say so rather than loop forever
+            raise types.JobQueueError(
+                f"could not enqueue with unique key {params['unique_key']!r}: it was taken and"
+                f" freed {_UNIQUE_TRIES} times while trying"
+            )
+        job = found[0]
+        if job.id == params["id"]:
+            logger.info("[Queue] Enqueued job %s (type: %s)", job.id, job.type)
+            return job
+        logger.info(
+            "[Queue] Job %s already holds unique key %s: nothing enqueued",
+            job.id,
+            job.unique_key,
+        )
+        return _duplicate(job)
+
     async def enqueue_jobs(
         self,
         jobs: collections.abc.Iterable[types.NewJob],
@@ -371,6 +413,8 @@ class Producer:
         if not checked:
             return []
         ids = [new_job_id() for _ in checked]
+        if any(job["unique_key"] is not None for job in checked):
+            return await self._enqueue_unique_jobs(checked, ids, now, conn)
         params = {
             "ids": ids,
             "types": [job["type"] for job in checked],
@@ -395,6 +439,67 @@ class Producer:
         logger.info("[Queue] Enqueued %d jobs", len(in_order))
         return in_order
 
+    async def _enqueue_unique_jobs(
+        self,
+        checked: list[dict[str, typing.Any]],
+        ids: list[uuid.UUID],
+        now: datetime.datetime | None,
+        conn: psycopg.AsyncConnection[typing.Any] | None,
+    ) -> list[types.Job]:
+        """``enqueue_jobs`` of a batch with unique keys: each job, or the one holding its
+        key (a ``DuplicateJob``), in the given order."""
+        columns: dict[str, list[typing.Any]] = {
+            "ids": list(ids),
+            "types": [job["type"] for job in checked],
+            "payloads": [job["payload"] for job in checked],
+            "run_ats": [job["run_at"] for job in checked],
+            "max_attempts": [job["max_attempts"] for job in checked],
+            "queues": [job["queue"] or self.queue for job in checked],
+            "priorities": [job["priority"] for job in checked],
+            "unique_keys": [job["unique_key"] for job in checked],
+            "unique_fors": [job["unique_for"] for job in checked],
+        }
+        checked_now = checks.check_time(now, "now")
+        result: dict[int, types.Job] = {}
+        todo = list(range(len(checked)))
+        for _ in range(_UNIQUE_TRIES):
+            params: dict[str, typing.Any] = {
+                name: [values[index] for index in todo] for name, values in columns.items()
+            }
+            params["now"] = checked_now
+            rows = await statements.jobs(self.pool, "job_insert_many_unique", params, conn)
+            by_id = {job.id: job for job in rows}
+            # Who holds each key (with its scope): added now, or before.
+            holders = {(job.unique_key, job.unique_period_start is None): job for job in rows}
+            left = []
+            for index in todo:
+                job = by_id.get(ids[index])
+                if job is None:
+                    key = (checked[index]["unique_key"], checked[index]["unique_for"] is None)
+                    holder = holders.get(key)
+                    if holder is not None:
+                        job = _duplicate(holder)
+                if job is None:
+                    left.append(index)  # held by an insert not yet visible: look again
+                else:
+                    result[index] = job
+            todo = left
+            if not todo:
+                break
+        else:
+            raise types.JobQueueError(
+                f"could not enqueue {len(todo)} jobs with unique keys: their keys were taken"
+                f" and freed {_UNIQUE_TRIES} times while trying"
+            )
+        in_order = [result[index] for index in range(len(checked))]
+        added = sum(not isinstance(job, types.DuplicateJob) for job in in_order)
+        logger.info(
+            "[Queue] Enqueued %d jobs (%d already held their unique keys)",
+            added,
+            len(in_order) - added,
+        )
+        return in_order
+
     async def enqueue_batch(
         self,
         jobs: collections.abc.Iterable[types.NewJob],
@@ -414,6 +519,7 @@ class Producer:
             if not batch.ids:
                 return []
             await batch.copy(conn)
+            await self._add_unique(batch, conn)
         else:
             first = next(given, None)
             if first is None:
@@ -423,8 +529,26 @@ class Producer:
             # it every job before it.
             async with db.Lease(self.pool) as pooled, pooled.transaction():
                 await batch.copy(pooled, given)
+                await self._add_unique(batch, pooled)
         logger.info("[Queue] Enqueued %d jobs", len(batch.ids))
         return batch.ids
+
+    async def _add_unique(
+        self, batch: _CopyBatch, conn: psycopg.AsyncConnection[typing.Any]
+    ) -> None:
+        """The batch's jobs with unique keys, in its transaction; where a key is held, the
+        holder's id takes the place of the job's."""
+        if not batch.unique:
+            return
+        places = [place for place, _ in batch.unique]
+        jobs = await self._enqueue_unique_jobs(
+            [column for _, column in batch.unique],
+            [batch.ids[place] for place in places],
+            batch.now,
+            conn,
+        )
+        for place, job in zip(places, jobs, strict=True):
+            batch.ids[place] = job.id
 
     # read ------------------------------------------------------------------------------
 

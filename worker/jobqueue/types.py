@@ -96,6 +96,10 @@ class Job:
     heartbeat_at: datetime.datetime | None = None
     # Set when someone asked to cancel the job while it ran: it ends cancelled.
     cancel_requested_at: datetime.datetime | None = None
+    # The job's unique key, and the start of the period it holds it for (None: while it
+    # is pending or running); see ``JobOptions``.
+    unique_key: str | None = None
+    unique_period_start: datetime.datetime | None = None
 
     def to_json(self) -> dict[str, JsonValue]:
         """The job as JSON-ready values (ISO-8601 times, string id)."""
@@ -117,12 +121,24 @@ JOB_FIELDS: typing.Final = tuple(field.name for field in dataclasses.fields(Job)
 class JobOptions(typing.TypedDict, total=False):
     """How a new job is to run, for ``enqueue_job`` and ``NewJob`` alike (declared once here):
     ``run_at``, when it is due (timezone-aware; default now); ``max_attempts`` (default 3);
-    ``queue`` (default the ``Queue``'s own); ``priority``, higher claimed first (default 0)."""
+    ``queue`` (default the ``Queue``'s own); ``priority``, higher claimed first (default 0);
+    ``unique_key``, a name only one job may hold at a time: while it is pending or running,
+    or, with ``unique_for`` seconds, for the period of that length (counted from the Unix
+    epoch) in which it was enqueued. Enqueueing a key that is held adds nothing and returns
+    the job that holds it, as a ``DuplicateJob``."""
 
     run_at: datetime.datetime | None
     max_attempts: int | None
     queue: str | None
     priority: int
+    unique_key: str | None
+    unique_for: float | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DuplicateJob(Job):
+    """What an enqueue with a ``unique_key`` returns when another job holds the key: that
+    job, as it is now. Nothing was added (``isinstance(job, DuplicateJob)`` says so)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, init=False)

@@ -29,6 +29,71 @@ FROM unnest(
 ) AS batch (id, type, payload, run_at, max_attempts, queue, priority)
 RETURNING *;
 
+-- name: job_insert_unique
+-- One job with a unique key (migration 0005): inserted, or, when another job holds the key,
+-- that job (its id is not the one sent). A conflict with an insert not yet committed waits
+-- for it; if that job then is not in this statement's snapshot, no row comes back and the
+-- caller runs the statement again.
+WITH new AS (
+    SELECT %(unique_key)s::text AS unique_key,
+           to_timestamp(floor(extract(epoch FROM coalesce(%(now)s, now()))
+                              / %(unique_for)s::double precision)
+                        * %(unique_for)s::double precision) AS unique_period_start
+), inserted AS (
+    INSERT INTO jobs (id, type, payload, run_at, max_attempts, queue, priority, unique_key,
+                      unique_period_start)
+    SELECT %(id)s, %(type)s, %(payload)s::jsonb, coalesce(%(run_at)s, %(now)s, now()),
+           coalesce(%(max_attempts)s, 3), %(queue)s, %(priority)s, unique_key,
+           unique_period_start
+    FROM new
+    ON CONFLICT DO NOTHING
+    RETURNING *
+)
+SELECT * FROM inserted
+UNION ALL
+SELECT jobs.*
+FROM jobs, new
+WHERE NOT EXISTS (SELECT FROM inserted)
+  AND jobs.unique_key = new.unique_key
+  AND CASE WHEN new.unique_period_start IS NULL
+           THEN jobs.unique_period_start IS NULL AND jobs.status IN ('pending', 'running')
+           ELSE jobs.unique_period_start = new.unique_period_start END
+LIMIT 1;
+
+-- name: job_insert_many_unique
+-- job_insert_many for a batch in which some jobs have unique keys: those whose key is held
+-- are skipped, and the jobs holding their keys come back with the inserted ones. (A key
+-- held by a job of the same batch, or by an insert not yet committed, comes back with
+-- neither: the caller looks again.)
+WITH batch AS (
+    SELECT id, type, payload, run_at, max_attempts, queue, priority, unique_key,
+           to_timestamp(floor(extract(epoch FROM coalesce(%(now)s, now())) / unique_for)
+                        * unique_for) AS unique_period_start
+    FROM unnest(
+        %(ids)b::uuid[], %(types)s::text[], %(payloads)s::text[], %(run_ats)s::timestamptz[],
+        %(max_attempts)s::integer[], %(queues)s::text[], %(priorities)s::integer[],
+        %(unique_keys)s::text[], %(unique_fors)s::double precision[]
+    ) AS given (id, type, payload, run_at, max_attempts, queue, priority, unique_key,
+                unique_for)
+), inserted AS (
+    INSERT INTO jobs (id, type, payload, run_at, max_attempts, queue, priority, unique_key,
+                      unique_period_start)
+    SELECT id, type, payload::jsonb, coalesce(run_at, %(now)s, now()),
+           coalesce(max_attempts, 3), queue, priority, unique_key, unique_period_start
+    FROM batch
+    ON CONFLICT DO NOTHING
+    RETURNING *
+)
+SELECT * FROM inserted
+UNION ALL
+SELECT DISTINCT jobs.*
+FROM batch
+JOIN jobs ON jobs.unique_key = batch.unique_key
+WHERE batch.id NOT IN (SELECT id FROM inserted)
+  AND CASE WHEN batch.unique_period_start IS NULL
+           THEN jobs.unique_period_start IS NULL AND jobs.status IN ('pending', 'running')
+           ELSE jobs.unique_period_start = batch.unique_period_start END;
+
 -- name: job_copy_in
 -- Bulk enqueue (COPY, text format): jobs due now; run_at is the database's now().
 COPY jobs (id, type, max_attempts, queue, priority, payload) FROM STDIN;
@@ -92,12 +157,21 @@ SELECT cancelled.* FROM cancelled, told;
 -- name: job_retry
 -- Puts up to %(limit)s failed or cancelled jobs the filter names back to pending, due now.
 -- The attempts made stay counted (and the last error stays until the next run's outcome):
--- max_attempts grows so that at least one more attempt is allowed.
+-- max_attempts grows so that at least one more attempt is allowed. A job whose unique key
+-- another pending or running job holds now stays as it is (migration 0005).
 WITH target AS (
     SELECT id
     FROM jobs_matching(%(ids)s, %(statuses)s, %(types)s, %(queue)s, %(created_after)s,
                        %(created_before)s, %(error_contains)s, %(payload_contains)s::jsonb)
+         AS matched
     WHERE status IN ('failed', 'cancelled')
+      AND NOT EXISTS (
+          SELECT FROM jobs AS holder
+          WHERE matched.unique_period_start IS NULL
+            AND holder.unique_key = matched.unique_key
+            AND holder.unique_period_start IS NULL
+            AND holder.status IN ('pending', 'running')
+      )
     ORDER BY id
     LIMIT %(limit)s
 )
