@@ -32,6 +32,7 @@ def test_under_chaos_every_job_ends_once_and_never_runs_twice_at_once() -> None:
     assert report.retried > 0, report.summary()
     assert report.unique_keys > 0, report.summary()
     assert report.duplicate_holders == 0, report.summary()
+    assert report.reruns.get("snoozed", 0) > 0, report.summary()
     assert report.unexplained_reruns == 0, report.summary()
     assert report.failed_without_reason == 0, report.summary()
     assert report.wrong_outcome == 0, report.summary()

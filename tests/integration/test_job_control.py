@@ -495,3 +495,46 @@ async def test_a_batch_with_one_key_twice_makes_one_job(queue: jobqueue.Queue) -
     assert {job.id for job in jobs} == {jobs[0].id}
     ids = await queue.enqueue_batch([jobqueue.NewJob("a", unique_key="same")] * 2)
     assert ids == [jobs[0].id, jobs[0].id]
+
+
+# --- snooze ------------------------------------------------------------------------------------
+
+
+async def test_a_handler_snoozes_its_job_without_using_an_attempt(
+    queue: jobqueue.Queue, registry: runner.Registry, run_worker: typing.Any, clock: typing.Any
+) -> None:
+    runs: list[int] = []
+
+    @jobqueue.handler("later", registry=registry)
+    async def later(payload: object, job: jobqueue.RunningJob) -> object:
+        runs.append(job.attempts)
+        if job.attempts == 1:
+            return jobqueue.Snooze(600)
+        return "ran"
+
+    job = await queue.enqueue_job("later", max_attempts=1, now=clock())
+    run_worker(clock=clock, poll_interval=0.05)
+
+    async def snoozed_once() -> jobqueue.Job | None:
+        found = await waiting.job_status(queue, job.id)
+        return found if found.max_attempts == 2 else None
+
+    snoozed = await waiting.eventually(snoozed_once, what="the snooze")
+    assert (snoozed.status, snoozed.attempts) == ("pending", 1)
+    assert snoozed.run_at == clock() + datetime.timedelta(seconds=600)
+    assert snoozed.locked_by is None
+    assert runs == [1]
+    clock.move(seconds=601)
+    done = await waiting.until_status(queue, job.id, "done")
+    assert (done.result, done.attempts) == ("ran", 2)
+    assert runs == [1, 2]
+    with pytest.raises(ValueError, match="snooze seconds must be a positive"):
+        jobqueue.Snooze(0)
+
+
+async def test_a_snooze_of_a_cancelled_job_ends_it(queue: jobqueue.Queue) -> None:
+    job = await queue.enqueue_job("a")
+    await queue.claim_jobs("w")
+    await queue.cancel_job(job.id)
+    snoozed = await queue.snooze_job(job.id, 60, worker_id="w")
+    assert snoozed.status is jobqueue.JobStatus.CANCELLED

@@ -2,12 +2,13 @@
 ran, ran to an end, and never ran twice at once.
 
 A private embedded PostgreSQL gets ``jobs`` (plain work, work that fails once, work that
-always fails, and poisoned payloads written by raw SQL). Worker processes run them while a
-fault schedule, drawn from a seeded random generator, does one thing at a time: ``kill -9`` a
-worker, SIGTERM one, SIGTERM one twice, restart the database, or make the whole server
-read-only for a moment; or, as an operator would, cancel a few pending and running jobs, or
-retry the failed ones. A killed or stopped worker is replaced at once. Afterwards the
-database is left alone until every job has ended.
+always fails, work that snoozes once, and poisoned payloads written by raw SQL). Worker
+processes run them while a fault schedule, drawn from a seeded random generator, does one
+thing at a time: ``kill -9`` a worker, SIGTERM one, SIGTERM one twice, restart the
+database, or make the whole server read-only for a moment; or, as an operator would, cancel
+a few pending and running jobs, or retry the failed ones; or enqueue jobs whose unique keys
+collide. A killed or stopped worker is replaced at once. Afterwards the database is left
+alone until every job has ended.
 
 Each execution's start and end is appended by the handler to a file of its own process
 (``jobqueue_chaos_handlers``), then loaded into the ``chaos_executions`` table, where the
@@ -172,6 +173,8 @@ class Chaos:
                 payload["fail"] = "always"
             elif index % 10 == 2:
                 payload["fail"] = "first"
+            elif index % 10 == 5:
+                payload["snooze"] = True
             plan.append(jobqueue.NewJob("chaos.work", payload, max_attempts=3))
         with jobqueue.SyncQueue(self.url) as queue:
             queue.enqueue_jobs(plan)
@@ -443,7 +446,7 @@ class Chaos:
                 " AND (over IS NULL OR over > next)",
             )
             reasons = conn.execute(
-                f"SELECT CASE WHEN how IN ('failed', 'cancelled') THEN how"
+                f"SELECT CASE WHEN how IN ('failed', 'cancelled', 'snoozed') THEN how"
                 " WHEN killed_at IS NOT NULL THEN 'killed' ELSE 'none' END, count(*)"
                 f" FROM ({ordered}) e WHERE next IS NOT NULL GROUP BY 1"
             ).fetchall()

@@ -27,9 +27,10 @@ def _record(job: jobqueue.Job, event: str) -> None:
 
 
 @jobqueue.handler("chaos.work", retry=jobqueue.RetryPolicy(delay=0.2))
-async def work(payload: dict[str, typing.Any], job: jobqueue.Job) -> dict[str, int]:
+async def work(payload: dict[str, typing.Any], job: jobqueue.Job) -> object:
     """Pretend work of ``ms`` milliseconds; fails on purpose when asked (``fail``: "first"
-    fails the first attempt only, "always" every attempt)."""
+    fails the first attempt only, "always" every attempt), or snoozes its first run
+    (``snooze``)."""
     _record(job, "start")
     try:
         await asyncio.sleep(payload.get("ms", 20) / 1000 * random.uniform(0.5, 1.5))
@@ -39,6 +40,9 @@ async def work(payload: dict[str, typing.Any], job: jobqueue.Job) -> dict[str, i
     except Exception:  # a payload the handler cannot use: a failure like any other
         _record(job, "failed")
         raise
+    if payload.get("snooze") and job.attempts == 1:
+        _record(job, "snoozed")
+        return jobqueue.Snooze(0.2)
     fail = payload.get("fail")
     if fail == "always" or (fail == "first" and job.attempts == 1):
         _record(job, "failed")

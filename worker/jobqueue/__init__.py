@@ -44,6 +44,7 @@ from jobqueue.runner import (
     RetryPolicy,
     RunningJob,
     SeedHandler,
+    Snooze,
     handler,
     register_handler,
 )
@@ -98,6 +99,7 @@ __all__ = [
     "RetryPolicy",
     "RunningJob",
     "SeedHandler",
+    "Snooze",
     "SyncQueue",
     "Worker",
     "WorkerConfig",

@@ -180,6 +180,7 @@ class OutcomeWriter:
                 error=f"could not record the job's outcome: {runner.describe_error(error)}",
                 retryable=False,
                 retry_delay=0.0,
+                snooze=None,
             )
             try:
                 await self._record(refused)
@@ -188,6 +189,12 @@ class OutcomeWriter:
 
     async def _record(self, outcome: runner.Outcome) -> None:
         job = outcome.job
+        if outcome.snooze is not None:
+            await self.queue.snooze_job(
+                job.id, outcome.snooze, worker_id=self.worker_id, now=self.clock()
+            )
+            self._written(outcome, "snoozed", None)
+            return
         if outcome.succeeded:
             await session.complete_job_json(
                 self.queue,

@@ -49,7 +49,15 @@ OPERATOR_RECONCILE_ERRORS: typing.Final = "jobqueue_operator_reconcile_errors"  
 # The label values a worker's counters take, each series made at zero when the worker starts:
 # rate() and increase() see a counter's first step only if a sample came before it, so a
 # series born at 1 hides the first failure or rescue from the dashboards and the alerts.
-JOB_OUTCOMES: typing.Final = ("done", "retried", "failed", "lost", "released", "cancelled")
+JOB_OUTCOMES: typing.Final = (
+    "done",
+    "retried",
+    "failed",
+    "lost",
+    "released",
+    "cancelled",
+    "snoozed",
+)
 RESCUED_STATUSES: typing.Final = ("pending", "failed")
 
 _DURATION_BUCKETS: typing.Final = (
@@ -84,7 +92,7 @@ class _WorkerFamilies:
             "Jobs this worker finished, by outcome: done, retried (failed, will run again),"
             " failed (for good), lost (its lock went stale and the job was handed to another"
             " worker, or it was deleted), released (handed back at shutdown), cancelled (on"
-            " request while it ran).",
+            " request while it ran), snoozed (asked to run again later).",
             ("queue", "type", "outcome"),
         )
         self.duration = _LoopHistogram(

@@ -30,6 +30,7 @@ class Queue(producer.Producer):
     complete_job = session.complete_job
     complete_jobs = session.complete_jobs
     fail_job = session.fail_job
+    snooze_job = session.snooze_job
     release_jobs = session.release_jobs
     next_run_at = session.next_run_at
     rescue_stale_jobs = maintenance.rescue_stale_jobs

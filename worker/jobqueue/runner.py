@@ -108,6 +108,18 @@ class Completion:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Snooze:
+    """What a handler returns to run its job again in ``seconds``, without using up an
+    attempt (the job goes back to pending; its next run sees ``attempts`` one higher, and
+    ``max_attempts`` grew by one with it)."""
+
+    seconds: float
+
+    def __post_init__(self) -> None:
+        checks.check_seconds(self.seconds, "snooze seconds", allow_zero=False)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How long a failed job waits before its next attempt.
 
@@ -351,10 +363,11 @@ class Outcome:
     error: str | None = None
     retryable: bool = True
     retry_delay: float = DEFAULT_RETRY.delay
+    snooze: float | None = None  # seconds: run again then, no attempt used
 
     @property
     def succeeded(self) -> bool:
-        return self.error is None
+        return self.error is None and self.snooze is None
 
 
 def _short(text: str) -> str:
@@ -420,6 +433,11 @@ async def run_job(
             _trimmed_traceback(error),
         )
         return _failed(job, started, describe_error(error), retry)
+    if isinstance(value, Snooze):
+        duration = time.monotonic() - started
+        if job_id is not None:
+            logs.info_later(logger, f"[Runner] Job {job_id} snoozed for {value.seconds:g}s")
+        return Outcome(job, duration, snooze=value.seconds)
     if isinstance(value, Completion):
         result, follow_ups = value.result, list(value.enqueue)
     else:

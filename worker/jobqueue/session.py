@@ -176,6 +176,26 @@ async def fail_job(
     return job
 
 
+async def snooze_job(
+    self: producer.Producer,
+    job_id: uuid.UUID | str,
+    seconds: float,
+    *,
+    worker_id: str | None = None,
+    now: datetime.datetime | None = None,
+) -> types.Job:
+    """Put a pending or running job back to ``pending``, due in ``seconds``, without using
+    up an attempt (what a handler's ``Snooze`` does); errors as for ``complete_job``."""
+    params = {
+        "seconds": checks.check_seconds(seconds, "seconds", allow_zero=False),
+        "worker_id": None if worker_id is None else checks.check_name(worker_id, "worker id"),
+        "now": checks.check_time(now, "now"),
+    }
+    job = await _finish(self, "job_snooze", "snooze", checks.check_job_id(job_id), params)
+    logger.info("[Queue] Job %s snoozed until %s", job.id, job.run_at.isoformat())
+    return job
+
+
 async def heartbeat(
     self: producer.Producer,
     worker_id: str,

@@ -637,7 +637,7 @@ class Worker:
             )
         elif result == "done":
             self.processed += 1
-        elif result != "cancelled":
+        elif result in ("retried", "failed"):
             self.failed += 1
         self._metrics.job_finished(outcome.job.type, result)
 

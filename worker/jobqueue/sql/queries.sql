@@ -285,6 +285,27 @@ WHERE id = %(id)s
   AND (%(worker_id)s::text IS NULL OR (status = 'running' AND locked_by = %(worker_id)s))
 RETURNING *;
 
+-- name: job_snooze
+-- A handler asked to run again in %(seconds)s seconds: back to pending, due then, without
+-- using up an attempt (the run is counted in attempts, and max_attempts grows by one, so
+-- the handler can tell a later run by its attempts). A job whose cancellation was
+-- requested ends cancelled instead. Only while %(worker_id)s (when given) holds it.
+UPDATE jobs
+SET status = CASE WHEN jobs.cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
+    max_attempts = jobs.max_attempts
+                   + CASE WHEN jobs.cancel_requested_at IS NULL THEN 1 ELSE 0 END,
+    run_at = CASE WHEN jobs.cancel_requested_at IS NULL
+                  THEN coalesce(%(now)s, now()) + make_interval(secs => %(seconds)s)
+                  ELSE jobs.run_at END,
+    locked_at = NULL,
+    locked_by = NULL,
+    heartbeat_at = NULL,
+    updated_at = coalesce(%(now)s, now())
+WHERE id = %(id)s
+  AND status IN ('pending', 'running')
+  AND (%(worker_id)s::text IS NULL OR (status = 'running' AND locked_by = %(worker_id)s))
+RETURNING *;
+
 -- name: job_complete_many
 -- A worker's finished jobs in one statement; returns the ids it still held and so completed
 -- (or, for a job whose cancellation was requested meanwhile, cancelled).
