@@ -332,7 +332,7 @@ async def reconcile(runtime: Runtime, state: QueueState, body: kopf.Body, spec: 
         if deployment is None:  # deleted by hand, or the create handler has not run yet
             deployment = await apply_owned(api, body, spec, replicas=0)
         current = int(deployment["spec"].get("replicas", 0))
-        seen = policy.Observation(depth.ready, depth.running, depth.due_soon)
+        seen = policy.Observation(depth.ready, depth.running, depth.due_soon, depth.paused)
         decision, state.scale_state = policy.decide(
             scaling, seen, current, state.scale_state, time.monotonic()
         )
@@ -422,6 +422,7 @@ async def reconcile(runtime: Runtime, state: QueueState, body: kopf.Body, spec: 
         "failed": depth.failed,
         "done": depth.done,
         "cancelled": depth.cancelled,
+        "paused": depth.paused,
         "oldestReadyAgeSeconds": (
             round(depth.oldest_ready_age, 3) if depth.oldest_ready_age is not None else None
         ),

@@ -43,6 +43,7 @@ class Depth:
     oldest_ready_age: float | None
     by_type: tuple[jobqueue.QueueDepth, ...]
     cancelled: int = 0
+    paused: bool = False
 
     @property
     def pending(self) -> int:
@@ -138,7 +139,8 @@ class QueueMonitor:
 
     async def observe(self, *, due_within: float) -> Depth:
         rows = await jobqueue.queue_depth(self._queue, name=self.queue_name, due_within=due_within)
-        return Depth.of(rows)
+        paused = await self._queue.paused_queues(self.queue_name)
+        return dataclasses.replace(Depth.of(rows), paused=bool(paused))
 
     async def rescue(self, stale_after: float) -> list[jobqueue.RescuedJob]:
         """Running jobs whose heartbeat is ``stale_after`` seconds old (a dead worker's)

@@ -85,11 +85,13 @@ class Scaling:
 
 @dataclasses.dataclass(frozen=True)
 class Observation:
-    """What the queue holds: jobs ready now, running, and delayed ones falling due soon."""
+    """What the queue holds: jobs ready now, running, and delayed ones falling due soon;
+    and whether it is paused (then only its running jobs need workers)."""
 
     ready: int
     running: int
     due_soon: int = 0
+    paused: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +112,10 @@ class ScaleState:
 
 def wanted(scaling: Scaling, seen: Observation, current: int) -> tuple[int, str]:
     """The replicas the load calls for, within bounds, and why."""
+    if seen.paused:  # workers claim nothing from it: only the jobs still running need them
+        seen = Observation(ready=0, running=seen.running, due_soon=0)
+        count, why = wanted(scaling, seen, current)
+        return count, f"queue paused: {why}"
     load = seen.ready + seen.running + seen.due_soon
     raw = math.ceil(load / scaling.target_jobs_per_replica)
     why = (

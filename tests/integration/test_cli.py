@@ -203,3 +203,16 @@ def test_jobs_ls_show_cancel_retry_delete(database_url: str) -> None:
     bad = run("jobs", "ls", "--status", "finished", database_url=database_url, check=False)
     assert bad.returncode == 1
     assert "unknown status 'finished'" in bad.stderr
+
+
+def test_queues_pause_resume_and_list(database_url: str) -> None:
+    paused = run("queues", "pause", "books", database_url=database_url).stdout
+    assert paused.startswith("queue books paused since ")
+    listed = json.loads(run("queues", "paused", "--json", database_url=database_url).stdout)
+    assert list(listed) == ["books"]
+    assert run("queues", "resume", "books", database_url=database_url).stdout == (
+        "queue books resumed\n"
+    )
+    again = run("queues", "resume", "books", "--json", database_url=database_url).stdout
+    assert json.loads(again) == {"queue": "books", "resumed": False}
+    assert run("queues", "paused", database_url=database_url).stdout == ""

@@ -15,7 +15,7 @@ import pytest
 import waiting
 
 import jobqueue
-from jobqueue import runner, types
+from jobqueue import runner, sql, types
 
 UTC = datetime.UTC
 T0 = datetime.datetime(2030, 1, 1, tzinfo=UTC)
@@ -538,3 +538,53 @@ async def test_a_snooze_of_a_cancelled_job_ends_it(queue: jobqueue.Queue) -> Non
     await queue.cancel_job(job.id)
     snoozed = await queue.snooze_job(job.id, 60, worker_id="w")
     assert snoozed.status is jobqueue.JobStatus.CANCELLED
+
+
+# --- pause -------------------------------------------------------------------------------------
+
+
+async def test_a_paused_queue_gives_no_jobs_until_resumed(
+    queue: jobqueue.Queue, registry: runner.Registry, run_worker: typing.Any
+) -> None:
+    @jobqueue.handler("quick", registry=registry)
+    async def quick(payload: object, job: jobqueue.RunningJob) -> None:
+        return None
+
+    paused_at = await queue.pause_queue()
+    assert await queue.pause_queue() == paused_at  # pausing again keeps the first time
+    assert await queue.paused_queues() == {"default": paused_at}
+    worker = run_worker(poll_interval=0.05)
+    await waiting.until(lambda: worker.listening, what="LISTEN")
+    job = await queue.enqueue_job("quick")
+    other = await queue.enqueue_job("quick", queue="other")
+    claimed = await queue.claim_jobs("w", queue="other")  # only that queue is paused
+    assert [found.id for found in claimed] == [other.id]
+    # Polled twenty times a second, the worker still claims nothing.
+    claims = worker.state()["processed"]
+    with pytest.raises(AssertionError, match="did not happen within"):
+        await waiting.until_status(queue, job.id, "running", "done", timeout=0.5)
+    assert worker.state()["processed"] == claims
+    assert await queue.resume_queue() is True
+    assert await queue.resume_queue() is False
+    await waiting.until_status(queue, job.id, "done", timeout=5)
+    assert await queue.paused_queues() == {}
+
+
+async def test_pause_while_a_claim_is_in_flight(queue: jobqueue.Queue, database_url: str) -> None:
+    """A claim under way when the pause commits still starts its jobs (they finish); the
+    next claim gets nothing."""
+    jobs = await queue.enqueue_jobs([jobqueue.NewJob("a"), jobqueue.NewJob("a")])
+    claimer = await psycopg.AsyncConnection.connect(database_url)
+    async with claimer:
+        cursor = await claimer.execute(
+            sql.query("job_claim"),
+            {"queue": "default", "limit": 1, "types": None, "now": None, "worker_id": "w"},
+        )
+        claimed = await cursor.fetchall()
+        await queue.pause_queue()
+        await claimer.commit()
+    assert [row[0] for row in claimed] == [jobs[0].id]
+    assert await queue.claim_jobs("w", limit=10) == []
+    assert (await waiting.job_status(queue, jobs[0].id)).status == "running"
+    assert (await queue.complete_job(jobs[0].id, None, worker_id="w")).status == "done"
+    assert await queue.next_run_at() is None  # an idle worker has nothing to wake for

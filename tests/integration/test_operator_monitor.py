@@ -43,10 +43,16 @@ async def test_observe_sums_the_queues_types(queue: jobqueue.Queue, database_url
     await watcher.open()
     try:
         depth = await watcher.observe(due_within=60)
+        await queue.pause_queue()
+        paused = await watcher.observe(due_within=60)
+        await queue.pause_queue("elsewhere")
+        await queue.resume_queue()
+        resumed = await watcher.observe(due_within=60)
     finally:
         await watcher.close()
     assert (depth.ready, depth.running, depth.delayed, depth.due_soon) == (2, 1, 2, 1)
     assert depth.pending == 4
+    assert (depth.paused, paused.paused, resumed.paused) == (False, True, False)
     assert sorted(row.type for row in depth.by_type) == ["a", "b"]
     assert depth.oldest_ready_age is not None
 

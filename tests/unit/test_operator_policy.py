@@ -126,3 +126,16 @@ def test_from_spec_reads_the_camel_case_fields() -> None:
 def test_from_spec_refuses_nonsense(spec: dict[str, object], message: str) -> None:
     with pytest.raises(policy.SpecError, match=message):
         policy.Scaling.from_spec(spec)
+
+
+def test_a_paused_queue_is_not_scaled_up_for_its_backlog() -> None:
+    paused = policy.Observation(ready=500, running=0, due_soon=20, paused=True)
+    decision, _ = decide(paused, 0)
+    assert (decision.replicas, decision.direction) == (0, policy.NONE)
+    assert decision.reason.startswith("0 replicas: queue paused: 0 ready + 0 running")
+    # Its running jobs keep their workers; the rest go after the usual delay.
+    decision, state = decide(policy.Observation(500, 12, 0, paused=True), 5)
+    assert (decision.replicas, decision.direction) == (5, policy.NONE)
+    assert state.lower_wanted == 2
+    # Resumed, the backlog counts again.
+    assert decide(policy.Observation(500, 12, 0), 2)[0].replicas == 5

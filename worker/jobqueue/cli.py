@@ -357,6 +357,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_worker_parser(commands, common)
     add_jobs_parser(commands, common)
+    queues = commands.add_parser(
+        "queues", help="pause, resume, or list the paused queues", parents=[common]
+    )
+    queue_actions = queues.add_subparsers(dest="queues_command", required=True, metavar="ACTION")
+    for name, what in (
+        ("pause", "stop workers claiming from a queue (running jobs finish)"),
+        ("resume", "let workers claim from a paused queue again, at once"),
+        ("paused", "list the paused queues and since when"),
+    ):
+        action = queue_actions.add_parser(name, help=what, parents=[common])
+        action.add_argument(
+            "name",
+            nargs="?" if name == "paused" else None,
+            metavar="QUEUE",
+            help="the queue" + (" (default: all)" if name == "paused" else ""),
+        )
+        action.add_argument("--json", action="store_true", help="print JSON")
 
     shown = commands.add_parser(
         "settings",
@@ -533,6 +550,8 @@ async def run_command(args: argparse.Namespace) -> int:
             )
         elif args.command == "jobs":
             return await run_jobs(args, queue)
+        elif args.command == "queues":
+            return await run_queues(args, queue)
         elif args.command == "cleanup-stale-locks":
             rescued = await queue.rescue_stale_jobs(args.threshold, queue=args.queue)
             for taken in rescued:
@@ -621,6 +640,28 @@ def add_jobs_parser(
             "--all", action="store_true", help="with no id or filter: every job it applies to"
         )
         action.add_argument("--json", action="store_true", help="print JSON")
+
+
+async def run_queues(args: argparse.Namespace, queue: queue_module.Queue) -> int:
+    action = args.queues_command
+    if action == "pause":
+        since = await queue.pause_queue(args.name)
+        paused = {args.name: since}
+    elif action == "resume":
+        was_paused = await queue.resume_queue(args.name)
+        if args.json:
+            print(json.dumps({"queue": args.name, "resumed": was_paused}))
+        else:
+            print(f"queue {args.name} " + ("resumed" if was_paused else "was not paused"))
+        return 0
+    else:
+        paused = await queue.paused_queues(args.name)
+    if args.json:
+        print(json.dumps({name: since.isoformat() for name, since in paused.items()}))
+    else:
+        for name, since in paused.items():
+            print(f"queue {name} paused since {since.isoformat(timespec='seconds')}")
+    return 0
 
 
 def _job_filter(args: argparse.Namespace) -> types.JobFilter:

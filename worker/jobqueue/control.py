@@ -1,7 +1,8 @@
 """Job control: what people operate a queue with, beside enqueueing. List and search jobs,
 cancel them (pending at once; running ones told to stop), retry failed or cancelled ones,
-delete finished ones. The CLI (``jobqueue jobs ...``) and the web UI call these, and so may
-an application; there is no other implementation of any of them.
+delete finished ones, pause and resume a queue. The CLI (``jobqueue jobs ...``, ``jobqueue
+queues ...``) and the web UI call these, and so may an application; there is no other
+implementation of any of them.
 
 Each function is a method of ``jobqueue.Queue`` (``self``: the queue whose pool it uses). A
 ``JobFilter`` names the jobs, the same way for every operation (the database function
@@ -158,3 +159,44 @@ async def _unchanged(self: producer.Producer, job_id: uuid.UUID, operation: str)
     if operation == "cancel" and current.cancel_requested_at is not None:
         return current  # asked already: cancelling twice is not an error
     raise types.JobStateError(current, operation)
+
+
+# --- pausing a queue ---------------------------------------------------------------------------
+
+
+async def pause_queue(
+    self: producer.Producer, name: str | None = None, *, now: datetime.datetime | None = None
+) -> datetime.datetime:
+    """Pause queue ``name`` (default: this ``Queue``'s): every worker claims nothing from it
+    from its next claim on (a claim already under way still starts its jobs); running jobs
+    finish. Returns when it was paused (the first time, if it was paused already)."""
+    params = {
+        "queue": self.queue if name is None else checks.check_name(name, "queue"),
+        "now": checks.check_time(now, "now"),
+    }
+    rows = await statements.rows(self.pool, "queue_pause", params)
+    logger.info("[Queue] Paused queue %s", params["queue"])
+    return typing.cast(datetime.datetime, rows[0][0])
+
+
+async def resume_queue(
+    self: producer.Producer, name: str | None = None, *, now: datetime.datetime | None = None
+) -> bool:
+    """Resume queue ``name`` (default: this ``Queue``'s) and wake its idle workers at once;
+    ``False`` when it was not paused."""
+    params = {
+        "queue": self.queue if name is None else checks.check_name(name, "queue"),
+        "now": checks.check_time(now, "now"),
+    }
+    resumed = bool(await statements.rows(self.pool, "queue_resume", params))
+    if resumed:
+        logger.info("[Queue] Resumed queue %s", params["queue"])
+    return resumed
+
+
+async def paused_queues(
+    self: producer.Producer, name: str | None = None
+) -> dict[str, datetime.datetime]:
+    """The paused queues (or queue ``name``, if paused), each with when it was paused."""
+    params = {"queue": None if name is None else checks.check_name(name, "queue")}
+    return dict(await statements.rows(self.pool, "queue_paused_list", params))

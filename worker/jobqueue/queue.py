@@ -2,7 +2,7 @@
 
 ``Queue`` is the producer API (``producer``: enqueue, status, statistics) plus, as methods,
 the worker's session (``session``: claim, heartbeat, complete, fail, release), job control
-(``control``: list, cancel, retry, delete) and the stale-job rescue (``maintenance``).
+(``control``: list, cancel, retry, delete, pause) and the stale-job rescue (``maintenance``).
 Each method is declared once, where its work is done; the class only gathers them. The
 module-level functions (``enqueue_job`` and friends, as in the seed) use a default
 ``Queue`` configured from ``DATABASE_URL``, one per event loop.
@@ -41,6 +41,9 @@ class Queue(producer.Producer):
     retry_job = control.retry_job
     retry_jobs = control.retry_jobs
     delete_jobs = control.delete_jobs
+    pause_queue = control.pause_queue
+    resume_queue = control.resume_queue
+    paused_queues = control.paused_queues
 
 
 # --- module-level API, as in the seed ------------------------------------------------------
@@ -141,3 +144,6 @@ cancel_jobs = _on_default_queue(Queue.cancel_jobs)
 retry_job = _on_default_queue(Queue.retry_job)
 retry_jobs = _on_default_queue(Queue.retry_jobs)
 delete_jobs = _on_default_queue(Queue.delete_jobs)
+pause_queue = _on_default_queue(Queue.pause_queue)
+resume_queue = _on_default_queue(Queue.resume_queue)
+paused_queues = _on_default_queue(Queue.paused_queues)

@@ -95,3 +95,6 @@ class SyncQueue:
     retry_job = _blocking(queue_module.Queue.retry_job)
     retry_jobs = _blocking(queue_module.Queue.retry_jobs)
     delete_jobs = _blocking(queue_module.Queue.delete_jobs)
+    pause_queue = _blocking(queue_module.Queue.pause_queue)
+    resume_queue = _blocking(queue_module.Queue.resume_queue)
+    paused_queues = _blocking(queue_module.Queue.paused_queues)

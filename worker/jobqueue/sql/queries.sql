@@ -209,6 +209,7 @@ RETURNING id;
 -- are skipped, never waited for, so no job is handed out twice. %(types)s NULL means any.
 -- The rows are found again by ctid, not id: the lock taken keeps each locked version where
 -- it is until this statement updates it, and a TID scan saves a primary-key lookup a job.
+-- A paused queue gives nothing (one lookup a statement, not a row: an InitPlan).
 WITH ready AS (
     SELECT ctid
     FROM jobs
@@ -216,6 +217,9 @@ WITH ready AS (
       AND queue = %(queue)s
       AND run_at <= coalesce(%(now)s, now())
       AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+      AND NOT EXISTS (
+          SELECT FROM job_queues WHERE name = %(queue)s AND paused_at IS NOT NULL
+      )
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -344,12 +348,41 @@ WHERE id = ANY(%(ids)b::uuid[]) AND status = 'running' AND locked_by = %(worker_
 RETURNING *;
 
 -- name: job_next_run_at
--- When the next pending job of a queue becomes due, so an idle worker can wake for it.
+-- When the next pending job of a queue becomes due, so an idle worker can wake for it; for
+-- a paused queue, never (its resume wakes the workers).
 SELECT min(run_at)
 FROM jobs
 WHERE status = 'pending'
   AND queue = %(queue)s
-  AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]));
+  AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+  AND NOT EXISTS (SELECT FROM job_queues WHERE name = %(queue)s AND paused_at IS NOT NULL);
+
+-- name: queue_pause
+-- Pauses a queue: workers claim nothing from it from their next claim on. Pausing a paused
+-- queue keeps the time it was first paused. Returns when it was paused.
+INSERT INTO job_queues (name, paused_at, updated_at)
+VALUES (%(queue)s, coalesce(%(now)s, now()), coalesce(%(now)s, now()))
+ON CONFLICT (name) DO UPDATE
+SET paused_at = coalesce(job_queues.paused_at, excluded.paused_at),
+    updated_at = excluded.updated_at
+RETURNING paused_at;
+
+-- name: queue_resume
+-- Resumes a paused queue and wakes its idle workers. Returns a row if it was paused.
+WITH resumed AS (
+    UPDATE job_queues
+    SET paused_at = NULL, updated_at = coalesce(%(now)s, now())
+    WHERE name = %(queue)s AND paused_at IS NOT NULL
+    RETURNING name
+)
+SELECT pg_notify('jobqueue_ready', name) FROM resumed;
+
+-- name: queue_paused_list
+-- The paused queues (all, or %(queue)s), with when each was paused.
+SELECT name, paused_at
+FROM job_queues
+WHERE paused_at IS NOT NULL AND (%(queue)s::text IS NULL OR name = %(queue)s)
+ORDER BY name;
 
 -- name: job_ready_listen
 -- Workers listen here; the jobs_notify_ready trigger sends the queue name of new ready jobs.
