@@ -178,7 +178,15 @@ def test_helm_install_a_jobqueue_helm_test_upgrade_and_uninstall(
     table = drain_a_burst(kube, database_url, "books", 60)
     measure("a burst of 60 jobs of 0.5 s -> all done (chart's operator)", time.monotonic() - began)
     print("kubectl get jq, while the burst ran:\n" + "\n".join(table))
-    assert table[0].split()[:6] == ["NAME", "READY", "PENDING", "RUNNING", "FAILED", "REPLICAS"]
+    assert table[0].split()[:7] == [
+        "NAME",
+        "READY",
+        "PENDING",
+        "RUNNING",
+        "FAILED",
+        "PAUSED",
+        "REPLICAS",
+    ]
     assert "Scaled " in kube.pod_log(first)
 
     # --- helm upgrade with a changed value rolls the operator -------------------------------

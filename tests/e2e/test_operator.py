@@ -203,10 +203,11 @@ def test_a_jobqueue_becomes_a_worker_deployment_a_service_and_a_status(
         "PENDING",
         "RUNNING",
         "FAILED",
+        "PAUSED",
         "REPLICAS",
         "AGE",
     ]
-    assert table[1].split()[:6] == ["books", "True", "0", "0", "0", "1"]
+    assert table[1].split()[:7] == ["books", "True", "0", "0", "0", "false", "1"]
 
     # A job runs on it.
     rig.runs_table(empty_database_url)

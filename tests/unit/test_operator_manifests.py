@@ -224,7 +224,7 @@ def test_the_crd_names_columns_and_example() -> None:
     assert version["name"] == "v1alpha1"
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
-    assert columns == ["Ready", "Pending", "Running", "Failed", "Replicas", "Age"]
+    assert columns == ["Ready", "Pending", "Running", "Failed", "Paused", "Replicas", "Age"]
     schema = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
 
     def check(value: typing.Any, node: Json, path: str) -> None:
