@@ -415,16 +415,8 @@ class Producer:
         ids = [new_job_id() for _ in checked]
         if any(job["unique_key"] is not None for job in checked):
             return await self._enqueue_unique_jobs(checked, ids, now, conn)
-        params = {
-            "ids": ids,
-            "types": [job["type"] for job in checked],
-            "payloads": [job["payload"] for job in checked],
-            "run_ats": [job["run_at"] for job in checked],
-            "max_attempts": [job["max_attempts"] for job in checked],
-            "queues": [job["queue"] or self.queue for job in checked],
-            "priorities": [job["priority"] for job in checked],
-            "now": checks.check_time(now, "now"),
-        }
+        params: dict[str, typing.Any] = self._columns(checked, ids)
+        params["now"] = checks.check_time(now, "now")
         rows = await statements.jobs(
             self.pool,
             "job_insert_many",
@@ -439,6 +431,20 @@ class Producer:
         logger.info("[Queue] Enqueued %d jobs", len(in_order))
         return in_order
 
+    def _columns(
+        self, checked: list[dict[str, typing.Any]], ids: list[uuid.UUID]
+    ) -> dict[str, list[typing.Any]]:
+        """Checked new jobs as the arrays of a many-row insert, one element a job."""
+        return {
+            "ids": ids,
+            "types": [job["type"] for job in checked],
+            "payloads": [job["payload"] for job in checked],
+            "run_ats": [job["run_at"] for job in checked],
+            "max_attempts": [job["max_attempts"] for job in checked],
+            "queues": [job["queue"] or self.queue for job in checked],
+            "priorities": [job["priority"] for job in checked],
+        }
+
     async def _enqueue_unique_jobs(
         self,
         checked: list[dict[str, typing.Any]],
@@ -448,17 +454,9 @@ class Producer:
     ) -> list[types.Job]:
         """``enqueue_jobs`` of a batch with unique keys: each job, or the one holding its
         key (a ``DuplicateJob``), in the given order."""
-        columns: dict[str, list[typing.Any]] = {
-            "ids": list(ids),
-            "types": [job["type"] for job in checked],
-            "payloads": [job["payload"] for job in checked],
-            "run_ats": [job["run_at"] for job in checked],
-            "max_attempts": [job["max_attempts"] for job in checked],
-            "queues": [job["queue"] or self.queue for job in checked],
-            "priorities": [job["priority"] for job in checked],
-            "unique_keys": [job["unique_key"] for job in checked],
-            "unique_fors": [job["unique_for"] for job in checked],
-        }
+        columns = self._columns(checked, ids)
+        columns["unique_keys"] = [job["unique_key"] for job in checked]
+        columns["unique_fors"] = [job["unique_for"] for job in checked]
         checked_now = checks.check_time(now, "now")
         result: dict[int, types.Job] = {}
         todo = list(range(len(checked)))
