@@ -100,6 +100,23 @@ async def plan_of(conn: psycopg.AsyncConnection[typing.Any], name: str, params: 
         ("job_retry", control(statuses=["failed", "cancelled"]), "jobs_failed_idx"),
         ("job_cancel", control(ids=SOME_IDS[:1]), "jobs_pkey"),
         ("job_delete", control(statuses=["done"]), "jobs_pkey"),
+        # A unique key's holder is found through the unique index, not by a scan.
+        (
+            "job_insert_unique",
+            {
+                "id": SOME_IDS[0],
+                "type": "a",
+                "payload": None,
+                "run_at": None,
+                "max_attempts": None,
+                "queue": "default",
+                "priority": 0,
+                "unique_key": "k",
+                "unique_for": None,
+                "now": None,
+            },
+            "jobs_unique_idx",
+        ),
         (
             "queue_depth_measure",
             {"queue": "default", "due_within": 60, "now": None},

@@ -54,10 +54,11 @@ UNION ALL
 SELECT jobs.*
 FROM jobs, new
 WHERE NOT EXISTS (SELECT FROM inserted)
+  -- jobs_unique_idx's own terms, so that the holder is found through it.
   AND jobs.unique_key = new.unique_key
-  AND CASE WHEN new.unique_period_start IS NULL
-           THEN jobs.unique_period_start IS NULL AND jobs.status IN ('pending', 'running')
-           ELSE jobs.unique_period_start = new.unique_period_start END
+  AND (jobs.unique_period_start IS NOT NULL OR jobs.status IN ('pending', 'running'))
+  AND coalesce(jobs.unique_period_start, '-infinity'::timestamp with time zone)
+      = coalesce(new.unique_period_start, '-infinity'::timestamp with time zone)
 LIMIT 1;
 
 -- name: job_insert_many_unique
@@ -90,9 +91,9 @@ SELECT DISTINCT jobs.*
 FROM batch
 JOIN jobs ON jobs.unique_key = batch.unique_key
 WHERE batch.id NOT IN (SELECT id FROM inserted)
-  AND CASE WHEN batch.unique_period_start IS NULL
-           THEN jobs.unique_period_start IS NULL AND jobs.status IN ('pending', 'running')
-           ELSE jobs.unique_period_start = batch.unique_period_start END;
+  AND (jobs.unique_period_start IS NOT NULL OR jobs.status IN ('pending', 'running'))
+  AND coalesce(jobs.unique_period_start, '-infinity'::timestamp with time zone)
+      = coalesce(batch.unique_period_start, '-infinity'::timestamp with time zone);
 
 -- name: job_copy_in
 -- Bulk enqueue (COPY, text format): jobs due now; run_at is the database's now().
