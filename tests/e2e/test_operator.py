@@ -216,6 +216,14 @@ def test_a_jobqueue_becomes_a_worker_deployment_a_service_and_a_status(
     kube.wait_for(lambda: len(rig.runs(empty_database_url)) == 1, "the job done")
     assert rig.runs(empty_database_url)[0][:2] == (job.id, worker["metadata"]["name"])
 
+    # Paused by a person: the status and kubectl get jq say so; resumed, they say so again.
+    with jobqueue.SyncQueue(empty_database_url) as queue:
+        queue.pause_queue()
+        kube.wait_for(lambda: rig.status(kube, "books").get("paused") is True, "paused")
+        assert kube.kubectl("get", "jq").stdout.splitlines()[1].split()[5] == "true"
+        queue.resume_queue()
+        kube.wait_for(lambda: rig.status(kube, "books").get("paused") is False, "resumed")
+
     # A user's label on the Deployment survives a spec change that rolls out.
     kube.kubectl("label", "deployment", "books-workers", "team=reading")
     kube.kubectl(
