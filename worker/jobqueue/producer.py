@@ -345,7 +345,12 @@ class Producer:
         params["queue"] = params["queue"] or self.queue
         params["now"] = now = checks.check_time(now, "now")
         if params["unique_key"] is not None:
-            return await self._enqueue_unique(params, conn)
+            (job,) = await self._enqueue_unique_jobs([params], [params["id"]], now, conn)
+            if isinstance(job, types.DuplicateJob):
+                logger.info("[Queue] Job %s already holds unique key %s", job.id, job.unique_key)
+            else:
+                logger.info("[Queue] Enqueued job %s (type: %s)", job.id, job.type)
+            return job
         query = sql.query("job_insert")
         if conn is None:
             row = await self._kept.fetchone(query, params)
@@ -375,30 +380,6 @@ class Producer:
         logger.info("[Queue] Enqueued job %s (type: %s)", job.id, job.type)
         return job
 
-    async def _enqueue_unique(
-        self, params: dict[str, typing.Any], conn: psycopg.AsyncConnection[typing.Any] | None
-    ) -> types.Job:
-        """``enqueue_job`` of a job with a unique key: the job, or the one holding its key."""
-        for _ in range(_UNIQUE_TRIES):
-            found = await statements.jobs(self.pool, "job_insert_unique", params, conn)
-            if found:
-                break
-        else:  # the holder kept appearing and vanishing: say so rather than loop forever
-            raise types.JobQueueError(
-                f"could not enqueue with unique key {params['unique_key']!r}: it was taken and"
-                f" freed {_UNIQUE_TRIES} times while trying"
-            )
-        job = found[0]
-        if job.id == params["id"]:
-            logger.info("[Queue] Enqueued job %s (type: %s)", job.id, job.type)
-            return job
-        logger.info(
-            "[Queue] Job %s already holds unique key %s: nothing enqueued",
-            job.id,
-            job.unique_key,
-        )
-        return _duplicate(job)
-
     async def enqueue_jobs(
         self,
         jobs: collections.abc.Iterable[types.NewJob],
@@ -414,7 +395,14 @@ class Producer:
             return []
         ids = [new_job_id() for _ in checked]
         if any(job["unique_key"] is not None for job in checked):
-            return await self._enqueue_unique_jobs(checked, ids, now, conn)
+            in_order = await self._enqueue_unique_jobs(checked, ids, now, conn)
+            added = sum(not isinstance(job, types.DuplicateJob) for job in in_order)
+            logger.info(
+                "[Queue] Enqueued %d jobs (%d already held their unique keys)",
+                added,
+                len(in_order) - added,
+            )
+            return in_order
         params: dict[str, typing.Any] = self._columns(checked, ids)
         params["now"] = checks.check_time(now, "now")
         rows = await statements.jobs(
@@ -452,8 +440,8 @@ class Producer:
         now: datetime.datetime | None,
         conn: psycopg.AsyncConnection[typing.Any] | None,
     ) -> list[types.Job]:
-        """``enqueue_jobs`` of a batch with unique keys: each job, or the one holding its
-        key (a ``DuplicateJob``), in the given order."""
+        """Jobs of which some have unique keys, checked (``enqueue_job``'s one, too): each
+        job, or the one holding its key (a ``DuplicateJob``), in the given order."""
         columns = self._columns(checked, ids)
         columns["unique_keys"] = [job["unique_key"] for job in checked]
         columns["unique_fors"] = [job["unique_for"] for job in checked]
@@ -489,14 +477,7 @@ class Producer:
                 f"could not enqueue {len(todo)} jobs with unique keys: their keys were taken"
                 f" and freed {_UNIQUE_TRIES} times while trying"
             )
-        in_order = [result[index] for index in range(len(checked))]
-        added = sum(not isinstance(job, types.DuplicateJob) for job in in_order)
-        logger.info(
-            "[Queue] Enqueued %d jobs (%d already held their unique keys)",
-            added,
-            len(in_order) - added,
-        )
-        return in_order
+        return [result[index] for index in range(len(checked))]
 
     async def enqueue_batch(
         self,

@@ -29,41 +29,10 @@ FROM unnest(
 ) AS batch (id, type, payload, run_at, max_attempts, queue, priority)
 RETURNING *;
 
--- name: job_insert_unique
--- One job with a unique key (migration 0005): inserted, or, when another job holds the key,
--- that job (its id is not the one sent). A conflict with an insert not yet committed waits
--- for it; if that job then is not in this statement's snapshot, no row comes back and the
--- caller runs the statement again.
-WITH new AS (
-    SELECT %(unique_key)s::text AS unique_key,
-           to_timestamp(floor(extract(epoch FROM coalesce(%(now)s, now()))
-                              / %(unique_for)s::double precision)
-                        * %(unique_for)s::double precision) AS unique_period_start
-), inserted AS (
-    INSERT INTO jobs (id, type, payload, run_at, max_attempts, queue, priority, unique_key,
-                      unique_period_start)
-    SELECT %(id)s, %(type)s, %(payload)s::jsonb, coalesce(%(run_at)s, %(now)s, now()),
-           coalesce(%(max_attempts)s, 3), %(queue)s, %(priority)s, unique_key,
-           unique_period_start
-    FROM new
-    ON CONFLICT DO NOTHING
-    RETURNING *
-)
-SELECT * FROM inserted
-UNION ALL
-SELECT jobs.*
-FROM jobs, new
-WHERE NOT EXISTS (SELECT FROM inserted)
-  -- jobs_unique_idx's own terms, so that the holder is found through it.
-  AND jobs.unique_key = new.unique_key
-  AND (jobs.unique_period_start IS NOT NULL OR jobs.status IN ('pending', 'running'))
-  AND coalesce(jobs.unique_period_start, '-infinity'::timestamp with time zone)
-      = coalesce(new.unique_period_start, '-infinity'::timestamp with time zone)
-LIMIT 1;
-
 -- name: job_insert_many_unique
--- job_insert_many for a batch in which some jobs have unique keys: those whose key is held
--- are skipped, and the jobs holding their keys come back with the inserted ones. (A key
+-- job_insert_many for jobs of which some have unique keys (migration 0005; one job alike):
+-- those whose key is held are skipped, and the jobs holding their keys come back with the
+-- inserted ones; the holders are found through jobs_unique_idx, in its own terms. (A key
 -- held by a job of the same batch, or by an insert not yet committed, comes back with
 -- neither: the caller looks again.)
 WITH batch AS (
