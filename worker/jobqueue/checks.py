@@ -181,6 +181,16 @@ def check_job_arguments(
 _MAX_FILTER_IDS: typing.Final = 100_000
 
 
+def check_text(value: object, what: str) -> str:
+    """Free text for a text column or a search (a reason, an error to look for): a
+    non-empty string without NUL, which a text column cannot hold."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string, not {type(value).__name__}")
+    if not value or "\x00" in value:
+        raise ValueError(f"{what} must be non-empty text without NUL")
+    return value
+
+
 def check_filter(job_filter: types.JobFilter | None) -> dict[str, typing.Any]:
     """A ``JobFilter`` as the parameters of ``jobs_matching`` (migration 0004): each field
     checked, ``None`` for no condition. A filter is given on purpose: an empty list of ids,
@@ -212,10 +222,7 @@ def check_filter(job_filter: types.JobFilter | None) -> dict[str, typing.Any]:
     job_types = listed(job_filter.types, "types")
     error_contains = job_filter.error_contains
     if error_contains is not None:
-        if not isinstance(error_contains, str):
-            raise TypeError(f"error_contains must be a string, not {type(error_contains).__name__}")
-        if not error_contains or "\x00" in error_contains:
-            raise ValueError("error_contains must be non-empty text without NUL")
+        check_text(error_contains, "error_contains")
     payload_contains = job_filter.payload_contains
     return {
         "ids": None if ids is None else [check_job_id(job_id) for job_id in ids],

@@ -424,10 +424,15 @@ def _depth_table(rows: list[maintenance.QueueDepth]) -> str:
         age = "-" if row.oldest_ready_age is None else f"{row.oldest_ready_age:.1f}s"
         counts = (row.ready, row.delayed, row.due_soon, row.running, row.failed, row.done)
         lines.append((row.queue, row.type, *(str(count) for count in counts), age))
-    widths = [max(len(line[column]) for line in lines) for column in range(len(head))]
+    return _aligned(lines, left=2)
+
+
+def _aligned(lines: list[tuple[str, ...]], *, left: int) -> str:
+    """Rows of cells in columns: the first ``left`` columns aligned left, the rest right."""
+    widths = [max(len(line[column]) for line in lines) for column in range(len(lines[0]))]
     return "\n".join(
         "  ".join(
-            cell.ljust(width) if column < 2 else cell.rjust(width)
+            cell.ljust(width) if column < left else cell.rjust(width)
             for column, (cell, width) in enumerate(zip(line, widths, strict=True))
         ).rstrip()
         for line in lines
@@ -697,11 +702,7 @@ def _jobs_table(jobs: list[types.Job]) -> str:
                 error,
             )
         )
-    widths = [max(len(line[column]) for line in lines) for column in range(len(head))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in lines
-    )
+    return _aligned(lines, left=len(head))
 
 
 async def run_jobs(args: argparse.Namespace, queue: queue_module.Queue) -> int:

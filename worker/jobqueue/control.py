@@ -82,9 +82,7 @@ async def cancel_jobs(
     by NOTIFY at once, else by its next heartbeat); it then ends ``cancelled``. A cancelled
     job is never retried by itself and its follow-up jobs are never enqueued."""
     params = checks.check_filter(job_filter)
-    if not isinstance(reason, str) or not reason or "\x00" in reason:
-        raise ValueError("reason must be non-empty text without NUL")
-    params["reason"] = reason
+    params["reason"] = checks.check_text(reason, "reason")
     params["now"] = checks.check_time(now, "now")
     params["limit"] = _batch_limit(batch_size)
     jobs = await _until_none_left(lambda: statements.jobs(self.pool, "job_cancel", params))
@@ -164,16 +162,22 @@ async def _unchanged(self: producer.Producer, job_id: uuid.UUID, operation: str)
 # --- pausing a queue ---------------------------------------------------------------------------
 
 
+def _queue_params(
+    self: producer.Producer, name: str | None, now: datetime.datetime | None
+) -> dict[str, typing.Any]:
+    return {
+        "queue": self.queue if name is None else checks.check_name(name, "queue"),
+        "now": checks.check_time(now, "now"),
+    }
+
+
 async def pause_queue(
     self: producer.Producer, name: str | None = None, *, now: datetime.datetime | None = None
 ) -> datetime.datetime:
     """Pause queue ``name`` (default: this ``Queue``'s): every worker claims nothing from it
     from its next claim on (a claim already under way still starts its jobs); running jobs
     finish. Returns when it was paused (the first time, if it was paused already)."""
-    params = {
-        "queue": self.queue if name is None else checks.check_name(name, "queue"),
-        "now": checks.check_time(now, "now"),
-    }
+    params = _queue_params(self, name, now)
     rows = await statements.rows(self.pool, "queue_pause", params)
     logger.info("[Queue] Paused queue %s", params["queue"])
     return typing.cast(datetime.datetime, rows[0][0])
@@ -184,10 +188,7 @@ async def resume_queue(
 ) -> bool:
     """Resume queue ``name`` (default: this ``Queue``'s) and wake its idle workers at once;
     ``False`` when it was not paused."""
-    params = {
-        "queue": self.queue if name is None else checks.check_name(name, "queue"),
-        "now": checks.check_time(now, "now"),
-    }
+    params = _queue_params(self, name, now)
     resumed = bool(await statements.rows(self.pool, "queue_resume", params))
     if resumed:
         logger.info("[Queue] Resumed queue %s", params["queue"])
