@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import json
 import os
 import pathlib
 import subprocess
 import sys
 import uuid
+import zoneinfo
 
 import pytest
+
+import jobqueue
 
 JOBQUEUE = str(pathlib.Path(sys.executable).with_name("jobqueue"))
 
@@ -216,3 +221,36 @@ def test_queues_pause_resume_and_list(database_url: str) -> None:
     again = run("queues", "resume", "books", "--json", database_url=database_url).stdout
     assert json.loads(again) == {"queue": "books", "resumed": False}
     assert run("queues", "paused", database_url=database_url).stdout == ""
+
+
+def test_schedules_ls_shows_the_next_run_and_delete_forgets_one(database_url: str) -> None:
+    async def declare() -> None:
+        async with jobqueue.Queue(database_url) as queue:
+            await queue.declare_schedules(
+                [
+                    jobqueue.Schedule(
+                        "nightly", "makeReport", cron="0 2 * * *", timezone="Europe/Berlin"
+                    ),
+                    jobqueue.Schedule("pulse", "ping", every=300, queue="ops"),
+                ]
+            )
+
+    asyncio.run(declare())
+    table = run("schedules", "ls", database_url=database_url).stdout.splitlines()
+    assert table[0].split() == ["NAME", "QUEUE", "TYPE", "TIMING", "NEXT", "RUN", "LAST", "RUN"]
+    assert table[1].startswith("nightly  default  makeReport  0 2 * * * (Europe/Berlin)  ")
+    assert table[2].startswith("pulse    ops      ping        every 300s")
+    listed = json.loads(run("schedules", "ls", "--json", database_url=database_url).stdout)
+    nightly = datetime.datetime.fromisoformat(listed[0]["next_run_at"])
+    assert nightly.astimezone(zoneinfo.ZoneInfo("Europe/Berlin")).time() == datetime.time(2)
+    assert listed[0]["last_run_at"] is None
+    only_ops = json.loads(
+        run("schedules", "ls", "--queue", "ops", "--json", database_url=database_url).stdout
+    )
+    assert [state["name"] for state in only_ops] == ["pulse"]
+    assert run("schedules", "delete", "pulse", database_url=database_url).stdout == (
+        "schedule pulse deleted\n"
+    )
+    again = run("schedules", "delete", "pulse", database_url=database_url, check=False)
+    assert again.returncode == 1
+    assert again.stderr.strip() == "jobqueue: error: no schedule named 'pulse'"

@@ -215,5 +215,6 @@ async def test_a_history_from_before_components_is_adopted(empty_database_url: s
             "0004_job_control",
             "0005_unique_jobs",
             "0006_queue_pause",
+            "0007_job_schedules",
         ]
         assert await migrations.verify(conn) == []

@@ -32,6 +32,7 @@ from jobqueue.queue import (
     get_job_status,
     get_queue_stats,
     list_jobs,
+    list_schedules,
     pause_queue,
     paused_queues,
     resume_queue,
@@ -50,7 +51,9 @@ from jobqueue.runner import (
     Snooze,
     handler,
     register_handler,
+    register_schedule,
 )
+from jobqueue.schedules import Schedule, ScheduleRun, ScheduleState
 from jobqueue.sync import SyncQueue
 from jobqueue.types import (
     DuplicateJob,
@@ -101,6 +104,9 @@ __all__ = [
     "RescuedJob",
     "RetryPolicy",
     "RunningJob",
+    "Schedule",
+    "ScheduleRun",
+    "ScheduleState",
     "SeedHandler",
     "Snooze",
     "SyncQueue",
@@ -125,6 +131,7 @@ __all__ = [
     "handler",
     "init_job_system",
     "list_jobs",
+    "list_schedules",
     "migrate",
     "pause_queue",
     "paused_queues",
@@ -132,6 +139,7 @@ __all__ = [
     "queue_depth",
     "register_all_handlers",
     "register_handler",
+    "register_schedule",
     "resume_queue",
     "retry_job",
     "retry_jobs",

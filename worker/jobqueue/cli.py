@@ -375,6 +375,24 @@ def build_parser() -> argparse.ArgumentParser:
         )
         action.add_argument("--json", action="store_true", help="print JSON")
 
+    schedules = commands.add_parser(
+        "schedules", help="list the periodic schedules, or delete one", parents=[common]
+    )
+    schedule_actions = schedules.add_subparsers(
+        dest="schedules_command", required=True, metavar="ACTION"
+    )
+    listing = schedule_actions.add_parser(
+        "ls", help="the declared schedules with their next and last runs", parents=[common]
+    )
+    listing.add_argument("--queue", metavar="NAME", help="one queue (default: all)")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    forget = schedule_actions.add_parser(
+        "delete",
+        help="forget a schedule no process declares any more (its jobs stay)",
+        parents=[common],
+    )
+    forget.add_argument("name", metavar="NAME", help="the schedule")
+
     shown = commands.add_parser(
         "settings",
         help="every setting (the core's and the plugins'): its value here and where it came from",
@@ -557,6 +575,8 @@ async def run_command(args: argparse.Namespace) -> int:
             return await run_jobs(args, queue)
         elif args.command == "queues":
             return await run_queues(args, queue)
+        elif args.command == "schedules":
+            return await run_schedules(args, queue)
         elif args.command == "cleanup-stale-locks":
             rescued = await queue.rescue_stale_jobs(args.threshold, queue=args.queue)
             for taken in rescued:
@@ -666,6 +686,36 @@ async def run_queues(args: argparse.Namespace, queue: queue_module.Queue) -> int
     else:
         for name, since in paused.items():
             print(f"queue {name} paused since {since.isoformat(timespec='seconds')}")
+    return 0
+
+
+async def run_schedules(args: argparse.Namespace, queue: queue_module.Queue) -> int:
+    if args.schedules_command == "delete":
+        if not await queue.delete_schedule(args.name):
+            raise UserError(f"no schedule named {args.name!r}")
+        print(f"schedule {args.name} deleted")
+        return 0
+    found = await queue.list_schedules(args.queue)
+    if args.json:
+        print(json.dumps([state.to_json() for state in found], indent=2, ensure_ascii=False))
+        return 0
+
+    def when(moment: datetime.datetime | None) -> str:
+        return "-" if moment is None else moment.isoformat(timespec="seconds")
+
+    lines: list[tuple[str, ...]] = [("NAME", "QUEUE", "TYPE", "TIMING", "NEXT RUN", "LAST RUN")]
+    lines += [
+        (
+            state.name,
+            state.queue,
+            state.type,
+            state.timing,
+            when(state.next_run_at),
+            when(state.last_run_at),
+        )
+        for state in found
+    ]
+    print(_aligned(lines, left=len(lines[0])))
     return 0
 
 

@@ -1,7 +1,7 @@
 """The worker's background loops: the outcome writer, the LISTEN connection, the stale-job
-rescue and the statistics' compaction. The supervisor (``jobqueue.worker``) starts each one
-under its supervision and owns the running jobs; a loop knows only the queue and what it
-is told to call.
+rescue, the statistics' compaction and the periodic schedules. The supervisor
+(``jobqueue.worker``) starts each one under its supervision and owns the running jobs; a
+loop knows only the queue and what it is told to call.
 
 Every loop runs until cancelled. A database error that passes by itself
 (``db.classify_error``) is reported through ``report`` and ridden out with backoff; any
@@ -22,7 +22,7 @@ import uuid
 
 import psycopg
 
-from jobqueue import db, runner, session, sql, types
+from jobqueue import db, runner, schedules, session, sql, types
 from jobqueue import queue as queue_module
 
 logger = logging.getLogger("jobqueue.worker")
@@ -31,6 +31,10 @@ READY_CHANNEL = "jobqueue_ready"
 CANCEL_CHANNEL = "jobqueue_cancel"  # job_cancel sends the ids of running jobs to stop
 # Outcomes one write takes at most: one statement completes them all.
 _BATCH: int = 1000
+# The schedules loop looks again at least this often (another process may have declared,
+# changed or deleted a schedule), and, while another holds a due schedule, this soon.
+SCHEDULES_MAX_WAIT = 30.0
+SCHEDULES_MIN_WAIT = 0.2
 
 Clock = collections.abc.Callable[[], datetime.datetime | None]
 """What a worker's statements take as the time: ``None`` for the database's ``now()``."""
@@ -325,3 +329,35 @@ async def compact_counts(
             if not retryable(error):
                 raise
             report("compact_counts", error)
+
+
+async def run_schedules(
+    queue: queue_module.Queue,
+    given: list[schedules.Schedule],
+    *,
+    clock: Clock,
+    max_backoff: float,
+    report: ErrorReport,
+) -> None:
+    """Declare the schedules, then enqueue their ticks as they fall due: a pass at each
+    tick (``queue.run_schedules``), declared again if someone deleted one. Any number of
+    workers may run the same schedules: each tick is enqueued once."""
+    backoff = Backoff(max_backoff)
+    declared = False
+    while True:
+        try:
+            if not declared:
+                await queue.declare_schedules(given, now=clock())
+            run = await queue.run_schedules(given, now=clock())
+        except Exception as error:
+            if not retryable(error):
+                raise
+            report("schedules", error)
+            await asyncio.sleep(backoff.next())
+            continue
+        backoff.reset()
+        declared = run.declared
+        until_due = SCHEDULES_MAX_WAIT
+        if run.next_run_at is not None:
+            until_due = (run.next_run_at - run.now).total_seconds()
+        await asyncio.sleep(min(SCHEDULES_MAX_WAIT, max(SCHEDULES_MIN_WAIT, until_due)))

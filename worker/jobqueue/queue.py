@@ -2,7 +2,8 @@
 
 ``Queue`` is the producer API (``producer``: enqueue, status, statistics) plus, as methods,
 the worker's session (``session``: claim, heartbeat, complete, fail, release), job control
-(``control``: list, cancel, retry, delete, pause) and the stale-job rescue (``maintenance``).
+(``control``: list, cancel, retry, delete, pause), periodic schedules (``schedules``) and
+the stale-job rescue (``maintenance``).
 Each method is declared once, where its work is done; the class only gathers them. The
 module-level functions (``enqueue_job`` and friends, as in the seed) use a default
 ``Queue`` configured from ``DATABASE_URL``, one per event loop.
@@ -16,7 +17,7 @@ import functools
 import typing
 import weakref
 
-from jobqueue import control, maintenance, producer, session
+from jobqueue import control, maintenance, producer, schedules, session
 
 
 class Queue(producer.Producer):
@@ -44,6 +45,10 @@ class Queue(producer.Producer):
     pause_queue = control.pause_queue
     resume_queue = control.resume_queue
     paused_queues = control.paused_queues
+    declare_schedules = schedules.declare_schedules
+    run_schedules = schedules.run_schedules
+    list_schedules = schedules.list_schedules
+    delete_schedule = schedules.delete_schedule
 
 
 # --- module-level API, as in the seed ------------------------------------------------------
@@ -147,3 +152,4 @@ delete_jobs = _on_default_queue(Queue.delete_jobs)
 pause_queue = _on_default_queue(Queue.pause_queue)
 resume_queue = _on_default_queue(Queue.resume_queue)
 paused_queues = _on_default_queue(Queue.paused_queues)
+list_schedules = _on_default_queue(Queue.list_schedules)

@@ -36,7 +36,7 @@ import traceback
 import typing
 import uuid
 
-from jobqueue import checks, logs, statements, types
+from jobqueue import checks, logs, schedules, statements, types
 
 logger = logging.getLogger("jobqueue.runner")
 
@@ -217,6 +217,7 @@ class Registry:
     def __init__(self) -> None:
         self._handlers: dict[str, JobHandler[typing.Any, typing.Any]] = {}
         self._sources: dict[str, str] = {}
+        self._schedules: dict[str, schedules.Schedule] = {}
         self.plugins: set[str] = set()  # plugins whose handlers are registered here
 
     def register(
@@ -243,6 +244,24 @@ class Registry:
     def types(self) -> list[str]:
         return sorted(self._handlers)
 
+    def add_schedule(self, schedule: schedules.Schedule) -> schedules.Schedule:
+        """Add a periodic schedule: the workers of its queue run it. A name given twice is
+        an error."""
+        if not isinstance(schedule, schedules.Schedule):
+            raise TypeError(f"expected a Schedule, not {type(schedule).__name__}")
+        if schedule.name in self._schedules:
+            raise ValueError(f"schedule {schedule.name!r} is registered twice")
+        self._schedules[schedule.name] = schedule
+        return schedule
+
+    def list_schedules(self, queue: str | None = None) -> list[schedules.Schedule]:
+        """The registered schedules (of ``queue``, if given), by name."""
+        return [
+            schedule
+            for name, schedule in sorted(self._schedules.items())
+            if queue is None or schedule.queue == queue
+        ]
+
 
 def _defined_in(handler: object) -> str:
     function = getattr(handler, "function", None)  # a FunctionHandler: its function's module
@@ -257,6 +276,12 @@ def register_handler(
 ) -> SeedHandler[typing.Any, typing.Any]:
     """Register ``handler`` with the default registry (the one workers use)."""
     return REGISTRY.register(handler)
+
+
+def register_schedule(schedule: schedules.Schedule) -> schedules.Schedule:
+    """Register a periodic schedule with the default registry: the workers of its queue
+    run it (see ``jobqueue.Schedule``)."""
+    return REGISTRY.add_schedule(schedule)
 
 
 def _typed_dict_checker(

@@ -195,6 +195,8 @@ class Worker:
             raise ValueError(f"no handler registered for job types: {', '.join(unknown)}")
         if not self.types:
             raise ValueError("no job handlers are registered: nothing to run")
+        # The periodic schedules declared in code for this worker's queue: it runs them.
+        self.schedules = self.registry.list_schedules(self.config.queue)
         self.started_at: datetime.datetime | None = None
         self.processed = 0
         self.failed = 0
@@ -386,6 +388,21 @@ class Worker:
                     clock=self.clock,
                     report=self._database_error,
                     rescued=self._rescued,
+                ),
+            )
+        if self.schedules:
+            logger.info(
+                "[Worker] Running schedules %s",
+                ", ".join(f"{schedule.name} ({schedule.timing})" for schedule in self.schedules),
+            )
+            self._spawn(
+                "schedules",
+                loops.run_schedules(
+                    self.queue,
+                    self.schedules,
+                    clock=self.clock,
+                    max_backoff=self.config.max_backoff,
+                    report=self._database_error,
                 ),
             )
         try:

@@ -212,7 +212,8 @@ RETURNING jobs.id, jobs.type, jobs.status, jobs.payload, jobs.result, jobs.attem
     least(greatest(jobs.run_at, '0001-01-02 00:00+00'), '9999-12-30 00:00+00') AS run_at,
     jobs.locked_at, jobs.locked_by, jobs.error,
     least(greatest(jobs.created_at, '0001-01-02 00:00+00'), '9999-12-30 00:00+00') AS created_at,
-    jobs.updated_at, jobs.queue, jobs.priority, jobs.heartbeat_at;
+    jobs.updated_at, jobs.queue, jobs.priority, jobs.heartbeat_at, jobs.cancel_requested_at,
+    jobs.unique_key;
 
 -- name: job_complete
 -- Only a job still in play can be completed. With %(worker_id)s set, only while that worker
@@ -353,6 +354,94 @@ SELECT name, paused_at
 FROM job_queues
 WHERE paused_at IS NOT NULL AND (%(queue)s::text IS NULL OR name = %(queue)s)
 ORDER BY name;
+
+-- name: schedule_declare
+-- Declares schedules (migration 0007), one element of each array a schedule: new ones are
+-- added, known ones take the given definition. A schedule whose timing changed starts
+-- again from the next tick of its new timing (next_run_at NULL: worked out by the next
+-- scheduler pass); one declared as it was is left untouched, not even rewritten.
+INSERT INTO job_schedules AS known (name, type, queue, cron, every_seconds, time_zone, payload,
+                                    priority, max_attempts, catch_up, updated_at)
+SELECT name, type, queue, cron, every_seconds, time_zone, payload::jsonb, priority,
+       max_attempts, catch_up, coalesce(%(now)s, now())
+FROM unnest(
+    %(names)s::text[], %(types)s::text[], %(queues)s::text[], %(crons)s::text[],
+    %(every_seconds)s::double precision[], %(time_zones)s::text[], %(payloads)s::text[],
+    %(priorities)s::integer[], %(max_attempts)s::integer[], %(catch_ups)s::integer[]
+) AS given (name, type, queue, cron, every_seconds, time_zone, payload, priority,
+            max_attempts, catch_up)
+ON CONFLICT (name) DO UPDATE
+SET type = excluded.type, queue = excluded.queue, cron = excluded.cron,
+    every_seconds = excluded.every_seconds, time_zone = excluded.time_zone,
+    payload = excluded.payload, priority = excluded.priority,
+    max_attempts = excluded.max_attempts, catch_up = excluded.catch_up,
+    next_run_at = CASE
+        WHEN (known.cron, known.every_seconds, known.time_zone)
+             IS NOT DISTINCT FROM (excluded.cron, excluded.every_seconds, excluded.time_zone)
+        THEN known.next_run_at END,
+    updated_at = excluded.updated_at
+WHERE (known.type, known.queue, known.cron, known.every_seconds, known.time_zone,
+       known.payload, known.priority, known.max_attempts, known.catch_up)
+      IS DISTINCT FROM
+      (excluded.type, excluded.queue, excluded.cron, excluded.every_seconds,
+       excluded.time_zone, excluded.payload, excluded.priority, excluded.max_attempts,
+       excluded.catch_up);
+
+-- name: schedule_due_lock
+-- The schedules among %(names)s with a tick due within %(ahead)s seconds of the clock (or
+-- not yet looked at), locked for this transaction; one another scheduler holds is skipped:
+-- it is enqueueing that tick. Returns each with its next_run_at and the clock.
+SELECT name, next_run_at, coalesce(%(now)s, now())
+FROM job_schedules
+WHERE name = ANY(%(names)s::text[])
+  AND (next_run_at IS NULL
+       OR next_run_at <= coalesce(%(now)s, now()) + make_interval(secs => %(ahead)s))
+FOR UPDATE SKIP LOCKED;
+
+-- name: schedule_ticks_insert
+-- The due ticks' jobs: each holds its tick's unique key for good (unique_period_start is the
+-- tick), and a tick enqueued before, by whoever, is skipped. run_at is the tick: a tick
+-- enqueued ahead of time waits for it. Returns the jobs added.
+INSERT INTO jobs (id, type, payload, run_at, max_attempts, queue, priority, unique_key,
+                  unique_period_start)
+SELECT id, type, payload::jsonb, tick, coalesce(max_attempts, 3), queue, priority, unique_key,
+       tick
+FROM unnest(
+    %(ids)b::uuid[], %(types)s::text[], %(payloads)s::text[], %(ticks)s::timestamptz[],
+    %(max_attempts)s::integer[], %(queues)s::text[], %(priorities)s::integer[],
+    %(unique_keys)s::text[]
+) AS given (id, type, payload, tick, max_attempts, queue, priority, unique_key)
+ON CONFLICT DO NOTHING
+RETURNING *;
+
+-- name: schedule_advance
+-- Moves locked schedules on: next_run_at to their next tick, last_run_at to the newest tick
+-- enqueued (if any was).
+UPDATE job_schedules AS known
+SET next_run_at = given.next_run_at,
+    last_run_at = coalesce(given.last_run_at, known.last_run_at)
+FROM unnest(%(names)s::text[], %(next_run_ats)s::timestamptz[],
+            %(last_run_ats)s::timestamptz[]) AS given (name, next_run_at, last_run_at)
+WHERE known.name = given.name;
+
+-- name: schedule_next_run
+-- When the earliest of %(names)s is next due (NULL: one is not yet looked at, or none
+-- exists), how many of them exist, and the clock the scheduler goes by.
+SELECT min(next_run_at), count(*), bool_or(next_run_at IS NULL), coalesce(%(now)s, now())
+FROM job_schedules
+WHERE name = ANY(%(names)s::text[]);
+
+-- name: schedule_list
+-- Every schedule (or those of %(queue)s), by name, with the clock to read them by.
+SELECT name, type, queue, cron, every_seconds, time_zone, payload, priority, max_attempts,
+       catch_up, next_run_at, last_run_at, updated_at, now()
+FROM job_schedules
+WHERE %(queue)s::text IS NULL OR queue = %(queue)s
+ORDER BY name;
+
+-- name: schedule_delete
+-- Forgets a schedule; returns its name if it existed. Jobs it enqueued stay.
+DELETE FROM job_schedules WHERE name = %(name)s RETURNING name;
 
 -- name: job_ready_listen
 -- Workers listen here; the jobs_notify_ready trigger sends the queue name of new ready jobs.
