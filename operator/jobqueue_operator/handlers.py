@@ -33,7 +33,7 @@ import typing
 import kopf
 
 import jobqueue
-from jobqueue_operator import kube, manifests, metrics, monitor, policy, resource
+from jobqueue_operator import kube, manifests, metrics, monitor, policy, resource, schedules
 
 Json = dict[str, typing.Any]
 Spec = collections.abc.Mapping[str, typing.Any]
@@ -322,9 +322,17 @@ async def reconcile(runtime: Runtime, state: QueueState, body: kopf.Body, spec: 
         scaling = policy.Scaling.from_spec(spec.get("scaling"))
     except policy.SpecError as error:
         raise Unavailable("InvalidSpec", str(error)) from None
+    queue_name = spec.get("queue", "default")
+    try:
+        periodic = schedules.from_spec(spec.get("schedules"), queue_name)
+    except schedules.ScheduleSpecError as error:
+        raise Unavailable("InvalidSpec", str(error)) from None
     url = await _database_url(api, owner.namespace, spec)
-    queue = await _monitor(state, url, spec.get("queue", "default"))
+    queue = await _monitor(state, url, queue_name)
     with database_calls():
+        # Before the depth is read: a tick due within the poll counts as due soon, so a
+        # queue at zero replicas has a worker up in time for it.
+        ticked = await queue.run_schedules(periodic, ahead=scaling.poll_interval)
         depth = await queue.observe(due_within=scaling.poll_interval)
 
     async with state.lock:
@@ -433,6 +441,27 @@ async def reconcile(runtime: Runtime, state: QueueState, body: kopf.Body, spec: 
         "purgedJobs": state.purged,
         "conditions": _conditions(body, conditions, generation),
     }
+    # None removes the field (a merge patch) once the spec has no schedules left.
+    status["schedules"] = None
+    if ticked is not None:
+        with database_calls():
+            states = await queue.schedule_states(periodic)
+        status["schedules"] = [
+            {
+                "name": each.name,
+                "timing": each.timing,
+                "nextRunAt": each.next_run_at and each.next_run_at.isoformat(),
+                "lastRunAt": each.last_run_at and each.last_run_at.isoformat(),
+            }
+            for each in states
+        ]
+    if ticked is not None and ticked.enqueued:
+        logger.info(
+            "%s/%s enqueued %s",
+            owner.namespace,
+            owner.name,
+            ", ".join(f"{job.unique_key} ({job.id})" for job in ticked.enqueued),
+        )
     if state.last_scale_time is not None:
         status["lastScaleTime"] = state.last_scale_time
         status["lastScaleReason"] = state.last_scale_reason

@@ -84,6 +84,7 @@ class QueueMonitor:
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: jobqueue.ReadyListener | None = None
         self._opened = False
+        self._declared: list[jobqueue.Schedule] | None = None  # as last written
 
     async def open(self) -> None:
         """Migrate, open the pool, and start listening (with ``on_ready``). Raises what
@@ -141,6 +142,34 @@ class QueueMonitor:
         rows = await jobqueue.queue_depth(self._queue, name=self.queue_name, due_within=due_within)
         paused = await self._queue.paused_queues(self.queue_name)
         return dataclasses.replace(Depth.of(rows), paused=bool(paused))
+
+    async def run_schedules(
+        self, schedules: list[jobqueue.Schedule], *, ahead: float
+    ) -> jobqueue.ScheduleRun | None:
+        """Enqueue the ticks of the spec's schedules due within ``ahead`` seconds (the next
+        poll: a tick's job waits for its time, and counts as due soon for the scaling), once
+        per tick whoever else runs them; declared first whenever the spec changed them or
+        someone deleted one. ``None`` when the spec has none."""
+        if not schedules:
+            return None
+        if schedules != self._declared:
+            await self._queue.declare_schedules(schedules)
+            self._declared = schedules
+        run = await self._queue.run_schedules(schedules, ahead=ahead)
+        if not run.declared:
+            self._declared = None  # deleted by hand: declared again at the next pass
+        return run
+
+    async def schedule_states(
+        self, schedules: list[jobqueue.Schedule]
+    ) -> list[jobqueue.ScheduleState]:
+        """How the database holds ``schedules``: next and last runs."""
+        names = {schedule.name for schedule in schedules}
+        return [
+            state
+            for state in await self._queue.list_schedules(self.queue_name)
+            if state.name in names
+        ]
 
     async def rescue(self, stale_after: float) -> list[jobqueue.RescuedJob]:
         """Running jobs whose heartbeat is ``stale_after`` seconds old (a dead worker's)

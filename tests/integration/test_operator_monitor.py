@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import itertools
 import socket
 
 import psycopg
@@ -13,7 +14,7 @@ import pytest
 import waiting
 
 import jobqueue
-from jobqueue_operator import monitor
+from jobqueue_operator import monitor, schedules
 
 UTC = datetime.UTC
 
@@ -84,6 +85,40 @@ async def test_rescue_prune_and_ranking(queue: jobqueue.Queue, database_url: str
         "done": 0,
         "cancelled": 0,
     }
+
+
+async def test_the_specs_schedules_are_enqueued_a_poll_ahead_and_declared_again(
+    queue: jobqueue.Queue, database_url: str
+) -> None:
+    """A tick within the next poll is enqueued now, due at its time (so it counts as due
+    soon for the scaling); a schedule deleted by hand is declared again."""
+    pulse = schedules.from_spec([{"name": "pulse", "type": "ping", "everySeconds": 2}], "books")
+    watcher = monitor.QueueMonitor(database_url, "books")
+    await watcher.open()
+    try:
+        assert await watcher.run_schedules([], ahead=10) is None
+        first = await watcher.run_schedules(pulse, ahead=10)
+        assert first is not None
+        # The first look works out the next tick: it and the next four are within the poll.
+        ticks = [job.run_at for job in first.enqueued]
+        assert len(ticks) == 5
+        assert first.now < ticks[0] <= first.now + datetime.timedelta(seconds=2)
+        assert {(b - a).total_seconds() for a, b in itertools.pairwise(ticks)} == {2.0}
+        assert {job.queue for job in first.enqueued} == {"books"}
+        depth = await watcher.observe(due_within=10)
+        assert (depth.ready, depth.due_soon) == (0, 5)
+        (state,) = await watcher.schedule_states(pulse)
+        assert state.last_run_at == ticks[-1]
+        assert await queue.delete_schedule("pulse")
+        gone = await watcher.run_schedules(pulse, ahead=10)
+        assert gone is not None
+        assert not gone.declared
+        again = await watcher.run_schedules(pulse, ahead=10)
+        assert again is not None
+        assert again.declared
+        assert [state.name for state in await queue.list_schedules()] == ["pulse"]
+    finally:
+        await watcher.close()
 
 
 async def test_a_notify_wakes_the_operator(queue: jobqueue.Queue, database_url: str) -> None:

@@ -186,5 +186,9 @@ def test_missed_ticks_keep_the_newest_and_catch_up_at_most_n() -> None:
     assert len(ticks) == 5
     assert ticks[0] == start
     assert not left_out
+    # Ahead of time: every tick to the horizon, none of them missed.
+    ahead = skip.due_ticks(utc(2026, 1, 1, 10, 40), now, utc(2026, 1, 1, 11, 5))
+    assert ahead == ([utc(2026, 1, 1, 10, 40, 0), *(utc(2026, 1, 1, h, m) for h, m in
+                      ((10, 50), (11, 0)))], False)  # fmt: skip
     # On time: the one tick due, nothing missed.
     assert skip.due_ticks(utc(2026, 1, 1, 10, 40), now) == ([utc(2026, 1, 1, 10, 40)], False)

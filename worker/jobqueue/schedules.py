@@ -94,13 +94,22 @@ class Schedule:
         return self.timetable.next_after(instant)
 
     def due_ticks(
-        self, start: datetime.datetime, horizon: datetime.datetime
+        self,
+        start: datetime.datetime,
+        now: datetime.datetime,
+        horizon: datetime.datetime | None = None,
     ) -> tuple[list[datetime.datetime], bool]:
-        """The ticks from ``start`` to ``horizon`` (both included) to enqueue, oldest first:
-        the newest, and up to ``catch_up`` before it; and whether older ones were left out."""
+        """The ticks from ``start`` on to enqueue, oldest first: every one after ``now`` up
+        to ``horizon`` (ahead of time), the newest at or before ``now``, and up to
+        ``catch_up`` missed ones before that; and whether older missed ones were left out."""
         ticks: list[datetime.datetime] = []
-        tick = self.timetable.latest_at(horizon)
-        while tick is not None and tick >= start and len(ticks) <= self.catch_up:
+        tick = self.timetable.latest_at(horizon or now)
+        while tick is not None and tick > now and tick >= start:
+            ticks.append(tick)
+            tick = self.timetable.latest_at(tick - _BEFORE)
+        for _ in range(self.catch_up + 1):  # the newest due now, then the missed ones
+            if tick is None or tick < start:
+                break
             ticks.append(tick)
             tick = self.timetable.latest_at(tick - _BEFORE)
         return ticks[::-1], tick is not None and tick >= start
@@ -264,7 +273,10 @@ async def _enqueue_ticks(
     for schedule, next_run_at, clock in due:
         horizon = clock + datetime.timedelta(seconds=ahead)
         start = next_run_at or schedule.next_after(clock)
-        ticks, skipped = schedule.due_ticks(start, horizon) if start <= horizon else ([], False)
+        ticks: list[datetime.datetime] = []
+        skipped = False
+        if start <= horizon:
+            ticks, skipped = schedule.due_ticks(start, clock, horizon)
         if skipped:
             logger.warning(
                 "[Queue] Schedule %s missed ticks from %s to %s: skipped (catch_up=%d)",
