@@ -1,7 +1,8 @@
 """The chaos suite, short form: real worker processes, thousands of jobs, random kill -9,
 SIGTERM and double SIGTERM, database restarts and read-only windows, cancels and retries
-as an operator would make them, poison mixed in (``tests/support/chaos_suite.py``). ``make
-chaos`` runs the long form and prints its figures."""
+as an operator would make them, a schedule ticking each second, poison mixed in
+(``tests/support/chaos_suite.py``). ``make chaos`` runs the long form and prints its
+figures."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def test_under_chaos_every_job_ends_once_and_never_runs_twice_at_once() -> None:
     assert report.retried > 0, report.summary()
     assert report.unique_keys > 0, report.summary()
     assert report.duplicate_holders == 0, report.summary()
+    assert report.ticks >= 15, report.summary()
+    assert report.missed_ticks == 0, report.summary()
     assert report.reruns.get("snoozed", 0) > 0, report.summary()
     assert report.unexplained_reruns == 0, report.summary()
     assert report.failed_without_reason == 0, report.summary()

@@ -262,6 +262,10 @@ INVALID: typing.Final = [
     ),
     ({"scaling": {"pollIntervalSeconds": 0}}, "spec.scaling.pollIntervalSeconds: Invalid value"),
     ({"metadata": {"name": "9lives"}}, "a JobQueue's name must be at most 55 characters"),
+    (
+        {"schedules": [{"name": "both", "type": "op.work", "cron": "@daily", "everySeconds": 60}]},
+        "a schedule needs either cron or everySeconds, not both",
+    ),
 ]
 
 
@@ -358,6 +362,55 @@ def test_a_burst_scales_up_to_the_bound_runs_each_job_once_and_idle_scales_to_ze
     assert rig.events(kube, "ScaledUp")
     assert rig.events(kube, "ScaledDown")
     assert operator.metric("jobqueue_operator_scale_events_total", "burst") >= 1
+
+
+def test_the_specs_schedule_is_run_once_per_tick_from_zero_replicas(
+    kube: kubectl.Kube, operator: Operator, database_url: str
+) -> None:
+    """spec.schedules: the operator enqueues each tick a poll ahead, so the queue, at zero
+    replicas, has a worker in time; each tick runs once; the status shows the next run; a
+    schedule taken out of the spec leaves the status."""
+    rig.runs_table(database_url)
+    rig.database_secret(kube, database_url)
+    pulse = {"name": "e2e-pulse", "type": "op.work", "everySeconds": 4, "payload": {}}
+    kube.apply(
+        rig.jobqueue_manifest(
+            "ticking", scaling={"pollIntervalSeconds": 2, "scaleDownDelaySeconds": 60},
+            schedules=[pulse],
+        )
+    )  # fmt: skip
+    rig.wait_reconciled(kube, "ticking")
+
+    def scheduled() -> list[Json]:
+        return typing.cast(list[Json], rig.status(kube, "ticking").get("schedules") or [])
+
+    kube.wait_for(lambda: len(scheduled()) == 1, "the schedule in the status")
+    (shown,) = scheduled()
+    assert (shown["name"], shown["timing"]) == ("e2e-pulse", "every 4s")
+    assert shown["nextRunAt"] is not None
+
+    def ticks() -> list[tuple[str, str, int]]:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT unique_key, status, attempts FROM jobs WHERE type = 'op.work'"
+                " ORDER BY run_at"
+            ).fetchall()
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    kube.wait_for(
+        lambda: sum(status == "done" for _, status, _ in ticks()) >= 3,
+        "three ticks run by the workers",
+        timeout=60,
+    )
+    done = [key for key, status, _ in ticks() if status == "done"]
+    assert all(key.startswith("schedule:e2e-pulse@") for key in done)
+    ran = rig.runs(database_url)
+    assert len(ran) == len({row[0] for row in ran}), "a tick ran twice"
+    assert {row[2] for row in ran} == {1}
+    # Out of the spec: nothing more is enqueued for it, and the status forgets it.
+    manifest = rig.jobqueue_manifest("ticking")
+    kube.apply(manifest)
+    kube.wait_for(lambda: not scheduled(), "the schedule gone from the status")
 
 
 def test_notify_wakes_a_queue_at_zero(

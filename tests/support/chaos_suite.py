@@ -7,8 +7,10 @@ processes run them while a fault schedule, drawn from a seeded random generator,
 thing at a time: ``kill -9`` a worker, SIGTERM one, SIGTERM one twice, restart the
 database, or make the whole server read-only for a moment; or, as an operator would, cancel
 a few pending and running jobs, or retry the failed ones; or enqueue jobs whose unique keys
-collide. A killed or stopped worker is replaced at once. Afterwards the database is left
-alone until every job has ended.
+collide. Meanwhile every worker runs a periodic schedule ticking each second (with catch-up:
+no tick may be missed, none enqueued twice). A killed or stopped worker is replaced at
+once. When the faults end the workers are replaced by ones without the schedule (a graceful
+rollout), and the database is left alone until every job has ended.
 
 Each execution's start and end is appended by the handler to a file of its own process
 (``jobqueue_chaos_handlers``), then loaded into the ``chaos_executions`` table, where the
@@ -58,6 +60,10 @@ FAULTS: typing.Final = (
 CANCELS_AT_ONCE: typing.Final = 12
 # The "unique" fault's keys are held for a day: longer than any run.
 UNIQUE_FOR: typing.Final = 86_400.0
+# The schedule every worker runs during the faults (``jobqueue_chaos_handlers``): a tick a
+# second, and enough catch-up that a database outage misses none.
+SCHEDULE_ENV: typing.Final = "CHAOS_SCHEDULE"
+SCHEDULE_KEY: typing.Final = "schedule:chaos-pulse@%"
 # Seconds: longer than any fault lasts (a restart, a read-only window of up to 2.5 s), so a
 # live worker is never taken for dead; its lease (half of it) is shorter than some windows.
 STALE_THRESHOLD: typing.Final = 5
@@ -90,6 +96,8 @@ class Report:
     runs_after_cancel: int = 0
     unique_keys: int = 0
     duplicate_holders: int = 0
+    ticks: int = 0
+    missed_ticks: int = 0
     unexplained_reruns: int = 0
     reruns: dict[str, int] = dataclasses.field(default_factory=dict)
     faults: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -110,6 +118,7 @@ class Report:
             f" faults {self.faults}; re-runs after {self.reruns};"
             f" overlaps {self.overlaps}, runs after a cancel {self.runs_after_cancel},"
             f" unique keys {self.unique_keys} (held twice: {self.duplicate_holders}),"
+            f" schedule ticks {self.ticks} (missed: {self.missed_ticks}),"
             f" unexplained re-runs {self.unexplained_reruns},"
             f" failed without reason {self.failed_without_reason},"
             f" wrong outcome {self.wrong_outcome}; {rescue}"
@@ -141,6 +150,7 @@ class Chaos:
         self.cancelled: dict[str, int] = {}
         self.retried = 0
         self.unique_rounds = 0
+        self.scheduling = True  # whether new workers run the schedule
 
     # --- the database -------------------------------------------------------------------------
 
@@ -193,6 +203,7 @@ class Chaos:
     def start_worker(self) -> None:
         self.started += 1
         env = {**os.environ, "PYTHONPATH": SUPPORT, "CHAOS_LOG_DIR": str(self.logs)}
+        env[SCHEDULE_ENV] = "1" if self.scheduling else ""
         with open(self.folder / f"worker-{self.started}.log", "wb") as output:
             process = subprocess.Popen(
                 [
@@ -313,6 +324,7 @@ class Chaos:
                     upcoming = self.random.sample(FAULTS, len(FAULTS))
                 self.fault(upcoming.pop())
                 self.keep_workers_up()
+            self.stop_scheduling()
             self.wait_until_every_job_ends()
             report = self.check()
         finally:
@@ -326,6 +338,17 @@ class Chaos:
             self.stop_server()
         report.elapsed = time.monotonic() - began
         return report
+
+    def stop_scheduling(self) -> None:
+        """Replace every worker by one without the schedule, each stopped gracefully, so that
+        the jobs can run out."""
+        self.scheduling = False
+        running = self.live_workers()
+        for worker in running:
+            worker.send_signal(signal.SIGTERM)
+            self.start_worker()
+        for worker in running:
+            worker.wait(timeout=30)
 
     def wait_until_every_job_ends(self) -> None:
         with jobqueue.SyncQueue(self.url) as queue:
@@ -425,6 +448,17 @@ class Chaos:
                 "SELECT count(*) FROM (SELECT unique_key FROM jobs WHERE unique_key IS NOT NULL"
                 " GROUP BY unique_key HAVING count(*) > 1) AS twice",
             )
+            # The schedule's ticks: one job each (duplicate_holders above), and none missing
+            # between the first and the last.
+            row = conn.execute(
+                "SELECT count(*), coalesce(extract(epoch FROM"
+                " max(unique_period_start) - min(unique_period_start)), -1)"
+                " FROM jobs WHERE unique_key LIKE %s",
+                [SCHEDULE_KEY],
+            ).fetchone()
+            assert row is not None
+            report.ticks = int(row[0])
+            report.missed_ticks = int(row[1]) + 1 - report.ticks
             # A cancelled job never runs again: no execution of a later attempt than it had
             # made when it was cancelled.
             report.runs_after_cancel = count_of(

@@ -1,7 +1,8 @@
 """The job types of the chaos suite (``tests/support/chaos_suite.py``). Each run appends its start
 and its end to a file of its process's own (``$CHAOS_LOG_DIR/<pid>.log``), written and
 flushed line by line: the file outlives a ``kill -9`` and a database outage alike, which a
-table written through the database under test would not."""
+table written through the database under test would not. With ``$CHAOS_SCHEDULE`` set, the
+worker also runs a schedule enqueueing a short job each second."""
 
 from __future__ import annotations
 
@@ -49,3 +50,9 @@ async def work(payload: dict[str, typing.Any], job: jobqueue.Job) -> object:
         raise RuntimeError(f"failing on purpose (attempt {job.attempts})")
     _record(job, "ok")
     return {"attempt": job.attempts}
+
+
+if os.environ.get("CHAOS_SCHEDULE"):
+    jobqueue.register_schedule(
+        jobqueue.Schedule("chaos-pulse", "chaos.work", {"ms": 20}, every=1, catch_up=1000)
+    )
