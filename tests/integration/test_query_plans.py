@@ -144,3 +144,32 @@ async def test_the_claim_updates_the_rows_it_locked_by_ctid(
     reads = [node["Node Type"] for node in nodes(plan) if node.get("Relation Name") == "jobs"]
     reads.remove("ModifyTable")  # the update itself
     assert sorted(reads) == ["Index Scan", "Tid Scan"], plan  # no primary-key lookup a job
+
+
+async def test_a_schedules_tick_insert_reads_no_jobs_but_its_conflicts(
+    filled: psycopg.AsyncConnection[typing.Any],
+) -> None:
+    """A tick enqueued before is found by the unique indexes as the row goes in, and the
+    statement reads nothing else of jobs; the schedules' own statements never touch jobs."""
+    tick = {
+        "ids": SOME_IDS[:1],
+        "types": ["a"],
+        "payloads": [None],
+        "ticks": [None],
+        "max_attempts": [None],
+        "queues": ["default"],
+        "priorities": [0],
+        "unique_keys": ["schedule:s@2030-01-01T00:00:00Z"],
+    }
+    plan = await plan_of(filled, "schedule_ticks_insert", tick)
+    on_jobs = [node for node in nodes(plan) if node.get("Relation Name") == "jobs"]
+    assert [node["Node Type"] for node in on_jobs] == ["ModifyTable"], plan
+    # Without a conflict target every unique index is an arbiter: jobs_unique_idx finds the
+    # tick's key, the primary key the id; no other read.
+    assert on_jobs[0]["Conflict Resolution"] == "NOTHING", on_jobs[0]
+    for name, params in [
+        ("schedule_due_lock", {"names": ["s"], "now": None, "ahead": 0}),
+        ("schedule_next_run", {"names": ["s"], "now": None}),
+    ]:
+        plan = await plan_of(filled, name, params)
+        assert {node.get("Relation Name") for node in nodes(plan)} <= {"job_schedules", None}
