@@ -271,6 +271,7 @@ class Worker:
             "queue": self.config.queue,
             "concurrency": self.config.concurrency,
             "types": list(self.types),
+            "schedules": [schedule.name for schedule in self.schedules],
             "processed": self.processed,
             "failed": self.failed,
             "rescued": self.rescued,
