@@ -240,3 +240,25 @@ async def test_workers_with_moved_clocks_run_a_schedule_from_code_once_per_tick(
     (state,) = await queue.list_schedules()
     assert state.name == "every-second"
     assert state.last_run_at == times[-1]
+
+
+async def test_the_module_functions_and_the_sync_facade_list_schedules(
+    queue: jobqueue.Queue, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await queue.declare_schedules([jobqueue.Schedule("listed", "t", every=60, queue="q")])
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    jobqueue.configure()
+    try:
+        assert [state.name for state in await jobqueue.list_schedules()] == ["listed"]
+        assert await jobqueue.list_schedules("other") == []
+    finally:
+        await jobqueue.close_default_queue()
+
+    def in_a_thread() -> list[str]:
+        with jobqueue.SyncQueue(database_url) as sync_queue:
+            names = [state.name for state in sync_queue.list_schedules("q")]
+            assert sync_queue.delete_schedule("listed") is True
+            return names
+
+    assert await asyncio.to_thread(in_a_thread) == ["listed"]
+    assert await queue.list_schedules() == []

@@ -98,3 +98,5 @@ class SyncQueue:
     pause_queue = _blocking(queue_module.Queue.pause_queue)
     resume_queue = _blocking(queue_module.Queue.resume_queue)
     paused_queues = _blocking(queue_module.Queue.paused_queues)
+    list_schedules = _blocking(queue_module.Queue.list_schedules)
+    delete_schedule = _blocking(queue_module.Queue.delete_schedule)
