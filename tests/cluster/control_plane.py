@@ -30,7 +30,7 @@ import urllib.request
 
 import waiting
 
-from cluster import api, build, kubelet, pki
+from cluster import api, build, kubelet, node, pki
 
 CONTROLLERS: typing.Final = (
     "deployment-controller",
@@ -64,7 +64,10 @@ class ControlPlane:
         self.logs.mkdir()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.startup_seconds = 0.0
-        self.pki = pki.create(self.state / "pki")
+        # Chosen now, made only when a real node starts: the API server's certificate must
+        # name the bridge's host address, through which the node's pods reach it.
+        self.pod_network = node.choose_pod_network()
+        self.pki = pki.create(self.state / "pki", (self.pod_network.host_address,))
         self.api_port = free_port()
         self.server = f"https://127.0.0.1:{self.api_port}"
         self.kubeconfig = self.state / "admin.kubeconfig"

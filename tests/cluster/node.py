@@ -22,17 +22,20 @@ machine, never a pattern for a cluster.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import os
 import pathlib
 import random
 import re
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import typing
 
@@ -44,6 +47,7 @@ STATE_PREFIX: typing.Final = "jobqueue-node-"
 BRIDGE_PREFIX: typing.Final = "jqbr"
 NAMESPACE: typing.Final = "k8s.io"  # containerd's namespace for the CRI's images and containers
 OWNER_FILE: typing.Final = "owner.pid"
+BRIDGE_FILE: typing.Final = "bridge"
 STARTUP_TIMEOUT: typing.Final = 60.0
 # Debian's packages the node needs (installed when missing, as root).
 PACKAGES: typing.Final = ("containerd", "runc", "containernetworking-plugins", "iptables")
@@ -70,6 +74,24 @@ def install_packages() -> None:
         ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
     ):
         subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL)
+
+
+@dataclasses.dataclass(frozen=True)
+class PodNetwork:
+    """The real node's pod network: a bridge, a /24 this machine does not route, and the
+    host's address on the bridge (pods reach this machine, and only it, there)."""
+
+    bridge: str
+    subnet: ipaddress.IPv4Network
+
+    @property
+    def host_address(self) -> str:
+        return str(next(self.subnet.hosts()))
+
+
+def choose_pod_network() -> PodNetwork:
+    """A bridge name and a free /24 for a node to make (nothing is made yet)."""
+    return PodNetwork(f"{BRIDGE_PREFIX}{secrets.token_hex(4)}", _free_subnet())
 
 
 def _free_subnet() -> ipaddress.IPv4Network:
@@ -108,6 +130,7 @@ class RealNode:
         client_key: pathlib.Path,
         images: typing.Sequence[pathlib.Path] = (),
         name: str | None = None,
+        network: PodNetwork | None = None,
     ) -> None:
         self.server = server
         self.ca_cert = ca_cert
@@ -120,10 +143,13 @@ class RealNode:
         self.logs = self.state / "logs"
         self.logs.mkdir()
         self.socket = self.state / "containerd.sock"
-        self.bridge = BRIDGE_PREFIX + self.state.name.removeprefix(STATE_PREFIX)[-8:].lower()
-        self.bridge = self.bridge[:15]  # the kernel's limit for an interface name
-        self.subnet = _free_subnet()
-        self.host_address = str(next(self.subnet.hosts()))
+        self.network = network or choose_pod_network()
+        self.bridge = self.network.bridge
+        self.subnet = self.network.subnet
+        self.host_address = self.network.host_address
+        (self.state / BRIDGE_FILE).write_text(self.bridge)  # for a sweep after a killed run
+        self.forwarders: list[Forwarder] = []
+        self.pod_api_server = ""
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.startup_seconds = 0.0
         self.client = api.Client(api.Credentials(server, ca_cert, client_cert, client_key))
@@ -137,6 +163,11 @@ class RealNode:
             install_packages()
             binaries = build.node_binaries_dir()
             self._make_bridge()
+            # The API server as the node's pods see it (its certificate names this address
+            # when the control plane chose this network).
+            api_port = int(self.server.rsplit(":", 1)[1])
+            host, port = self.forward(("127.0.0.1", api_port), api_port)
+            self.pod_api_server = f"https://{host}:{port}"
             self._start_containerd()
             self._import(binaries / build.PAUSE_ARCHIVE, *self.images)
             self._start_kubelet(binaries)
@@ -312,10 +343,21 @@ state = "{self.state / "containerd" / "state"}"
         conditions = node.get("status", {}).get("conditions", [])
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
+    def forward(self, target: str | tuple[str, int], port: int = 0) -> tuple[str, int]:
+        """Relay connections to the host's address on the bridge (``port``, or a free one)
+        to ``target`` on this machine (a TCP address, or a Unix socket's path): how pods
+        reach the API server and PostgreSQL, which listen on loopback or a socket. Returns
+        the address the pods use."""
+        forwarder = Forwarder((self.host_address, port), target)
+        self.forwarders.append(forwarder)
+        return forwarder.address
+
     # --- stop ---------------------------------------------------------------------------------
 
     def stop(self) -> None:
         """Stop the kubelet, every container and containerd, then remove what they made."""
+        for forwarder in self.forwarders:
+            forwarder.close()
         kubelet = self.processes.pop("kubelet", None)
         if kubelet is not None:
             _stop_process(kubelet)
@@ -335,6 +377,59 @@ state = "{self.state / "containerd" / "state"}"
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class Forwarder:
+    """A TCP listener that relays each connection, both ways, to ``target``; a thread a
+    direction. For test traffic (a worker's queries, an operator's API calls)."""
+
+    def __init__(self, listen: tuple[str, int], target: str | tuple[str, int]) -> None:
+        self.target = target
+        self.server = socket.create_server(listen)
+        host, port = self.server.getsockname()[:2]
+        self.address: tuple[str, int] = (host, port)
+        self.connections: list[socket.socket] = []
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True, name=f"forward-{port}").start()
+
+    def _connect(self) -> socket.socket:
+        if isinstance(self.target, str):
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.connect(self.target)
+            return upstream
+        return socket.create_connection(self.target)
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return  # closed
+            try:
+                upstream = self._connect()
+            except OSError:
+                client.close()
+                continue
+            self.connections += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+
+    def close(self) -> None:
+        self.closed = True
+        self.server.close()
+        for connection in self.connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+            connection.close()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    """Copy ``source`` to ``sink`` until ``source`` ends, then end ``sink``'s writing."""
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
 
 
 def _stop_process(process: subprocess.Popen[bytes]) -> None:
@@ -471,5 +566,7 @@ def sweep() -> None:
     for state in pathlib.Path(tempfile.gettempdir()).glob(f"{STATE_PREFIX}*"):
         if _owner_alive(state):
             continue  # a live run's node
-        bridge = BRIDGE_PREFIX + state.name.removeprefix(STATE_PREFIX)[-8:].lower()
-        _clean_up(state, bridge[:15])
+        bridge = None
+        with contextlib.suppress(OSError):
+            bridge = (state / BRIDGE_FILE).read_text().strip()
+        _clean_up(state, bridge)

@@ -91,7 +91,10 @@ def _certificate(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def create(folder: pathlib.Path) -> Pki:
+def create(folder: pathlib.Path, extra_ips: tuple[str, ...] = ()) -> Pki:
+    """Fresh keys and certificates in ``folder``; the API server's certificate also names
+    ``extra_ips`` (the pod bridge's host address, through which a real node's pods reach
+    it)."""
     folder.mkdir(parents=True, exist_ok=True)
     pki = Pki(
         ca_cert=folder / "ca.crt",
@@ -114,6 +117,7 @@ def create(folder: pathlib.Path) -> Pki:
         x509.DNSName("kubernetes.default.svc"),
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(ipaddress.ip_address("10.0.0.1")),  # the `kubernetes` Service
+        *(x509.IPAddress(ipaddress.ip_address(address)) for address in extra_ips),
     ]
     server = _certificate(
         _name("kube-apiserver"),

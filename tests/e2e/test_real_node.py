@@ -41,7 +41,13 @@ def real_node(
             pytest.fail("the real node needs root (containerd, network namespaces, cgroups)")
         pytest.skip("the real node needs root (containerd, network namespaces, cgroups)")
     keys = kube_cluster.pki
-    started = node.RealNode(kube_cluster.server, keys.ca_cert, keys.admin_cert, keys.admin_key)
+    started = node.RealNode(
+        kube_cluster.server,
+        keys.ca_cert,
+        keys.admin_cert,
+        keys.admin_key,
+        network=kube_cluster.pod_network,
+    )
     with started:
         yield started
         left = Leftovers.of(started.state, started.bridge)
@@ -109,6 +115,16 @@ def test_a_restricted_pod_runs_under_containerd_on_the_real_kubelet(
     assert info["containerRuntimeVersion"].startswith("containerd://")
     assert info["kubeletVersion"] == versions.kubernetes_version()
     measure("real node: start to Ready (containerd, kubelet)", real_node.startup_seconds)
+    # The API server as pods see it: on the bridge, its certificate valid for that address.
+    seen_from_pods = api.Client(
+        api.Credentials(
+            real_node.pod_api_server,
+            kube_cluster.pki.ca_cert,
+            kube_cluster.pki.admin_cert,
+            kube_cluster.pki.admin_key,
+        )
+    )
+    assert seen_from_pods.get_text("/readyz") == "ok"
     began = time.monotonic()
     client.create("/api/v1/namespaces/default/pods", pod_of("restricted", real_node.name))
     path = "/api/v1/namespaces/default/pods/restricted"
