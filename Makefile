@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration bench bench-versus chaos clean cluster-binaries cluster e2e deploy-tools dashboards
+.PHONY: demo test lint unit integration bench bench-versus chaos clean cluster-binaries cluster e2e deploy-tools dashboards images image-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("jobqueue needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -59,8 +59,31 @@ cluster-binaries: $(STAMP)
 cluster: cluster-binaries
 	$(CLUSTER_PYTHON) -m cluster
 
-# Built before pytest starts, so no test's timeout pays for a cold build.
+# The worker and operator images of deploy/docker/ (tests/cluster/images.py), built without a
+# Docker engine (mmdebstrap, umoci, buildah) into OCI archives in
+# ${XDG_CACHE_HOME:-~/.cache}/jobqueue/images/, each reused until what goes into it changes.
+# Needs root; the Debian packages below (skopeo publishes the archives, the tests run them with
+# runc) are installed when missing. IMAGE_SOURCE=<repository URL> sets the source label.
+IMAGE_TOOLS := mmdebstrap umoci buildah runc skopeo
+
+image-tools:
+	@missing=""; for tool in $(IMAGE_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "missing:$$missing: installing Debian's packages"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "missing:$$missing (Debian's packages of those names: installing them needs root and apt-get)"; exit 1; \
+	  fi; fi
+
+images: $(STAMP) image-tools
+	$(CLUSTER_PYTHON) -m cluster.images $(if $(IMAGE_SOURCE),--source '$(IMAGE_SOURCE)')
+
+# Built before pytest starts, so no test's timeout pays for a cold build; the images too where
+# they can be built (elsewhere tests/e2e/test_images.py says why; under CI=true it stops here).
 e2e: cluster-binaries
+	@$(MAKE) --no-print-directory images || { [ "$$CI" != true ] && echo "make images failed: tests/e2e/test_images.py will say why"; }
 	$(BIN)/pytest -m cluster tests/e2e
 
 bench: $(STAMP)

