@@ -30,7 +30,7 @@ async def run() -> None:
     namespaces = settings.NAMESPACES.from_env() or []
     peering = settings.PEERING.from_env() or None
     runtime = handlers.Runtime(
-        api=kube.Api(kube.load_configuration()),
+        api=kube.Api(),
         metrics=metrics.OperatorMetrics(),
         reconcile_timeout=settings.RECONCILE_TIMEOUT.from_env(),
     )
@@ -66,6 +66,7 @@ async def run() -> None:
             stop_flag=stop,
         )
     finally:
+        await runtime.api.close()
         await server.close()
 
 
@@ -92,8 +93,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 async def delete_jobqueue(namespace: str, name: str, wait: float) -> None:
-    api = kube.Api(kube.load_configuration())
-    await release.delete_jobqueue(api, namespace, name, wait)
+    api = kube.Api()
+    try:
+        await release.delete_jobqueue(api, namespace, name, wait)
+    finally:
+        await api.close()
 
 
 def main(argv: collections.abc.Sequence[str] | None = None) -> None:

@@ -125,6 +125,13 @@ class Runtime:
         return self.queues[uid]
 
 
+@kopf.on.login()
+def login(**_: typing.Any) -> kopf.ConnectionInfo:
+    """kopf's credentials are the operator's own (``kube.login``): the ServiceAccount at
+    ``KUBERNETES_SERVICE_HOST``, else the kubeconfig."""
+    return kube.login()
+
+
 def configure(settings: kopf.OperatorSettings) -> None:
     """kopf's settings: its state in our annotations, no CRD scanning (no rights needed),
     Events only for warnings and what the handlers post themselves."""

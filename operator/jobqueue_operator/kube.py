@@ -2,20 +2,24 @@
 the owned objects, a Secret read, the worker pods' deletion cost and the status patch; and
 those of ``release`` (a JobQueue's deletion before the operator goes).
 
-JSON in, JSON out, through the ``kubernetes`` client's transport and credentials (in the
-cluster the ServiceAccount's, outside it ``$KUBECONFIG``'s). The client is blocking, so each
-call runs in a thread.
+JSON in, JSON out, over aiohttp (kopf's own HTTP client), with the credentials of ``login``:
+in a pod the ServiceAccount's, at the address ``KUBERNETES_SERVICE_HOST`` names (no cluster
+DNS needed), else ``$KUBECONFIG``'s. kopf logs in the same way (``handlers.login``), so one
+set of credentials serves both, and the operator needs no Kubernetes client library: the
+official one would double the operator image.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import json
+import os
+import pathlib
 import typing
 
-import kubernetes
+import aiohttp
+import kopf
 
 from jobqueue_operator import resource
 
@@ -23,6 +27,7 @@ Json = dict[str, typing.Any]
 
 FIELD_MANAGER: typing.Final = "jobqueue-operator"
 REQUEST_TIMEOUT: typing.Final = 30.0
+SERVICE_ACCOUNT: typing.Final = pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 class ApiError(Exception):
@@ -40,20 +45,59 @@ class NotFoundError(ApiError):
     pass
 
 
-def load_configuration() -> kubernetes.client.ApiClient:
-    """An API client with the in-cluster credentials, else those of the kubeconfig."""
-    try:
-        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
-    return kubernetes.client.ApiClient()
+def login(service_account: pathlib.Path = SERVICE_ACCOUNT) -> kopf.ConnectionInfo:
+    """The API server and credentials: the pod's ServiceAccount when there is one (its token
+    read anew at each login, as the kubelet rotates it), else the current context of
+    ``$KUBECONFIG`` (or ``~/.kube/config``)."""
+    host, port = (
+        os.environ.get("KUBERNETES_SERVICE_HOST"),
+        os.environ.get("KUBERNETES_SERVICE_PORT"),
+    )
+    token = service_account / "token"
+    if host and port and token.exists():
+        namespace = service_account / "namespace"
+        ca = service_account / "ca.crt"
+        return kopf.ConnectionInfo(
+            server=f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}",
+            ca_path=str(ca) if ca.exists() else None,
+            token=token.read_text().strip(),
+            default_namespace=namespace.read_text().strip() if namespace.exists() else None,
+        )
+    found = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
+    if found is None:
+        raise kopf.LoginError("no ServiceAccount token and no kubeconfig to log in with")
+    return found
 
 
 class Api:
-    def __init__(self, client: kubernetes.client.ApiClient) -> None:
-        self.client = client
+    """The API server at ``login()``'s address; logs in again once when a call is refused
+    as unauthenticated (a rotated token). ``close()`` when done."""
 
-    def _call(
+    def __init__(self, connect: typing.Callable[[], kopf.ConnectionInfo] = login) -> None:
+        self._connect = connect
+        self._session: aiohttp.ClientSession | None = None
+        self._server = ""
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            info = self._connect()
+            headers = {"Accept": "application/json"}
+            if info.token:
+                headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
+            self._server = info.server.rstrip("/")
+            self._session = aiohttp.ClientSession(
+                headers=headers,
+                connector=aiohttp.TCPConnector(ssl=info.as_ssl_context()),
+                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    async def call(
         self,
         method: str,
         path: str,
@@ -62,31 +106,33 @@ class Api:
         query: dict[str, str] | None = None,
         content_type: str = "application/json",
     ) -> Json:
-        headers = {"Accept": "application/json", "Content-Type": content_type}
-        request = self.client.param_serialize(
-            method,
-            path,
-            query_params=list((query or {}).items()),
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        response = self.client.call_api(*request, _request_timeout=REQUEST_TIMEOUT)
-        data = response.read()  # type: ignore[no-untyped-call]
-        answer = json.loads(data) if data else {}
-        if response.status >= 400:
-            cls = NotFoundError if response.status == 404 else ApiError
-            raise cls(
-                response.status,
-                str(answer.get("reason", "")),
-                str(answer.get("message", data[:500])),
-            )
-        return typing.cast(Json, answer)
-
-    async def call(self, method: str, path: str, **options: typing.Any) -> Json:
-        """One request (``body``, ``query``, ``content_type`` as ``_call`` takes them), in a
-        thread."""
-        return await asyncio.to_thread(self._call, method, path, **options)
+        """One request; its JSON answer, or ``ApiError`` (``NotFoundError`` for 404)."""
+        data = None if body is None else json.dumps(body)
+        for attempt in range(2):
+            session = self._open()
+            async with session.request(
+                method,
+                self._server + path,
+                params=query,
+                data=data,
+                headers={"Content-Type": content_type},
+            ) as response:
+                text = await response.text()
+                if response.status == 401 and attempt == 0:
+                    await self.close()  # log in again: the token may have been rotated
+                    continue
+                answer = json.loads(text) if text else {}
+                if response.status >= 400:
+                    cls = NotFoundError if response.status == 404 else ApiError
+                    raise cls(
+                        response.status,
+                        str(answer.get("reason", "")) if isinstance(answer, dict) else "",
+                        str(answer.get("message", text[:500]))
+                        if isinstance(answer, dict)
+                        else text[:500],
+                    )
+                return typing.cast(Json, answer)
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     async def apply(self, manifest: Json) -> Json:
         """Server-side apply as ``jobqueue-operator``: the fields in ``manifest`` become the

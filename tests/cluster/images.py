@@ -189,7 +189,7 @@ IMAGES: typing.Final = (
         "jobqueue-operator",
         "operator.Dockerfile",
         "the operator: jobqueue[operator]",
-        goal_mb=300,
+        goal_mb=150,
     ),
 )
 

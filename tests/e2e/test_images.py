@@ -36,7 +36,10 @@ IDS: typing.Final = [f"{i.repository}{'-' + i.variant if i.variant else ''}" for
 MODULES: typing.Final = {
     ("jobqueue-worker", ""): (("lxml.etree", "numpy", "uvloop", "psycopg"), ("kopf",)),
     ("jobqueue-worker", "core"): (("uvloop", "psycopg"), ("lxml", "numpy", "kopf")),
-    ("jobqueue-operator", ""): (("kopf", "kubernetes", "psycopg"), ("lxml", "numpy", "uvloop")),
+    ("jobqueue-operator", ""): (
+        ("kopf", "aiohttp", "psycopg"),
+        ("lxml", "numpy", "uvloop", "kubernetes"),
+    ),
 }
 # The image's own layer: the virtualenv and the user's entries; anything else (an empty
 # mount point such as /etc/pip.conf, a cache under /root) is left over from the build.

@@ -397,16 +397,21 @@ def test_helm_installs_upgrades_and_uninstalls_a_worker_chart(
 
 
 ACCOUNT_SCRIPT = """
-import os
-import kubernetes
-kubernetes.config.load_kube_config()
-core = kubernetes.client.CoreV1Api()
-namespace = os.environ["POD_NAMESPACE"]
-print("pods:", len(core.list_namespaced_pod(namespace).items))
-try:
-    core.list_namespaced_secret(namespace)
-except kubernetes.client.ApiException as error:
-    print("secrets:", error.status)
+import asyncio, os
+from jobqueue_operator import kube
+async def main():
+    api = kube.Api()  # the operator's own login: here the kubeconfig the kubelet gave the pod
+    namespace = os.environ["POD_NAMESPACE"]
+    try:
+        pods = await api.call("GET", f"/api/v1/namespaces/{namespace}/pods")
+        print("pods:", len(pods["items"]))
+        try:
+            await api.call("GET", f"/api/v1/namespaces/{namespace}/secrets")
+        except kube.ApiError as error:
+            print("secrets:", error.status)
+    finally:
+        await api.close()
+asyncio.run(main())
 """
 
 
