@@ -175,6 +175,12 @@ class ControlPlane:
                 f"--service-account-signing-key-file={keys.service_account_key}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--authorization-mode=RBAC",
+                # Logs and exec reach a kubelet at its node's InternalIP: the process kubelet's
+                # loopback, the real node's bridge address (its hostname may not resolve).
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
+                # Its identity towards a kubelet that asks (the real node's checks it).
+                f"--kubelet-client-certificate={keys.admin_cert}",
+                f"--kubelet-client-key={keys.admin_key}",
                 # As kubeadm sets it: privileged pods are PodSecurity's to refuse, per namespace.
                 "--allow-privileged=true",
                 # No real endpoints to publish for the `kubernetes` Service: pods reach the

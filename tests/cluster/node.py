@@ -12,11 +12,12 @@ the pods' volumes and of the container snapshots, and the kubelet's cgroups. ``s
 removes all of it; ``sweep()`` removes what a killed run left (every state folder with no
 live owner), and runs before each start.
 
-The node's name is the machine's hostname (the API server dials it for ``kubectl logs`` and
-``exec``). Its kubelet authenticates with the admin's certificate (the API server authorises
-by RBAC only, so a ``system:node`` identity would need bindings the Node authoriser normally
-stands in for) and serves its API to anyone on loopback (``AlwaysAllow``): a test rig on one
-machine, never a pattern for a cluster.
+The node's name is the machine's hostname; its InternalIP is the bridge's host address, where
+its kubelet serves the API the API server calls for ``kubectl logs`` and ``exec`` (client
+certificates, and the API server's word on what each caller may do: a pod on the bridge gets
+nothing). The kubelet itself authenticates with the admin's certificate: the API server
+authorises by RBAC only, so a ``system:node`` identity would need the bindings the Node
+authoriser normally stands in for. A test rig on one machine, not a pattern for a cluster.
 """
 
 from __future__ import annotations
@@ -169,7 +170,7 @@ class RealNode:
             host, port = self.forward(("127.0.0.1", api_port), api_port)
             self.pod_api_server = f"https://{host}:{port}"
             self._start_containerd()
-            self._import(binaries / build.PAUSE_ARCHIVE, *self.images)
+            self.import_images(binaries / build.PAUSE_ARCHIVE, *self.images)
             self._start_kubelet(binaries)
         except BaseException:
             self.stop()
@@ -272,7 +273,9 @@ state = "{self.state / "containerd" / "state"}"
     def _ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return _run("ctr", "--address", str(self.socket), "-n", NAMESPACE, *args, check=check)
 
-    def _import(self, *archives: pathlib.Path) -> None:
+    def import_images(self, *archives: pathlib.Path) -> None:
+        """Put OCI archives into containerd's store, for pods with ``imagePullPolicy:
+        Never`` (there is no registry)."""
         for archive in archives:
             self._ctr("images", "import", str(archive))
 
@@ -300,17 +303,21 @@ state = "{self.state / "containerd" / "state"}"
             "cgroupDriver": "cgroupfs",  # no systemd here
             "containerRuntimeEndpoint": endpoint,
             "imageServiceEndpoint": endpoint,
-            "address": "127.0.0.1",
+            # On the bridge, the node's InternalIP, where the API server reaches it for logs
+            # and exec; not on the machine's outside addresses.
+            "address": self.host_address,
             "port": self.kubelet_port,
             "readOnlyPort": 0,
             "healthzBindAddress": "127.0.0.1",
             "healthzPort": _free_port(),
+            # Callers prove who they are (the API server by its client certificate) and the
+            # API server says what they may do: pods on the bridge get nothing.
             "authentication": {
-                "anonymous": {"enabled": True},
-                "webhook": {"enabled": False},
+                "anonymous": {"enabled": False},
+                "webhook": {"enabled": True},
                 "x509": {"clientCAFile": str(self.ca_cert)},
             },
-            "authorization": {"mode": "AlwaysAllow"},
+            "authorization": {"mode": "Webhook"},
             # Images come from `ctr images import`, not a registry: never collect them.
             "imageGCHighThresholdPercent": 100,
             "imageGCLowThresholdPercent": 99,

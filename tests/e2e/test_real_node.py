@@ -16,10 +16,12 @@ import sys
 import time
 import typing
 
+import psycopg.conninfo
 import pytest
 import waiting
 
-from cluster import api, control_plane, node, versions
+import jobqueue
+from cluster import api, control_plane, images, node, versions
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
@@ -203,3 +205,63 @@ sys.stdin.read()  # until the test kills this process
         kube_cluster.client.delete("/api/v1/nodes/swept-node")
     assert real_node.ready()
     assert node.processes_under(real_node.state), "the sweep stopped the live node"
+
+
+def test_the_worker_image_drains_jobs_in_a_pod_and_logs_json(
+    kube_cluster: control_plane.ControlPlane,
+    real_node: node.RealNode,
+    database_url: str,
+    measure: collections.abc.Callable[[str, float], None],
+) -> None:
+    """The core worker image of ``make images``, as a restricted pod on the real node, reaches
+    PostgreSQL on the bridge, runs every job once (``--burst``: then it exits 0), and its
+    ``kubectl logs`` are JSON lines."""
+    (core,) = [image for image in images.IMAGES if image.variant == "core"]
+    (built,) = images.built([core])
+    real_node.import_images(built.archive)
+    params = psycopg.conninfo.conninfo_to_dict(database_url)
+    socket_path = f"{params['host']}/.s.PGSQL.{params.get('port') or 5432}"
+    host, port = real_node.forward(socket_path)
+    with jobqueue.SyncQueue(database_url) as queue:
+        jobs = queue.enqueue_jobs(jobqueue.NewJob("jobqueue.noop", {"n": n}) for n in range(40))
+    pod = pod_of("worker", real_node.name)
+    pod["spec"]["restartPolicy"] = "Never"
+    (container,) = pod["spec"]["containers"]
+    container.update(
+        name="worker",
+        image=f"jobqueue.test/{built.reference}",
+        args=["worker", "--burst", "--concurrency", "4"],
+        env=[
+            {
+                "name": "DATABASE_URL",
+                "value": f"postgresql://postgres@{host}:{port}/{params['dbname']}",
+            },
+            {"name": "JOBQUEUE_LOG_FORMAT", "value": "json"},
+        ],
+        resources={"limits": {"memory": "256Mi", "cpu": "1"}},
+        volumeMounts=[{"name": "tmp", "mountPath": "/tmp"}],
+    )
+    pod["spec"]["volumes"] = [{"name": "tmp", "emptyDir": {}}]
+    began = time.monotonic()
+    client = kube_cluster.client
+    client.create("/api/v1/namespaces/default/pods", pod)
+    path = "/api/v1/namespaces/default/pods/worker"
+
+    def ended() -> api.Json:
+        found = client.get(path)
+        return found if found.get("status", {}).get("phase") in ("Succeeded", "Failed") else {}
+
+    finished = waiting.eventually_sync(ended, timeout=120, what="the worker pod to end")
+    measure("real node: worker pod created to 40 jobs drained and exited", time.monotonic() - began)
+    logs = client.get_text(path + "/log")
+    assert finished["status"]["phase"] == "Succeeded", logs[-2000:]
+    with jobqueue.SyncQueue(database_url) as queue:
+        for job in jobs:
+            done = queue.get_job_status(job.id)
+            assert done is not None
+            assert (done.status, done.attempts) == ("done", 1)
+            assert done.locked_by is None
+    lines = [json.loads(line) for line in logs.splitlines() if line.strip()]
+    assert lines, "no log lines"
+    assert any("Worker" in str(line.get("message", "")) for line in lines), lines[:5]
+    client.delete(path)
