@@ -14,23 +14,18 @@ the state folder.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pathlib
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 import typing
 import urllib.request
 
-import waiting
-
-from cluster import api, build, kubelet, node, pki
+from cluster import api, build, children, kubelet, node, pki
 
 CONTROLLERS: typing.Final = (
     "deployment-controller",
@@ -62,7 +57,7 @@ class ControlPlane:
         self.state = pathlib.Path(tempfile.mkdtemp(prefix="jobqueue-cluster-"))
         self.logs = self.state / "logs"
         self.logs.mkdir()
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.children = children.Children(self.logs, ControlPlaneError)
         self.startup_seconds = 0.0
         # Chosen now, made only when a real node starts: the API server's certificate must
         # name the bridge's host address, through which the node's pods reach it.
@@ -91,35 +86,13 @@ class ControlPlane:
         )
 
     def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-        with open(self.logs / f"{name}.log", "wb") as log:
-            self.processes[name] = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,  # Ctrl-C in `make cluster` reaches us, not them
-            )
+        self.children.start(name, argv, env)
 
     def log_tail(self, name: str, lines: int = 30) -> str:
-        path = self.logs / f"{name}.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        return self.children.log_tail(name, lines)
 
     def _wait(self, what: str, check: typing.Callable[[], object]) -> None:
-        def alive_and_ready() -> object:
-            for name, process in self.processes.items():
-                if process.poll() is not None:
-                    raise ControlPlaneError(
-                        f"{name} exited with {process.returncode} while waiting for {what}:\n"
-                        + self.log_tail(name)
-                    )
-            try:
-                return check()
-            except (OSError, api.ApiError):
-                return False
-
-        waiting.eventually_sync(alive_and_ready, timeout=STARTUP_TIMEOUT, interval=0.2, what=what)
+        self.children.wait(what, check, STARTUP_TIMEOUT)
 
     def start(self) -> None:
         try:
@@ -239,18 +212,7 @@ class ControlPlane:
         self._wait(f"node {NODE_NAME} Ready", node_ready)
 
     def stop(self) -> None:
-        for name in reversed(list(self.processes)):
-            process = self.processes[name]
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(timeout=10)
-        self.processes.clear()
+        self.children.stop_all()
         kubelet.kill_recorded_pod_groups(self.state / "kubelet")
         shutil.rmtree(self.state, ignore_errors=True)
 

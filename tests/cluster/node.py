@@ -42,7 +42,7 @@ import typing
 
 import waiting
 
-from cluster import api, build
+from cluster import api, build, children
 
 STATE_PREFIX: typing.Final = "jobqueue-node-"
 BRIDGE_PREFIX: typing.Final = "jqbr"
@@ -151,7 +151,7 @@ class RealNode:
         (self.state / BRIDGE_FILE).write_text(self.bridge)  # for a sweep after a killed run
         self.forwarders: list[Forwarder] = []
         self.pod_api_server = ""
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.children = children.Children(self.logs, NodeError)
         self.startup_seconds = 0.0
         self.client = api.Client(api.Credentials(server, ca_cert, client_cert, client_key))
 
@@ -177,35 +177,8 @@ class RealNode:
             raise
         self.startup_seconds = time.monotonic() - began
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
-        with open(self.logs / f"{name}.log", "wb") as log:
-            self.processes[name] = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-
     def log_tail(self, name: str, lines: int = 30) -> str:
-        path = self.logs / f"{name}.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def _wait(self, what: str, check: typing.Callable[[], object]) -> None:
-        def alive_and_ready() -> object:
-            for name, process in self.processes.items():
-                if process.poll() is not None:
-                    raise NodeError(
-                        f"{name} exited with {process.returncode} while waiting for {what}:\n"
-                        + self.log_tail(name)
-                    )
-            try:
-                return check()
-            except (OSError, api.ApiError):
-                return False
-
-        waiting.eventually_sync(alive_and_ready, timeout=STARTUP_TIMEOUT, interval=0.1, what=what)
+        return self.children.log_tail(name, lines)
 
     def _make_bridge(self) -> None:
         """The pods' bridge, with the host's address on it, made before the kubelet starts:
@@ -267,8 +240,12 @@ state = "{self.state / "containerd" / "state"}"
 """
         path = self.state / "containerd.toml"
         path.write_text(config)
-        self._spawn("containerd", ["containerd", "--config", str(path)])
-        self._wait("containerd's socket", lambda: self._ctr("version", check=False).returncode == 0)
+        self.children.start("containerd", ["containerd", "--config", str(path)])
+        self.children.wait(
+            "containerd's socket",
+            lambda: self._ctr("version", check=False).returncode == 0,
+            STARTUP_TIMEOUT,
+        )
 
     def _ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return _run("ctr", "--address", str(self.socket), "-n", NAMESPACE, *args, check=check)
@@ -330,7 +307,7 @@ state = "{self.state / "containerd" / "state"}"
         }
         path = self.state / "kubelet.yaml"
         path.write_text(json.dumps(config))
-        self._spawn(
+        self.children.start(
             "kubelet",
             [
                 str(binaries / "kubelet"),
@@ -343,7 +320,7 @@ state = "{self.state / "containerd" / "state"}"
                 "--v=1",
             ],
         )
-        self._wait(f"node {self.name} Ready", self.ready)
+        self.children.wait(f"node {self.name} Ready", self.ready, STARTUP_TIMEOUT)
 
     def ready(self) -> bool:
         node = self.client.get(f"/api/v1/nodes/{self.name}")
@@ -365,15 +342,11 @@ state = "{self.state / "containerd" / "state"}"
         """Stop the kubelet, every container and containerd, then remove what they made."""
         for forwarder in self.forwarders:
             forwarder.close()
-        kubelet = self.processes.pop("kubelet", None)
-        if kubelet is not None:
-            _stop_process(kubelet)
-        if "containerd" in self.processes:
+        self.children.stop("kubelet")
+        if "containerd" in self.children.processes:
             for task in self._ctr("tasks", "ls", "-q", check=False).stdout.split():
                 self._ctr("tasks", "kill", "--signal", "SIGKILL", task, check=False)
-        containerd = self.processes.pop("containerd", None)
-        if containerd is not None:
-            _stop_process(containerd)
+        self.children.stop("containerd")
         with contextlib.suppress(api.ApiError, OSError):
             self.client.delete(f"/api/v1/nodes/{self.name}")
         _clean_up(self.state, self.bridge)
@@ -437,18 +410,6 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
             sink.sendall(data)
     with contextlib.suppress(OSError):
         sink.shutdown(socket.SHUT_WR)
-
-
-def _stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 def alive(pid: int) -> bool:
