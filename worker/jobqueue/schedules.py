@@ -265,10 +265,8 @@ async def _enqueue_ticks(
     """Inside ``run_schedules``' transaction: the jobs of the due ticks of the locked
     schedules ``due`` (each with its ``next_run_at`` and the clock), and the rows moved on;
     returns the jobs added (a tick enqueued before is not among them)."""
-    jobs: dict[str, list[typing.Any]] = {
-        name: [] for name in ("ids", "types", "payloads", "ticks", "max_attempts", "queues")
-    }
-    jobs |= {"priorities": [], "unique_keys": []}
+    columns = ("ids", "types", "payloads", "ticks", "max_attempts", "queues", "priorities")
+    jobs: dict[str, list[typing.Any]] = {name: [] for name in (*columns, "unique_keys")}
     moved: dict[str, list[typing.Any]] = {"names": [], "next_run_ats": [], "last_run_ats": []}
     for schedule, next_run_at, clock in due:
         horizon = clock + datetime.timedelta(seconds=ahead)
