@@ -56,8 +56,9 @@ CLUSTER_PYTHON := PYTHONPATH=tests:tests/support $(BIN)/python
 cluster-binaries: $(STAMP)
 	$(CLUSTER_PYTHON) -m cluster.build --tools --node
 
+# NODE=1 adds a real node (containerd and a kubelet; root) with the images of `make images`.
 cluster: cluster-binaries
-	$(CLUSTER_PYTHON) -m cluster
+	$(CLUSTER_PYTHON) -m cluster $(if $(NODE),--node)
 
 # The worker and operator images of deploy/docker/ (tests/cluster/images.py), built without a
 # Docker engine (mmdebstrap, umoci, buildah) into OCI archives in
