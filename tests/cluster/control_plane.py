@@ -6,7 +6,8 @@ run) can live side by side. The API server authenticates the admin by a client c
 (``O=system:masters``), authorises with RBAC only, signs service-account tokens, and keeps
 its default admission plugins, PodSecurity and ServiceAccount among them. The controller
 manager runs only the controllers a process kubelet can live with: deployments, replica sets,
-the garbage collector, service accounts and namespaces. Node lifecycle and pod GC stay off,
+the garbage collector, service accounts, namespaces and the root CA's ConfigMap (which a
+real node's pods mount). Node lifecycle and pod GC stay off,
 since they would evict pods from a node whose kubelet is not the real one, and leader
 election is off since there is one of each. ``stop()`` ends them in reverse order and removes
 the state folder.
@@ -33,6 +34,9 @@ CONTROLLERS: typing.Final = (
     "garbage-collector-controller",
     "serviceaccount-controller",
     "namespace-controller",
+    # kube-root-ca.crt in every namespace: a real kubelet mounts it into each pod's
+    # ServiceAccount volume (the process kubelet writes its own files).
+    "root-ca-certificate-publisher-controller",
 )
 NODE_NAME: typing.Final = "jobqueue-node"
 SERVICE_CIDR: typing.Final = "10.0.0.0/24"
@@ -175,6 +179,7 @@ class ControlPlane:
                 "--leader-elect=false",
                 "--secure-port=0",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--root-ca-file={self.pki.ca_cert}",
             ],
         )
         # The serviceaccount controller making `default` is the sign that controllers run.

@@ -16,7 +16,9 @@ credentials (below), never the kubelet's.
 
 *Scheduling.* There is no scheduler: every pending pod without ``spec.nodeName`` whose
 ``schedulerName`` is the default one is bound here with ``POST pods/{name}/binding``, as the
-scheduler would (which also sets the ``PodScheduled`` condition).
+scheduler would (which also sets the ``PodScheduled`` condition): to the node its
+``kubernetes.io/hostname`` nodeSelector names (the real node of ``cluster.node``, whose own
+kubelet then runs it), else to this one.
 
 *Sync loop.* The main thread lists pods every ``SYNC_PERIOD`` seconds (level-triggered, like
 the real kubelet's periodic sync) and hands each pod bound to this node to a ``PodWorker``
@@ -135,6 +137,7 @@ BACKOFF_MAX: typing.Final = 300.0
 BACKOFF_RESET_AFTER: typing.Final = 600.0
 DEFAULT_GRACE: typing.Final = 30
 HOST_IP: typing.Final = "127.0.0.1"
+HOSTNAME_LABEL: typing.Final = "kubernetes.io/hostname"
 VENV_BIN: typing.Final = pathlib.Path(sys.executable).parent
 PODNET: typing.Final = pathlib.Path(__file__).resolve().parent / "podnet"
 # What the ServiceAccount admission plugin puts in the projected token volume it adds.
@@ -985,6 +988,8 @@ class Kubelet:
 
     def bind(self, pod: Json) -> None:
         meta = pod["metadata"]
+        selector = pod["spec"].get("nodeSelector") or {}
+        node_name = selector.get(HOSTNAME_LABEL, self.node_name)
         try:
             self.client.create(
                 pod_path(pod, "/binding"),
@@ -992,14 +997,14 @@ class Kubelet:
                     "apiVersion": "v1",
                     "kind": "Binding",
                     "metadata": {"name": meta["name"], "uid": meta["uid"]},
-                    "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name},
+                    "target": {"apiVersion": "v1", "kind": "Node", "name": node_name},
                 },
             )
         except api.ApiError as error:
             if error.status not in (404, 409):  # deleted meanwhile, or bound already
                 raise
         else:
-            log(f"{pod_key(pod)}: bound to {self.node_name}")
+            log(f"{pod_key(pod)}: bound to {node_name}")
 
     def sync(self) -> None:
         pods = self.client.get("/api/v1/pods").get("items", [])

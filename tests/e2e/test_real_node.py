@@ -16,15 +16,18 @@ import sys
 import time
 import typing
 
+import operator_rig as rig
 import psycopg.conninfo
 import pytest
 import waiting
+import yaml
 
 import jobqueue
-from cluster import api, control_plane, images, node, versions
+from cluster import api, control_plane, images, kubectl, node, versions
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
+(OPERATOR,) = [image for image in images.IMAGES if image.repository == "jobqueue-operator"]
 RESTRICTED = {
     "runAsNonRoot": True,
     "readOnlyRootFilesystem": True,
@@ -265,3 +268,112 @@ def test_the_worker_image_drains_jobs_in_a_pod_and_logs_json(
     assert lines, "no log lines"
     assert any("Worker" in str(line.get("message", "")) for line in lines), lines[:5]
     client.delete(path)
+
+
+def test_the_chart_on_the_real_node_scales_a_burst_up_and_back_to_zero(
+    kube_cluster: control_plane.ControlPlane,
+    real_node: node.RealNode,
+    kube: kubectl.Kube,
+    database_url: str,
+    tmp_path: pathlib.Path,
+    measure: collections.abc.Callable[[str, float], None],
+) -> None:
+    """``helm install`` of the chart with the images of ``make images``, the operator and
+    its workers as containers on the real node in a namespace enforcing PodSecurity
+    ``restricted``: a JobQueue scales up for a burst, every job runs once, and the queue goes
+    back to zero workers."""
+    built = images.built([image for image in images.IMAGES if image.variant != ""] + [OPERATOR])
+    real_node.import_images(*(item.archive for item in built))
+    reference = {item.image: f"jobqueue.test/{item.reference}" for item in built}
+    namespace = kube.namespace
+    kube.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    on_node = {"kubernetes.io/hostname": real_node.name}
+    api_host, api_port = real_node.pod_api_server.removeprefix("https://").rsplit(":", 1)
+    operator_image, _, operator_tag = reference[OPERATOR].rpartition(":")
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "image": {"repository": operator_image, "tag": operator_tag, "pullPolicy": "Never"},
+                "operator": {
+                    "namespaces": [namespace],
+                    "nodeSelector": on_node,
+                    # No kube-proxy: the `kubernetes` Service's address leads nowhere.
+                    "env": [
+                        {"name": "KUBERNETES_SERVICE_HOST", "value": api_host},
+                        {"name": "KUBERNETES_SERVICE_PORT", "value": api_port},
+                    ],
+                },
+            }
+        )
+    )
+    release = "jq-node-" + namespace.removeprefix("test-")
+    crd_there = kube.kubectl("get", "crd", "jobqueues.jobqueue.dev", check=False).returncode == 0
+    began = time.monotonic()
+    kube.helm(
+        "install",
+        release,
+        str(control_plane.TESTS_DIR.parent / "charts" / "jobqueue"),
+        "--values",
+        str(values),
+        "--wait",
+        "--timeout=120s",
+        *(["--take-ownership"] if crd_there else []),
+    )
+    measure("real node: helm install --wait -> the operator pod Ready", time.monotonic() - began)
+    (operator_pod,) = kube.pods("app.kubernetes.io/component=operator")
+    assert operator_pod["spec"]["nodeName"] == real_node.name
+    params = psycopg.conninfo.conninfo_to_dict(database_url)
+    socket_path = f"{params['host']}/.s.PGSQL.{params.get('port') or 5432}"
+    db_host, db_port = real_node.forward(socket_path)
+    rig.database_secret(kube, f"postgresql://postgres@{db_host}:{db_port}/{params['dbname']}")
+    (core,) = [image for image in built if image.image.variant == "core"]
+    manifest = {
+        "apiVersion": "jobqueue.dev/v1alpha1",
+        "kind": "JobQueue",
+        "metadata": {"name": "burst"},
+        "spec": {
+            "database": {"secretRef": {"name": rig.SECRET}},
+            "worker": {
+                "image": reference[core.image],
+                "imagePullPolicy": "Never",
+                "concurrency": 4,
+                "jobTypes": ["jobqueue.noop"],
+                "nodeSelector": on_node,
+                "terminationGracePeriodSeconds": 10,
+                "env": [{"name": "JOBQUEUE_LOG_FORMAT", "value": "json"}],
+            },
+            "scaling": {
+                "maxReplicas": 3,
+                "targetJobsPerReplica": 10,
+                "pollIntervalSeconds": 1,
+                "scaleDownDelaySeconds": 3,
+            },
+        },
+    }
+    kube.apply(manifest)
+    rig.wait_reconciled(kube, "burst")
+    with jobqueue.SyncQueue(database_url) as queue:
+        began = time.monotonic()
+        burst = queue.enqueue_jobs(jobqueue.NewJob("jobqueue.noop", {"n": n}) for n in range(300))
+        scaled = rig.wait_replicas(kube, "burst", 3, timeout=60)
+        measure("real node: burst of 300 -> scale-up patch to 3", scaled - began)
+
+        def all_done() -> bool:
+            return queue.get_queue_stats(queue="default")["done"] >= len(burst)
+
+        kube.wait_for(all_done, "the burst done", timeout=120)
+        drained = time.monotonic()
+        for job in burst:
+            done = queue.get_job_status(job.id)
+            assert done is not None
+            assert (done.status, done.attempts) == ("done", 1)
+    pods = rig.worker_pods(kube, "burst")
+    assert pods, "no worker pod"
+    assert {pod["spec"]["nodeName"] for pod in pods} == {real_node.name}
+    statuses = [status for pod in pods for status in pod["status"].get("containerStatuses", [])]
+    assert all(status["containerID"].startswith("containerd://") for status in statuses)
+    stopped = rig.wait_replicas(kube, "burst", 0, timeout=60)
+    measure("real node: burst drained -> scale-down patch to 0", stopped - drained)
+    kube.wait_for(lambda: not rig.worker_pods(kube, "burst"), "the worker pods gone", timeout=60)
+    kube.helm("uninstall", release, "--wait", "--timeout=120s")
