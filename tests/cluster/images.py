@@ -929,3 +929,37 @@ def main(argv: collections.abc.Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def with_files(
+    built: Built,
+    files: collections.abc.Mapping[str, pathlib.Path],
+    env: collections.abc.Mapping[str, str],
+    *,
+    name: str,
+    into: pathlib.Path,
+) -> pathlib.Path:
+    """An archive of ``built``'s image with ``files`` added (path in the image: file here,
+    readable by all) and ``env`` set, named ``jobqueue.test/<name>`` for containerd: how a
+    user adds their handlers to the worker image, and how the tests add theirs."""
+    store = _Store(into)
+    try:
+        container = _run(
+            store.command(
+                "from", "--quiet", "--pull=never", f"oci-archive:{built.archive}:{built.tag}"
+            ),
+            capture_output=True,
+        ).stdout.strip()
+        for target, source in files.items():
+            _run(store.command("copy", "--chmod", "0644", container, source, target))
+        settings = [f"--env={key}={value}" for key, value in env.items()]
+        _run(store.command("config", *settings, container))
+        repository, _, tag = name.rpartition(":")
+        local = f"localhost/{repository}:{tag}"
+        _run(store.command("commit", "--quiet", container, local), capture_output=True)
+        archive = into / f"{repository}-{tag}.oci.tar"
+        _run(store.command("push", "--quiet", local, f"oci-archive:{archive}:{tag}"))
+        name_for_containerd(archive, tag, f"{LOCAL_REGISTRY}/{name}")
+        return archive
+    finally:
+        store.close()

@@ -487,6 +487,15 @@ def _container_ids(state: pathlib.Path) -> set[str]:
     }
 
 
+def processes_of_container(container_id: str) -> list[int]:
+    """The processes of one container (``containerd://<id>`` without its scheme), found by
+    its cgroup."""
+    pods = pathlib.Path("/sys/fs/cgroup/pids/kubepods")
+    for folder in pods.rglob(container_id):
+        return [int(pid) for pid in (folder / "cgroup.procs").read_text().split()]
+    return []
+
+
 def container_processes(state: pathlib.Path) -> list[int]:
     """The processes of the node's containers, found by their cgroups (named after the
     container ids); their shims may be gone already."""

@@ -28,6 +28,7 @@ from cluster import api, control_plane, images, kubectl, node, versions
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
 (OPERATOR,) = [image for image in images.IMAGES if image.repository == "jobqueue-operator"]
+HANDLERS_MODULE = "jobqueue_operator_test_handlers.py"
 RESTRICTED = {
     "runAsNonRoot": True,
     "readOnlyRootFilesystem": True,
@@ -376,4 +377,58 @@ def test_the_chart_on_the_real_node_scales_a_burst_up_and_back_to_zero(
     stopped = rig.wait_replicas(kube, "burst", 0, timeout=60)
     measure("real node: burst drained -> scale-down patch to 0", stopped - drained)
     kube.wait_for(lambda: not rig.worker_pods(kube, "burst"), "the worker pods gone", timeout=60)
+
+    # --- kill -9 of a busy worker's container on the node: its job rescued, run once ------
+    # The test's handlers added to the core image, as a user adds theirs.
+    handlers = pathlib.Path(__file__).resolve().parents[1] / "support" / HANDLERS_MODULE
+    image = images.with_files(
+        core,
+        {f"/opt/handlers/{HANDLERS_MODULE}": handlers},
+        {"PYTHONPATH": "/opt/handlers", "JOBQUEUE_IMPORTS": handlers.stem},
+        name="jobqueue-test-worker:0.1.0",
+        into=tmp_path,
+    )
+    real_node.import_images(image)
+    rig.runs_table(database_url)
+    manifest["spec"]["worker"].update(
+        image="jobqueue.test/jobqueue-test-worker:0.1.0", jobTypes=["op.work"]
+    )
+    manifest["spec"]["staleJobTimeoutSeconds"] = 3
+    kube.apply(manifest)
+    with jobqueue.SyncQueue(database_url) as queue:
+        job = queue.enqueue_job("op.work", {"pause": 3})
+
+        def running() -> jobqueue.Job | None:
+            found = queue.get_job_status(job.id)
+            return found if found is not None and found.status == "running" else None
+
+        held = kube.wait_for(running, "the job running on a worker", timeout=60)
+        (victim,) = [
+            pod
+            for pod in rig.worker_pods(kube, "burst")
+            if pod["metadata"]["name"] == held.locked_by
+        ]
+        (status,) = victim["status"]["containerStatuses"]
+        pids = node.processes_of_container(status["containerID"].removeprefix("containerd://"))
+        assert pids, "the worker container has no process on the node?"
+        killed = time.monotonic()
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+
+        def rerun() -> bool:
+            found = queue.get_job_status(job.id)
+            return found is not None and found.attempts == 2 and found.status == "running"
+
+        def done() -> bool:
+            found = queue.get_job_status(job.id)
+            return found is not None and found.status == "done"
+
+        kube.wait_for(rerun, "the job rescued and running again", timeout=60)
+        measure(
+            "real node: kill -9 of a busy worker container -> its job running again",
+            time.monotonic() - killed,
+        )
+        kube.wait_for(done, "the job done", timeout=60)
+    ran = [row for row in rig.runs(database_url) if row[0] == job.id]
+    assert [row[2] for row in ran] == [2], "the killed run never finished; the second did, once"
     kube.helm("uninstall", release, "--wait", "--timeout=120s")
