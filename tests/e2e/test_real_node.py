@@ -431,4 +431,34 @@ def test_the_chart_on_the_real_node_scales_a_burst_up_and_back_to_zero(
         kube.wait_for(done, "the job done", timeout=60)
     ran = [row for row in rig.runs(database_url) if row[0] == job.id]
     assert [row[2] for row in ran] == [2], "the killed run never finished; the second did, once"
+
+    # --- a job past the pod's memory limit: OOM-killed each time, then failed, not looped -
+    manifest["spec"]["worker"].update(
+        jobTypes=["op.work", "op.hog"],
+        resources={"requests": {"memory": "64Mi"}, "limits": {"memory": "160Mi"}},
+    )
+    kube.apply(manifest)
+    with jobqueue.SyncQueue(database_url) as queue:
+        hog = queue.enqueue_job("op.hog", {"mb": 400}, max_attempts=2)
+
+        def ended() -> jobqueue.Job | None:
+            found = queue.get_job_status(hog.id)
+            return found if found is not None and found.status in ("done", "failed") else None
+
+        began = time.monotonic()
+        failed = kube.wait_for(ended, "the memory hog to end", timeout=180)
+        measure(
+            "real node: a job past the memory limit -> failed after 2 OOM kills",
+            time.monotonic() - began,
+        )
+        assert failed.status == "failed"
+        assert failed.attempts == 2
+        assert "stopped responding" in (failed.error or ""), failed.error
+        # The worker pods were OOM-killed, and their containers restarted.
+        reasons = {
+            status.get("lastState", {}).get("terminated", {}).get("reason")
+            for pod in rig.worker_pods(kube, "burst")
+            for status in pod["status"].get("containerStatuses", [])
+        }
+        assert "OOMKilled" in reasons, reasons
     kube.helm("uninstall", release, "--wait", "--timeout=120s")

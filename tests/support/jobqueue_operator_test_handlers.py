@@ -5,6 +5,8 @@ database, whose primary key is the job id: a job that ran to the end twice would
 the second insert, so the table proves "every job exactly once". A run can be held until
 the file ``payload["release"]`` exists, so a test can keep a worker busy.
 
+``op.hog`` takes more memory than a worker pod may have (the real node's OOM test).
+
 ``op.flaky`` fails on purpose, so that failures and retries show in the metrics: each of its
 first ``payload["failures"]`` attempts (all of them when not given) raises, and a retry comes
 a second later rather than the default 30 s.
@@ -50,3 +52,13 @@ async def flaky(payload: dict[str, typing.Any], job: jobqueue.RunningJob) -> dic
     if failures is None or job.attempts <= failures:
         raise RuntimeError(f"attempt {job.attempts} of op.flaky fails, as the test asked")
     return {"attempts": job.attempts}
+
+
+@jobqueue.handler("op.hog")
+async def hog(payload: dict[str, typing.Any], job: jobqueue.RunningJob) -> None:
+    """Takes ``payload["mb"]`` megabytes and touches every page of them: past a pod's
+    memory limit, the kernel kills the worker (an OOM kill), which must not lose the job."""
+    held = bytearray(payload["mb"] * 1024 * 1024)
+    for offset in range(0, len(held), 4096):
+        held[offset] = 1
+    await asyncio.sleep(payload.get("hold", 60))
