@@ -471,7 +471,8 @@ def netns_of(state: pathlib.Path) -> list[str]:
     names: set[str] = set()
     containerd = state / "containerd"
     if containerd.exists():
-        for path in [*containerd.rglob("meta.db"), *containerd.rglob("config.json")]:
+        bundles = containerd.glob("state/io.containerd.runtime.v2.task/*/*/config.json")
+        for path in [*containerd.glob("root/io.containerd.metadata.v1.bolt/meta.db"), *bundles]:
             with contextlib.suppress(OSError):
                 names.update(match.decode() for match in _NETNS.findall(path.read_bytes()))
     return sorted(names)

@@ -461,4 +461,57 @@ def test_the_chart_on_the_real_node_scales_a_burst_up_and_back_to_zero(
             for status in pod["status"].get("containerStatuses", [])
         }
         assert "OOMKilled" in reasons, reasons
+
+    # --- a rolling update of the workers while a burst runs: none lost, none run twice ----
+    with jobqueue.SyncQueue(database_url) as queue:
+        rolling = queue.enqueue_jobs(jobqueue.NewJob("op.work", {"pause": 0.5}) for _ in range(60))
+        kube.wait_for(lambda: queue.get_queue_stats()["running"] > 0, "the burst running")
+        manifest["spec"]["worker"]["env"].append({"name": "ROLLOUT", "value": "2"})
+        kube.apply(manifest)
+        ids = {job.id for job in rolling}
+        kube.wait_for(
+            lambda: ids <= {row[0] for row in rig.runs(database_url)},
+            "the burst done through the rollout",
+            timeout=180,
+        )
+    finished = [row for row in rig.runs(database_url) if row[0] in ids]
+    assert len(finished) == len(ids), "a job of the burst finished twice"
+    kube.wait_for(
+        lambda: all(
+            {"name": "ROLLOUT", "value": "2"} in pod["spec"]["containers"][0]["env"]
+            for pod in rig.live_pods(kube, "burst")
+        ),
+        "only workers of the new template left",
+        timeout=120,
+    )
+
+    # --- the operator pod deleted mid-scale: its successor carries on ----------------------
+    with jobqueue.SyncQueue(database_url) as queue:
+        scaled_down = rig.wait_replicas(kube, "burst", 0, timeout=120)
+        assert scaled_down
+        began = time.monotonic()
+        more = queue.enqueue_jobs(jobqueue.NewJob("op.work", {"pause": 0.2}) for _ in range(100))
+        kube.wait_for(
+            lambda: (rig.replicas(kube, "burst") or 0) > 0, "the scale-up begun", timeout=60
+        )
+        kube.kubectl("delete", "pod", operator_pod["metadata"]["name"], "--wait=false")
+        ids = {job.id for job in more}
+        kube.wait_for(
+            lambda: ids <= {row[0] for row in rig.runs(database_url)},
+            "the burst done by the new operator's workers",
+            timeout=180,
+        )
+        measure(
+            "real node: operator pod deleted mid-scale -> burst of 100 done",
+            time.monotonic() - began,
+        )
+    names = {
+        pod["metadata"]["name"]
+        for pod in kube.pods("app.kubernetes.io/component=operator")
+        if not pod["metadata"].get("deletionTimestamp")
+    }
+    assert names, "no operator pod"
+    assert operator_pod["metadata"]["name"] not in names, "the deleted operator pod lives on"
+    assert len([row for row in rig.runs(database_url) if row[0] in ids]) == len(ids)
+    rig.wait_replicas(kube, "burst", 0, timeout=120)
     kube.helm("uninstall", release, "--wait", "--timeout=120s")
