@@ -61,6 +61,7 @@ def main() -> int:
         + report.unexplained_reruns
         + report.failed_without_reason
         + report.wrong_outcome
+        + report.missed_ticks
     )
     print("PASS" if broken == 0 else "FAIL")
     return 1 if broken else 0
