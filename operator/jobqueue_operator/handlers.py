@@ -341,6 +341,13 @@ async def reconcile(runtime: Runtime, state: QueueState, body: kopf.Body, spec: 
         # queue at zero replicas has a worker up in time for it.
         ticked = await queue.run_schedules(periodic, ahead=scaling.poll_interval)
         depth = await queue.observe(due_within=scaling.poll_interval)
+    if ticked is not None and ticked.enqueued:
+        logger.info(
+            "%s/%s enqueued %s",
+            owner.namespace,
+            owner.name,
+            ", ".join(f"{job.unique_key} ({job.id})" for job in ticked.enqueued),
+        )
 
     async with state.lock:
         deployment = await api.get_deployment(owner.namespace, manifests.workers_name(owner))
@@ -462,13 +469,6 @@ async def reconcile(runtime: Runtime, state: QueueState, body: kopf.Body, spec: 
             }
             for each in states
         ]
-    if ticked is not None and ticked.enqueued:
-        logger.info(
-            "%s/%s enqueued %s",
-            owner.namespace,
-            owner.name,
-            ", ".join(f"{job.unique_key} ({job.id})" for job in ticked.enqueued),
-        )
     if state.last_scale_time is not None:
         status["lastScaleTime"] = state.last_scale_time
         status["lastScaleReason"] = state.last_scale_reason

@@ -8,12 +8,20 @@ import contextlib
 import os
 import pathlib
 import signal
+import socket
 import subprocess
 import typing
 
 import waiting
 
 from cluster import api
+
+
+def free_port() -> int:
+    """A port free on loopback now, for a child to listen on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 class Children:

@@ -19,7 +19,6 @@ import json
 import os
 import pathlib
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -48,10 +47,7 @@ class ControlPlaneError(Exception):
     pass
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+free_port = children.free_port  # the tests pick their own ports with it too
 
 
 class ControlPlane:

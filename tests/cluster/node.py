@@ -112,12 +112,6 @@ def _free_subnet() -> ipaddress.IPv4Network:
     raise NodeError("no free /24 in 10.0.0.0/8 for the pod bridge")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class RealNode:
     """containerd and a kubelet joined to the control plane at ``server`` (see the module
     docstring). ``images`` are OCI archives imported before the kubelet starts; ``name``
@@ -272,7 +266,7 @@ state = "{self.state / "containerd" / "state"}"
             )
         )
         endpoint = f"unix://{self.socket}"
-        self.kubelet_port = _free_port()
+        self.kubelet_port = children.free_port()
         config = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
@@ -286,7 +280,7 @@ state = "{self.state / "containerd" / "state"}"
             "port": self.kubelet_port,
             "readOnlyPort": 0,
             "healthzBindAddress": "127.0.0.1",
-            "healthzPort": _free_port(),
+            "healthzPort": children.free_port(),
             # Callers prove who they are (the API server by its client certificate) and the
             # API server says what they may do: pods on the bridge get nothing.
             "authentication": {

@@ -165,11 +165,7 @@ class ScheduleState:
         return timing(self.cron, self.every, self.timezone)
 
     def to_json(self) -> dict[str, types.JsonValue]:
-        out: dict[str, types.JsonValue] = {}
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            out[field.name] = value.isoformat() if isinstance(value, datetime.datetime) else value
-        return out
+        return types.fields_as_json(self, dataclasses.fields(self))
 
 
 def _checked(schedules: collections.abc.Iterable[Schedule]) -> list[Schedule]:

@@ -103,15 +103,23 @@ class Job:
 
     def to_json(self) -> dict[str, JsonValue]:
         """The job as JSON-ready values (ISO-8601 times, string id)."""
-        out: dict[str, JsonValue] = {}
-        for field in dataclasses.fields(Job):  # the row's columns, in a subclass too
-            value = getattr(self, field.name)
-            if isinstance(value, datetime.datetime):
-                value = value.isoformat()
-            elif isinstance(value, uuid.UUID | Undecodable):
-                value = str(value)
-            out[field.name] = value
-        return out
+        return fields_as_json(self, dataclasses.fields(Job))  # the row's columns, in a subclass too
+
+
+def fields_as_json(
+    row: object, fields: collections.abc.Iterable[dataclasses.Field[typing.Any]]
+) -> dict[str, JsonValue]:
+    """The ``fields`` of dataclass ``row`` as JSON-ready values: times in ISO 8601, ids and
+    undecodable values as strings."""
+    out: dict[str, JsonValue] = {}
+    for field in fields:
+        value = getattr(row, field.name)
+        if isinstance(value, datetime.datetime):
+            value = value.isoformat()
+        elif isinstance(value, uuid.UUID | Undecodable):
+            value = str(value)
+        out[field.name] = value
+    return out
 
 
 # The row's columns, in the order ``Job`` takes them as positional arguments.
