@@ -34,6 +34,7 @@ ADDED_COLUMNS: typing.Final = {
     "cancel_requested_at": ("timestamp with time zone", False, None),
     "unique_key": ("text", False, None),
     "unique_period_start": ("timestamp with time zone", False, None),
+    "follow_ups": ("uuid[]", False, None),
 }
 
 
@@ -216,5 +217,6 @@ async def test_a_history_from_before_components_is_adopted(empty_database_url: s
             "0005_unique_jobs",
             "0006_queue_pause",
             "0007_job_schedules",
+            "0008_operating_queues",
         ]
         assert await migrations.verify(conn) == []

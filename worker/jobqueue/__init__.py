@@ -8,12 +8,14 @@ The public API is re-exported here; the modules behind it are private layers::
     print(await jobqueue.get_queue_stats())   # {'pending': 1, 'running': 0, ...}
 """
 
+from jobqueue.audit import AuditEntry
 from jobqueue.db import ConfigurationError, ErrorKind, classify_error, describe_database_error
 from jobqueue.loops import READY_CHANNEL
 from jobqueue.loops import Listener as ReadyListener
 from jobqueue.maintenance import QueueDepth, prune_finished_jobs, queue_depth, running_by_worker
 from jobqueue.migrations import MigrationError
 from jobqueue.migrations import migrate_database as migrate
+from jobqueue.overview import JobCount, QueueSummary, WorkerSummary
 from jobqueue.plugins import register_all_handlers
 from jobqueue.probes import ProbeServer
 from jobqueue.queue import (
@@ -79,12 +81,14 @@ from jobqueue.worker import (
 
 __all__ = [
     "READY_CHANNEL",
+    "AuditEntry",
     "Completion",
     "ConfigurationError",
     "DuplicateJob",
     "ErrorKind",
     "Handler",
     "Job",
+    "JobCount",
     "JobFilter",
     "JobHandler",
     "JobNotFoundError",
@@ -99,6 +103,7 @@ __all__ = [
     "Queue",
     "QueueDepth",
     "QueueStats",
+    "QueueSummary",
     "ReadyListener",
     "Registry",
     "RescuedJob",
@@ -112,6 +117,7 @@ __all__ = [
     "SyncQueue",
     "Worker",
     "WorkerConfig",
+    "WorkerSummary",
     "cancel_job",
     "cancel_jobs",
     "classify_error",

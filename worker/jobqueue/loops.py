@@ -1,7 +1,7 @@
 """The worker's background loops: the outcome writer, the LISTEN connection, the stale-job
-rescue, the statistics' compaction and the periodic schedules. The supervisor
-(``jobqueue.worker``) starts each one under its supervision and owns the running jobs; a
-loop knows only the queue and what it is told to call.
+rescue, the statistics' compaction, the periodic schedules and the worker's announcements.
+The supervisor (``jobqueue.worker``) starts each one under its supervision and owns the
+running jobs; a loop knows only the queue and what it is told to call.
 
 Every loop runs until cancelled. A database error that passes by itself
 (``db.classify_error``) is reported through ``report`` and ridden out with backoff; any
@@ -35,6 +35,9 @@ _BATCH: int = 1000
 # changed or deleted a schedule), and, while another holds a due schedule, this soon.
 SCHEDULES_MAX_WAIT = 30.0
 SCHEDULES_MIN_WAIT = 0.2
+# The row of a worker that died without saying so (``announce_worker``) is deleted by the
+# others once it is this old.
+WORKERS_FORGOTTEN_AFTER = 86_400.0
 
 Clock = collections.abc.Callable[[], datetime.datetime | None]
 """What a worker's statements take as the time: ``None`` for the database's ``now()``."""
@@ -329,6 +332,36 @@ async def compact_counts(
             if not retryable(error):
                 raise
             report("compact_counts", error)
+
+
+async def announce_worker(
+    queue: queue_module.Queue,
+    worker_id: str,
+    *,
+    queue_name: str,
+    concurrency: int,
+    started_at: datetime.datetime,
+    interval: float,
+    clock: Clock,
+    report: ErrorReport,
+) -> None:
+    """Say the worker is up, now and every ``interval`` seconds, for whoever lists the
+    workers (``Queue.list_workers``, the web UI)."""
+    while True:
+        try:
+            await queue.announce_worker(
+                worker_id,
+                queue=queue_name,
+                concurrency=concurrency,
+                started_at=started_at,
+                forget_after=WORKERS_FORGOTTEN_AFTER,
+                now=clock(),
+            )
+        except Exception as error:
+            if not retryable(error):
+                raise
+            report("announce", error)
+        await asyncio.sleep(interval)
 
 
 async def run_schedules(

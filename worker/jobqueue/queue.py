@@ -2,8 +2,9 @@
 
 ``Queue`` is the producer API (``producer``: enqueue, status, statistics) plus, as methods,
 the worker's session (``session``: claim, heartbeat, complete, fail, release), job control
-(``control``: list, cancel, retry, delete, pause), periodic schedules (``schedules``) and
-the stale-job rescue (``maintenance``).
+(``control``: list, cancel, retry, delete, pause), periodic schedules (``schedules``), the
+stale-job rescue (``maintenance``), what operators look at (``overview``: queues, workers,
+counts) and the audit trail of their actions (``audit``).
 Each method is declared once, where its work is done; the class only gathers them. The
 module-level functions (``enqueue_job`` and friends, as in the seed) use a default
 ``Queue`` configured from ``DATABASE_URL``, one per event loop.
@@ -17,7 +18,7 @@ import functools
 import typing
 import weakref
 
-from jobqueue import control, maintenance, producer, schedules, session
+from jobqueue import audit, control, maintenance, overview, producer, schedules, session
 
 
 class Queue(producer.Producer):
@@ -49,6 +50,13 @@ class Queue(producer.Producer):
     run_schedules = schedules.run_schedules
     list_schedules = schedules.list_schedules
     delete_schedule = schedules.delete_schedule
+    queue_overview = overview.queue_overview
+    list_workers = overview.list_workers
+    count_jobs = overview.count_jobs
+    announce_worker = overview.announce_worker
+    forget_worker = overview.forget_worker
+    record_action = audit.record_action
+    list_actions = audit.list_actions
 
 
 # --- module-level API, as in the seed ------------------------------------------------------

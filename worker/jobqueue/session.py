@@ -10,6 +10,7 @@ holds: a job whose lock went stale may be running elsewhere.
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
 import datetime
 import logging
 import typing
@@ -69,7 +70,12 @@ async def _finish(
             jobs = await statements.jobs(self.pool, query, {"id": job_id, **params}, conn)
             # A job cancelled while it ran ends cancelled, and its follow-ups are dropped.
             if jobs and jobs[0].status is types.JobStatus.DONE:
-                await self.enqueue_jobs(follow_ups, conn=conn)
+                enqueued = await self.enqueue_jobs(follow_ups, conn=conn)
+                ids = [job.id for job in enqueued]
+                await conn.execute(
+                    sql.query("job_follow_ups_record"), {"id": job_id, "follow_ups": ids}
+                )
+                jobs = [dataclasses.replace(jobs[0], follow_ups=ids)]
     else:  # one statement is atomic alone: no BEGIN/COMMIT round trips
         jobs = await statements.jobs(self.pool, query, {"id": job_id, **params})
     if jobs:

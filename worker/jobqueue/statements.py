@@ -47,6 +47,13 @@ async def rows(pool: Pool, query: str, params: Params) -> list[tuple[typing.Any,
         return await cursor.fetchall()
 
 
+async def execute(pool: Pool, query: str, params: Params) -> int:
+    """Runs query ``query``, which returns no rows; returns how many rows it changed."""
+    async with db.Lease(pool) as conn:
+        cursor = await conn.execute(sql.query(query), params)
+        return cursor.rowcount
+
+
 async def ids(pool: Pool, query: str, params: Params) -> set[uuid.UUID]:
     """Runs a query whose rows start with a job id; returns those ids."""
     return {row[0] for row in await rows(pool, query, params)}

@@ -100,6 +100,8 @@ class Job:
     # is pending or running); see ``JobOptions``.
     unique_key: str | None = None
     unique_period_start: datetime.datetime | None = None
+    # The follow-up jobs its handler enqueued when it was done (None: none).
+    follow_ups: list[uuid.UUID] | None = None
 
     def to_json(self) -> dict[str, JsonValue]:
         """The job as JSON-ready values (ISO-8601 times, string id)."""
@@ -118,6 +120,8 @@ def fields_as_json(
             value = value.isoformat()
         elif isinstance(value, uuid.UUID | Undecodable):
             value = str(value)
+        elif isinstance(value, list):
+            value = [str(item) if isinstance(item, uuid.UUID) else item for item in value]
         out[field.name] = value
     return out
 

@@ -351,7 +351,7 @@ class Worker:
         if self.is_running:
             raise RuntimeError(f"worker {self.worker_id} is already running")
         self.is_running = True
-        self.started_at = datetime.datetime.now(datetime.UTC)
+        self.started_at = started_at = datetime.datetime.now(datetime.UTC)
         self._stopped.clear()
         logger.info("[Worker] Starting worker %s", self.worker_id)
         logger.info(
@@ -370,6 +370,19 @@ class Worker:
         self._executor = _HandlerThreads(self.config.concurrency)
         self._writer_task = self._spawn("outcome writer", self._writer.run())
         self._spawn("heartbeat", self._heartbeat())
+        self._spawn(
+            "announcements",
+            loops.announce_worker(
+                self.queue,
+                self.worker_id,
+                queue_name=self.config.queue,
+                concurrency=self.config.concurrency,
+                started_at=started_at,
+                interval=self.config.heartbeat_interval,
+                clock=self.clock,
+                report=self._database_error,
+            ),
+        )
         if self.config.listen:
             self._spawn("listener", self._listener.run())
         self._spawn(
@@ -416,6 +429,7 @@ class Worker:
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
+            await self._forget()
             self._executor.shutdown(wait=False, cancel_futures=True)
             self.is_running = False
             self._stopped.set()
@@ -669,6 +683,15 @@ class Worker:
         self.rescued += len(jobs)
         for job in jobs:
             self._metrics.job_rescued(job.type, job.status)
+
+    async def _forget(self) -> None:
+        """Say this worker has stopped (``Queue.list_workers`` no longer shows it). Not
+        worth waiting for: unsaid, the worker's row is taken for dead once it is stale."""
+        try:
+            async with asyncio.timeout(self.config.heartbeat_interval):
+                await self.queue.forget_worker(self.worker_id)
+        except Exception as error:  # the database may be why the worker stops
+            logger.info("[Worker] Could not say worker %s stopped: %s", self.worker_id, error)
 
     # --- heartbeats and leases ----------------------------------------------------
 

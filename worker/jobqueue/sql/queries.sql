@@ -443,6 +443,116 @@ ORDER BY name;
 -- Forgets a schedule; returns its name if it existed. Jobs it enqueued stay.
 DELETE FROM job_schedules WHERE name = %(name)s RETURNING name;
 
+-- name: job_follow_ups_record
+-- Records on a job that was just completed the follow-up jobs its handler enqueued, in the
+-- same transaction (the Job page finds them from it).
+UPDATE jobs SET follow_ups = %(follow_ups)s::uuid[] WHERE id = %(id)s;
+
+-- name: job_count_matching
+-- How many of the jobs a filter names there are, counting no further than %(limit)s: what
+-- an action says it will touch before it is confirmed, never a count of the whole table.
+SELECT count(*)
+FROM (SELECT 1
+      FROM jobs_matching(%(ids)s, %(statuses)s, %(types)s, %(queue)s, %(created_after)s,
+                         %(created_before)s, %(error_contains)s, %(payload_contains)s::jsonb)
+      LIMIT %(limit)s) AS capped;
+
+-- name: queue_overview
+-- Every queue known (it has had jobs, been paused, or has workers up): its jobs by status and
+-- the jobs ever enqueued and finished, from the statistics' deltas (job_counts), never by
+-- counting jobs; when its oldest ready job became due (jobs_oldest_ready, a skip scan of the
+-- ready index); whether it is paused; its live workers (seen within %(stale_after)s
+-- seconds) and their slots.
+WITH counts AS (
+    SELECT queue,
+           sum(pending)::bigint AS pending, sum(running)::bigint AS running,
+           sum(failed)::bigint AS failed, sum(done)::bigint AS done,
+           sum(cancelled)::bigint AS cancelled, sum(enqueued)::bigint AS enqueued,
+           sum(finished)::bigint AS finished
+    FROM job_counts
+    GROUP BY queue
+), live AS (
+    SELECT queue, count(*) AS workers, sum(concurrency)::bigint AS slots
+    FROM job_workers
+    WHERE seen_at >= coalesce(%(now)s, now()) - make_interval(secs => %(stale_after)s)
+    GROUP BY queue
+), names AS (
+    SELECT queue FROM counts
+    UNION SELECT name FROM job_queues
+    UNION SELECT queue FROM live
+)
+SELECT names.queue,
+       coalesce(counts.pending, 0), coalesce(counts.running, 0), coalesce(counts.failed, 0),
+       coalesce(counts.done, 0), coalesce(counts.cancelled, 0),
+       coalesce(counts.enqueued, 0), coalesce(counts.finished, 0),
+       jobs_oldest_ready(names.queue, coalesce(%(now)s, now())),
+       job_queues.paused_at,
+       coalesce(live.workers, 0), coalesce(live.slots, 0),
+       coalesce(%(now)s, now())
+FROM names
+LEFT JOIN counts USING (queue)
+LEFT JOIN live USING (queue)
+LEFT JOIN job_queues ON job_queues.name = names.queue
+WHERE %(queue)s::text IS NULL OR names.queue = %(queue)s
+ORDER BY names.queue;
+
+-- name: worker_announce
+-- A running worker says it is up (when it starts, then every few heartbeats), and forgets
+-- the rows of workers not seen for %(forget_after)s seconds (dead ones), skipping any row
+-- another worker is forgetting at the same moment.
+WITH forgotten AS (
+    DELETE FROM job_workers
+    WHERE worker_id IN (
+        SELECT worker_id FROM job_workers
+        WHERE seen_at < coalesce(%(now)s, now()) - make_interval(secs => %(forget_after)s)
+          AND worker_id <> %(worker_id)s
+        FOR UPDATE SKIP LOCKED
+    )
+)
+INSERT INTO job_workers (worker_id, queue, concurrency, started_at, seen_at)
+VALUES (%(worker_id)s, %(queue)s, %(concurrency)s, %(started_at)s, coalesce(%(now)s, now()))
+ON CONFLICT (worker_id) DO UPDATE
+SET queue = excluded.queue, concurrency = excluded.concurrency,
+    started_at = excluded.started_at, seen_at = excluded.seen_at;
+
+-- name: worker_forget
+-- A worker that stops says so.
+DELETE FROM job_workers WHERE worker_id = %(worker_id)s;
+
+-- name: worker_list
+-- The live workers (seen within %(stale_after)s seconds), of one queue or all, each with how
+-- many jobs it is running: running rows only, read through their partial index, as many as
+-- the workers' slots at most.
+SELECT job_workers.worker_id, job_workers.queue, job_workers.concurrency,
+       job_workers.started_at, job_workers.seen_at, coalesce(busy.running, 0)
+FROM job_workers
+LEFT JOIN (
+    SELECT locked_by, count(*) AS running
+    FROM jobs
+    WHERE status = 'running' AND locked_by IS NOT NULL
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+    GROUP BY locked_by
+) AS busy ON busy.locked_by = job_workers.worker_id
+WHERE job_workers.seen_at >= coalesce(%(now)s, now()) - make_interval(secs => %(stale_after)s)
+  AND (%(queue)s::text IS NULL OR job_workers.queue = %(queue)s)
+ORDER BY job_workers.queue, job_workers.worker_id;
+
+-- name: audit_record
+-- One admin action: who (and in which role) did what, to which queue or jobs (the filter
+-- that named them), and how many jobs it changed.
+INSERT INTO job_audit (at, actor, role, action, queue, filter, jobs, detail)
+VALUES (coalesce(%(now)s, now()), %(actor)s, %(role)s, %(action)s, %(queue)s,
+        %(filter)s::jsonb, %(jobs)s, %(detail)s)
+RETURNING id, at, actor, role, action, queue, filter, jobs, detail;
+
+-- name: audit_list
+-- The admin actions, newest first, a page at a time (those before id %(before)s).
+SELECT id, at, actor, role, action, queue, filter, jobs, detail
+FROM job_audit
+WHERE %(before)s::bigint IS NULL OR id < %(before)s::bigint
+ORDER BY id DESC
+LIMIT %(limit)s;
+
 -- name: job_ready_listen
 -- Workers listen here; the jobs_notify_ready trigger sends the queue name of new ready jobs.
 LISTEN jobqueue_ready;
@@ -574,12 +684,15 @@ GROUP BY queue, type;
 WITH folded AS (
     DELETE FROM job_counts RETURNING *
 )
-INSERT INTO job_counts (queue, type, pending, running, failed, done, cancelled)
-SELECT queue, type, sum(pending), sum(running), sum(failed), sum(done), sum(cancelled)
+INSERT INTO job_counts (queue, type, pending, running, failed, done, cancelled, enqueued,
+                        finished)
+SELECT queue, type, sum(pending), sum(running), sum(failed), sum(done), sum(cancelled),
+       sum(enqueued), sum(finished)
 FROM folded
 GROUP BY queue, type
-HAVING (sum(pending), sum(running), sum(failed), sum(done), sum(cancelled))
-       <> (0, 0, 0, 0, 0);
+HAVING (sum(pending), sum(running), sum(failed), sum(done), sum(cancelled), sum(enqueued),
+        sum(finished))
+       <> (0, 0, 0, 0, 0, 0, 0);
 
 -- name: advisory_lock_try
 -- For chores one process at a time should do (compacting counts, rescuing stale jobs): the
