@@ -5,6 +5,7 @@ dropped or changed index, or a query rewritten past its index, fails here."""
 from __future__ import annotations
 
 import collections.abc
+import re
 import typing
 import uuid
 
@@ -117,6 +118,11 @@ async def plan_of(conn: psycopg.AsyncConnection[typing.Any], name: str, params: 
             },
             "jobs_unique_idx",
         ),
+        # What the web UI shows: counting a filter before an action stops at a limit and
+        # reads through the filter's index; busy slots read running rows only.
+        ("job_count_matching", control(statuses=["failed"]), "jobs_failed_idx"),
+        ("job_count_matching", control(ids=SOME_IDS), "jobs_pkey"),
+        ("worker_list", {"queue": None, "stale_after": 300, "now": None}, "jobs_running_idx"),
         (
             "queue_depth_measure",
             {"queue": "default", "due_within": 60, "now": None},
@@ -173,3 +179,28 @@ async def test_a_schedules_tick_insert_reads_no_jobs_but_its_conflicts(
     ]:
         plan = await plan_of(filled, name, params)
         assert {node.get("Relation Name") for node in nodes(plan)} <= {"job_schedules", None}
+
+
+async def test_the_oldest_ready_job_is_a_skip_scan_of_the_ready_index(
+    filled: psycopg.AsyncConnection[typing.Any],
+) -> None:
+    """jobs_oldest_ready (migration 0008), which the queues page calls for every queue: its
+    body, planned as the function runs it, probes jobs_ready_idx and scans nothing."""
+    await filled.execute(
+        "INSERT INTO jobs (type, queue, priority) SELECT 'a', 'default', n % 4"
+        " FROM generate_series(1, 2000) AS n; ANALYZE jobs"
+    )
+    cursor = await filled.execute("SELECT prosrc FROM pg_proc WHERE proname = 'jobs_oldest_ready'")
+    row = await cursor.fetchone()
+    assert row is not None
+    body = re.sub(r"\bqueue_name\b", "$1", row[0])
+    body = re.sub(r"<= at\b", "<= $2", body)
+    await filled.execute(f"PREPARE oldest (text, timestamptz) AS {body}")
+    cursor = await filled.execute("EXPLAIN (FORMAT JSON) EXECUTE oldest ('default', now())")
+    row = await cursor.fetchone()
+    assert row is not None
+    plan = row[0][0]["Plan"]
+    on_jobs = [node for node in nodes(plan) if node.get("Relation Name") == "jobs"]
+    assert len(on_jobs) >= 2, plan  # the priorities present, and each one's head
+    assert {node["Node Type"] for node in on_jobs} <= {"Index Scan", "Index Only Scan"}, plan
+    assert {node["Index Name"] for node in on_jobs} == {"jobs_ready_idx"}, plan

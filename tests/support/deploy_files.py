@@ -53,7 +53,12 @@ def outside_program(name: str, how_to_get: str) -> str:
     found = shutil.which(name)
     if found is not None:
         return found
-    reason = f"{name} is not installed: it comes with {how_to_get}"
+    missing_tool(f"{name} is not installed: it comes with {how_to_get}")
+
+
+def missing_tool(reason: str) -> typing.NoReturn:
+    """Skips the test, saying ``reason`` (what is missing and how to get it); under
+    ``CI=true`` fails it instead."""
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason} (CI=true: a missing tool fails)")
     pytest.skip(reason)

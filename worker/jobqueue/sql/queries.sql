@@ -451,10 +451,12 @@ UPDATE jobs SET follow_ups = %(follow_ups)s::uuid[] WHERE id = %(id)s;
 -- name: job_count_matching
 -- How many of the jobs a filter names there are, counting no further than %(limit)s: what
 -- an action says it will touch before it is confirmed, never a count of the whole table.
+-- In the order of the job list (newest first), so it reads the same index the list does.
 SELECT count(*)
 FROM (SELECT 1
       FROM jobs_matching(%(ids)s, %(statuses)s, %(types)s, %(queue)s, %(created_after)s,
                          %(created_before)s, %(error_contains)s, %(payload_contains)s::jsonb)
+      ORDER BY id DESC
       LIMIT %(limit)s) AS capped;
 
 -- name: queue_overview
