@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration bench bench-versus chaos clean cluster-binaries cluster e2e deploy-tools dashboards images image-tools
+.PHONY: demo test lint unit integration bench bench-versus chaos clean cluster-binaries cluster e2e deploy-tools dashboards images image-tools browser-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("jobqueue needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -25,7 +25,7 @@ lint: $(STAMP)
 	MYPYPATH=tests/support $(BIN)/mypy --strict bench
 	$(BIN)/mypy --strict docs/dashboards
 
-test: lint deploy-tools
+test: lint deploy-tools browser-tools
 	$(BIN)/pytest
 
 # What the tests of deploy/ and charts/ run besides the dev extra: promtool (Debian's
@@ -45,6 +45,22 @@ deploy-tools: $(STAMP)
 	    echo "promtool missing (Debian's prometheus package, or brew install prometheus): its tests will be skipped"; \
 	  fi; }
 	@$(CLUSTER_PYTHON) -c 'from cluster import build; build.tools_dir()'
+
+# What the real-browser tests of the web UI run (tests/support/browser.py): Debian's chromium
+# and chromium-driver (its chromedriver), installed when missing where that is possible (root
+# and apt-get, as in CI), and the pinned axe-core from npm, fetched with `npm pack` into
+# ${XDG_CACHE_HOME:-~/.cache}/jobqueue/axe-core-<version>/ and checked against npm's integrity.
+browser-tools: $(STAMP)
+	@missing=""; for tool in chromium chromedriver; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "missing:$$missing: installing Debian's chromium and chromium-driver"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
+	  else \
+	    echo "missing:$$missing (Debian's packages chromium and chromium-driver: installing them needs root and apt-get)"; exit 1; \
+	  fi; fi
+	@$(CLUSTER_PYTHON) -m browser
 
 # The Kubernetes control plane of the e2e tests (tests/cluster): etcd, kube-apiserver and
 # kube-controller-manager built from Go modules (needs Go 1.26) into

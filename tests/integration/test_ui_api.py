@@ -454,3 +454,18 @@ async def test_bad_actions_are_refused_and_change_nothing(
     )
     assert nothing.status_code == 400
     assert "no jobs selected" in nothing.text
+
+
+async def test_the_schedules_page_and_api_list_the_schedules(
+    client: httpx.AsyncClient, queue: jobqueue.Queue
+) -> None:
+    await queue.declare_schedules(
+        [jobqueue.Schedule("nightly", "report", cron="0 3 * * *", timezone="Europe/Paris")]
+    )
+    listed = (await client.get("/api/schedules", headers=bearer(ADMIN))).json()["schedules"]
+    assert [(s["name"], s["cron"], s["timezone"]) for s in listed] == [
+        ("nightly", "0 3 * * *", "Europe/Paris")
+    ]
+    page = await client.get("/schedules", headers=bearer(ADMIN))
+    assert page.status_code == 200
+    assert "Europe/Paris" in page.text

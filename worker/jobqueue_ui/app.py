@@ -577,6 +577,8 @@ class UI:
                 "queue": queue_name,
                 "count": jobqueue.JobCount(stats["pending"]),
                 "what": f"queue {queue_name} ({stats['pending']:,} jobs pending)",
+                "ids": [],
+                "form_filter": None,
             }
         action = JOB_ACTIONS.get(name)
         if action is None or scope not in ("selected", "matching"):
