@@ -390,6 +390,10 @@ class Forwarder:
 
     def close(self) -> None:
         self.closed = True
+        # shutdown wakes the thread blocked in accept(); close alone would not, and it
+        # would go on accepting.
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)
         self.server.close()
         for connection in self.connections:
             with contextlib.suppress(OSError):

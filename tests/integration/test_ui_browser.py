@@ -4,6 +4,8 @@ processes on the test's database. Each page is checked by axe-core for serious o
 accessibility violations, and screenshot: into the test's temporary folder, or, with
 ``JOBQUEUE_UI_SCREENSHOTS=docs/ui``, into the docs (how docs/ui/*.png were made).
 
+The last test needs no browser: the ``jobqueue ui`` process riding out its database going away.
+
 Skipped, saying how to get them, without Chromium or axe-core (``make browser-tools``);
 under ``CI=true`` that fails instead."""
 
@@ -18,17 +20,20 @@ import pathlib
 import subprocess
 import sys
 import typing
+import urllib.error
+import urllib.request
 
 import browser
 import deploy_files
 import local_process
+import psycopg
 import pytest
 import waiting
 from selenium import webdriver
 from selenium.webdriver.common import by
 
 import jobqueue
-from cluster import children
+from cluster import children, node
 
 ADMIN = "admin-token-for-the-browser"
 VIEWER = "viewer-token-for-the-browser"
@@ -298,3 +303,55 @@ def test_the_schedules_page(chromium: webdriver.Chrome, ui: UI, shots: pathlib.P
     assert "0 3 * * *" in rows[1]
     accessible(chromium)
     browser.screenshot(chromium, shots / "schedules.png")
+
+
+def status_of(url: str) -> tuple[int, str]:
+    """The status and body of a GET of ``url`` with the admin token."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {ADMIN}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except (urllib.error.URLError, OSError) as error:
+        return 0, str(error)  # not listening yet
+
+
+def test_the_ui_serves_while_its_database_is_away_and_recovers(database_url: str) -> None:
+    """``jobqueue ui`` starts before its database can be reached, answers 503 with the
+    reason meanwhile, connects when it can, and rides out the database going away again.
+    The database is reached through a relay the test opens and closes."""
+    given = psycopg.conninfo.conninfo_to_dict(database_url)
+    host, port = str(given.get("host") or "127.0.0.1"), int(given.get("port") or 5432)
+    target: str | tuple[str, int] = (
+        f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
+    )
+    relay_port = children.free_port()
+    relayed = psycopg.conninfo.make_conninfo(database_url, host="127.0.0.1", port=relay_port)
+    ui_port = children.free_port()
+    url = f"http://127.0.0.1:{ui_port}"
+    env = {"DATABASE_URL": relayed, "JOBQUEUE_UI_ADMIN_TOKEN": ADMIN}
+    with started([JOBQUEUE, "ui", "--port", str(ui_port)], env):
+        deadline_wait(lambda: status_of(f"{url}/healthz")[0] == 503, "the UI answering 503")
+        code, body = status_of(f"{url}/api/queues")
+        assert code == 503
+        assert "no database connection yet" in body
+        relay = node.Forwarder(("127.0.0.1", relay_port), target)
+        try:
+            deadline_wait(lambda: local_process.answers(f"{url}/healthz"), "the UI connected")
+            assert status_of(f"{url}/api/queues")[0] == 200
+        finally:
+            relay.close()
+
+        def unavailable() -> list[tuple[int, str]] | None:
+            answers = [status_of(f"{url}/api/queues"), status_of(f"{url}/healthz")]
+            return answers if all(code == 503 for code, _ in answers) else None
+
+        away = waiting.eventually_sync(unavailable, what="503 while the database is away")
+        assert "database" in away[0][1], away
+        assert "database unavailable" in away[1][1], away
+        relay = node.Forwarder(("127.0.0.1", relay_port), target)
+        try:
+            deadline_wait(lambda: status_of(f"{url}/api/queues")[0] == 200, "the UI back")
+        finally:
+            relay.close()

@@ -48,6 +48,7 @@ logger = logging.getLogger("jobqueue.ui")
 HERE: typing.Final = pathlib.Path(__file__).parent
 RATE_WINDOW: typing.Final = 60.0  # seconds of readings a throughput is measured over
 COUNT_LIMIT: typing.Final = 10_000
+MAX_RECONNECT_DELAY: typing.Final = 30.0
 SECURITY_HEADERS: typing.Final = {
     "content-security-policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
@@ -213,15 +214,43 @@ class UI:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: object) -> collections.abc.AsyncIterator[None]:
-        async with jobqueue.Queue(self.config.database_url) as queue:
-            self.queue = queue
+        """The UI serves at once; it opens its pool meanwhile, again and again while the
+        database is unreachable, answering 503 (and /healthz not ok) until it can."""
+        opening = asyncio.create_task(self._open_queue())
+        try:
             yield
-            self.queue = None
+        finally:
+            opening.cancel()
+            await asyncio.gather(opening, return_exceptions=True)
+            if self.queue is not None:
+                await self.queue.close()
+                self.queue = None
+
+    async def _open_queue(self) -> None:
+        delay = 0.5
+        while True:
+            queue = jobqueue.Queue(self.config.database_url)
+            try:
+                await queue.open()
+            except (psycopg.Error, OSError) as error:
+                await queue.close()
+                reason = (
+                    jobqueue.describe_database_error(error)
+                    if isinstance(error, psycopg.Error)
+                    else str(error)
+                )
+                logger.warning("[UI] Database unavailable (retrying in %gs): %s", delay, reason)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, MAX_RECONNECT_DELAY)
+                continue
+            self.queue = queue
+            logger.info("[UI] Connected to the database")
+            return
 
     @property
     def _queue(self) -> jobqueue.Queue:
         if self.queue is None:
-            raise HttpError(503, "the UI is starting or stopping")
+            raise HttpError(503, "the UI has no database connection yet (see its log)")
         return self.queue
 
     # --- guarding every endpoint --------------------------------------------------------

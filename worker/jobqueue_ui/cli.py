@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import typing
 
-from jobqueue import cli
+from jobqueue import cli, db
 from jobqueue_ui import settings as ui_settings
 
 if typing.TYPE_CHECKING:
@@ -45,7 +45,7 @@ def make_server(args: argparse.Namespace) -> uvicorn.Server:
         return cli.setting_value(args, setting)
 
     config = app.Config(
-        database_url=args.database_url,
+        database_url=db.resolve_database_url(args.database_url),
         host=value(ui_settings.HOST),
         admin_token=value(ui_settings.ADMIN_TOKEN),
         viewer_token=value(ui_settings.VIEWER_TOKEN),
@@ -62,6 +62,7 @@ def make_server(args: argparse.Namespace) -> uvicorn.Server:
         server_header=False,
         proxy_headers=False,
         lifespan="on",
+        timeout_graceful_shutdown=10,
     )
     return uvicorn.Server(server_config)
 
