@@ -27,7 +27,7 @@ import ipaddress
 import secrets
 import typing
 
-from jobqueue import db
+import jobqueue
 
 CHALLENGE: typing.Final = 'Basic realm="jobqueue", charset="UTF-8"'
 
@@ -68,15 +68,15 @@ class Access:
         tokens = {Role.ADMIN: admin_token or None, Role.VIEWER: viewer_token or None}
         for role, token in tokens.items():
             if token is not None and len(token) < 16:
-                raise db.ConfigurationError(
+                raise jobqueue.ConfigurationError(
                     f"the {role} token is {len(token)} characters long; use 16 or more"
                     " (e.g. python -c 'import secrets; print(secrets.token_urlsafe())')"
                 )
         if admin_token and admin_token == viewer_token:
-            raise db.ConfigurationError("the admin and viewer tokens must differ")
+            raise jobqueue.ConfigurationError("the admin and viewer tokens must differ")
         self.open = not any(tokens.values())
         if self.open and not is_loopback(host):
-            raise db.ConfigurationError(
+            raise jobqueue.ConfigurationError(
                 f"the UI would listen on {host} with no authentication: set"
                 " JOBQUEUE_UI_ADMIN_TOKEN (and JOBQUEUE_UI_VIEWER_TOKEN for read-only"
                 " access), or listen on 127.0.0.1"
