@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check worker operator tests bench docs
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	MYPYPATH=tests/support $(BIN)/mypy --strict bench
+	MYPYPATH=tests/support:tests $(BIN)/mypy --strict bench
 	$(BIN)/mypy --strict docs/dashboards
 
 test: lint deploy-tools browser-tools

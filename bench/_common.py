@@ -54,19 +54,29 @@ async def _drop_database(server_url: str, name: psycopg.sql.Identifier) -> None:
 
 
 @contextlib.asynccontextmanager
-async def scratch_database(server_url: str, prefix: str) -> collections.abc.AsyncIterator[str]:
+async def scratch_database(
+    server_url: str, prefix: str, *, keep: bool = False
+) -> collections.abc.AsyncIterator[str]:
     """A new, empty database on the server for this run, ``<prefix>_<pid>``; dropped
-    afterwards (``WITH (FORCE)``: connections still open to it are closed)."""
-    dbname = f"{prefix}_{os.getpid()}"
+    afterwards (``WITH (FORCE)``: connections still open to it are closed). With ``keep``,
+    the database ``<prefix>`` instead: made only if missing and never dropped, so that the
+    next run finds what this one left in it (on a server that outlives the run:
+    ``$DATABASE_URL``)."""
+    dbname = prefix if keep else f"{prefix}_{os.getpid()}"
     name = psycopg.sql.Identifier(dbname)
-    await _drop_database(server_url, name)
     admin = await psycopg.AsyncConnection.connect(server_url, autocommit=True)
     async with admin:
-        await admin.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(name))
+        found = await admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname])
+        if not (keep and await found.fetchone()):
+            await admin.execute(
+                psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name)
+            )
+            await admin.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(name))
     try:
         yield psycopg.conninfo.make_conninfo(server_url, dbname=dbname)
     finally:
-        await _drop_database(server_url, name)
+        if not keep:
+            await _drop_database(server_url, name)
 
 
 async def server_settings(conn: Connection, names: collections.abc.Sequence[str]) -> dict[str, str]:
@@ -85,6 +95,18 @@ async def count(conn: Connection, query: str) -> int:
     cursor = await conn.execute(query)
     row = await cursor.fetchone()
     return int(row[0]) if row else 0
+
+
+def time_ordered_id(moment: str, random_hex: str) -> str:
+    """SQL for a job id laid out as the enqueue calls make them (UUID version 7, see
+    ``producer._JobIds``): the milliseconds of the timestamp expression ``moment``, then the
+    version and variant around 18 hex digits of the text expression ``random_hex`` (an
+    ``md5``). Rows inserted in time order then grow the primary key at its right edge, and
+    newest first is the primary key read backwards, as in use."""
+    return (
+        f"(lpad(to_hex((extract(epoch FROM {moment}) * 1000)::bigint), 12, '0') || '7'"
+        f" || substr({random_hex}, 1, 3) || '8' || substr({random_hex}, 4, 15))::uuid"
+    )
 
 
 # --- numbers ----------------------------------------------------------------------------

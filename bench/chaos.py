@@ -22,6 +22,7 @@ import shutil
 import sys
 import tempfile
 
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "tests"))  # the suite's cluster.children
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "tests" / "support"))
 
 import chaos_suite  # found through the path set just above
@@ -62,6 +63,8 @@ def main() -> int:
         + report.failed_without_reason
         + report.wrong_outcome
         + report.missed_ticks
+        + report.unaudited_actions
+        + report.stuck_paused
     )
     print("PASS" if broken == 0 else "FAIL")
     return 1 if broken else 0

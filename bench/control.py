@@ -49,10 +49,9 @@ PAGE: typing.Final = 100
 
 # Finished jobs with ids laid out as the enqueue calls make them (UUID version 7: the time in
 # milliseconds first), so that newest first is the primary key read backwards, as in use.
-INSERT_FINISHED: typing.Final = """
+INSERT_FINISHED: typing.Final = f"""
 INSERT INTO jobs (id, type, status, payload, attempts, error, run_at, created_at, updated_at)
-SELECT (lpad(to_hex((extract(epoch FROM stamp) * 1000)::bigint), 12, '0') || '7'
-        || substr(md5(g::text), 1, 3) || '8' || substr(md5(g::text), 4, 15))::uuid,
+SELECT {_common.time_ordered_id("stamp", "md5(g::text)")},
        'type_' || mod(g, %(types)s),
        CASE WHEN mod(g, 100) = 0 THEN 'failed' WHEN mod(g, 1000) = 1 THEN 'cancelled'
             ELSE 'done' END,

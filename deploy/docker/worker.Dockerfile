@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 # The worker image: `jobqueue worker` with uvloop (the fast extra) and the book pipeline
 # (books: lxml and the embedders, whose packages ship their weights, so nothing is
-# downloaded at run time). `--build-arg EXTRAS=fast` leaves the book pipeline out (the
-# `-core` image of `make images`).
+# downloaded at run time); also `jobqueue ui`, the web UI and admin API (the ui extra, a few
+# MB: the chart's ui.image runs this image). `--build-arg EXTRAS=fast,ui` leaves the book
+# pipeline out (the `-core` image of `make images`).
 # Build from the repository root:
 #   docker build -f deploy/docker/worker.Dockerfile -t jobqueue-worker:0.1.0 \
 #     --build-arg PYTHON_BASE=python:3.12.8-slim-bookworm@sha256:<digest> .
@@ -10,7 +11,7 @@
 # registry serves, so a build that forgets to pin it fails instead of floating; get the real
 # one with `docker buildx imagetools inspect python:3.12.8-slim-bookworm`.
 ARG PYTHON_BASE=python:3.12.8-slim-bookworm@sha256:0000000000000000000000000000000000000000000000000000000000000000
-ARG EXTRAS=books,fast
+ARG EXTRAS=books,fast,ui
 
 FROM ${PYTHON_BASE} AS build
 ARG EXTRAS

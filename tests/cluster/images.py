@@ -174,16 +174,16 @@ IMAGES: typing.Final = (
     Image(
         "jobqueue-worker",
         "worker.Dockerfile",
-        "the worker with the book pipeline: jobqueue[books,fast], the Dockerfile's default",
+        "the worker with the book pipeline and the UI: jobqueue[books,fast,ui], the default",
         goal_mb=300,
     ),
     Image(
         "jobqueue-worker",
         "worker.Dockerfile",
-        "the worker without the book pipeline: jobqueue[fast]",
+        "the worker and the UI without the book pipeline: jobqueue[fast,ui]",
         goal_mb=150,
         variant="core",
-        build_args=(("EXTRAS", "fast"),),
+        build_args=(("EXTRAS", "fast,ui"),),
     ),
     Image(
         "jobqueue-operator",

@@ -1,6 +1,7 @@
 """The chaos suite, short form: real worker processes, thousands of jobs, random kill -9,
 SIGTERM and double SIGTERM, database restarts and read-only windows, cancels and retries
-as an operator would make them, a schedule ticking each second, poison mixed in
+as an operator would make them (retries, and pausing the queue, through the web UI's
+API), a schedule ticking each second, poison mixed in
 (``tests/support/chaos_suite.py``). ``make chaos`` runs the long form and prints its
 figures."""
 
@@ -35,6 +36,9 @@ def test_under_chaos_every_job_ends_once_and_never_runs_twice_at_once() -> None:
     assert report.duplicate_holders == 0, report.summary()
     assert report.ticks >= 15, report.summary()
     assert report.missed_ticks == 0, report.summary()
+    assert report.ui_actions > 0, report.summary()
+    assert report.unaudited_actions == 0, report.summary()
+    assert report.stuck_paused == 0, report.summary()
     assert report.reruns.get("snoozed", 0) > 0, report.summary()
     assert report.unexplained_reruns == 0, report.summary()
     assert report.failed_without_reason == 0, report.summary()

@@ -1,6 +1,7 @@
 """The Helm chart on the real control plane (issue 12): ``helm install`` of ``charts/jobqueue``,
 a ``JobQueue`` applied with ``kubectl apply -f`` whose workers drain a burst, ``helm test``,
-``helm upgrade`` rolling the operator, ``helm uninstall`` leaving nothing of the release.
+``helm upgrade`` rolling the operator, ``helm uninstall`` leaving nothing of the release; and
+the web UI of ``ui.enabled`` (``jobqueue ui``), asking for its tokens.
 
 The operator is the chart's own pod, run by the process kubelet (image
 ``*jobqueue-operator*``: ``python -m jobqueue_operator``) with a token of the chart's
@@ -15,12 +16,14 @@ Run by ``make e2e`` (marker ``cluster``); the times it measures are in the run's
 from __future__ import annotations
 
 import collections.abc
+import json
 import pathlib
 import time
 import typing
 
 import operator_rig as rig
 import pytest
+import ui_rig
 import yaml
 
 import jobqueue
@@ -33,6 +36,8 @@ Measure = collections.abc.Callable[[str, float], None]
 CHART: typing.Final = control_plane.TESTS_DIR.parent / "charts" / "jobqueue"
 CRD: typing.Final = "jobqueues.jobqueue.dev"
 OPERATOR_IMAGE: typing.Final = "registry.example/jobqueue-operator"
+# The process kubelet runs an image named like the worker's as the virtualenv's `jobqueue`.
+UI_IMAGE: typing.Final = "registry.example/jobqueue-worker"
 RECONCILE_TIMEOUT: typing.Final = "JOBQUEUE_OPERATOR_RECONCILE_TIMEOUT"
 # What may stay in the namespace after `helm uninstall`: not the release's, and not made
 # for it by the operator. The user's database Secret, the namespace's own ServiceAccount,
@@ -134,19 +139,10 @@ def test_helm_install_a_jobqueue_helm_test_upgrade_and_uninstall(
             }
         )
     )
-    # The CRD may be in the cluster already, applied from deploy/crd.yaml by the operator's
-    # tests: then the release adopts it, as a user moving from deploy/ to the chart would.
-    adopt = (
-        ["--take-ownership"]
-        if admin(kube).kubectl("get", "crd", CRD, check=False).returncode == 0
-        else []
-    )
 
     # --- helm install ---------------------------------------------------------------------
     began = time.monotonic()
-    installed = kube.helm(
-        "install", release, str(CHART), "--values", str(values), "--wait", "--timeout=120s", *adopt
-    )
+    installed = rig.install_chart(kube, release, values)
     first = the_ready_operator(kube, release)
     measure("helm install --wait -> the chart's operator pod Ready", time.monotonic() - began)
     print(installed.stdout)
@@ -321,3 +317,62 @@ def test_the_charts_own_jobqueue_goes_with_the_release(
     assert ("its finalizer removed" in said) != operator_running, said
     if operator_running:
         assert f"Stopped watching JobQueue {namespace}/own" in kube.pod_log(operator)
+
+
+def test_the_ui_of_the_chart_serves_with_its_tokens_only(
+    kube: kubectl.Kube, database_url: str, tmp_path: pathlib.Path, measure: Measure
+) -> None:
+    """``ui.enabled``: the UI's Deployment becomes available in a namespace that enforces
+    ``restricted``, and its pod (``jobqueue ui`` with the chart's arguments, run by the process
+    kubelet as for a worker image) answers ``/healthz`` without a token and nothing else
+    without one: a GET / unauthenticated or with a wrong token gets 401, with the admin or
+    the viewer token of the auth Secret (Bearer, or Basic with any user name) the page. The
+    tokens and the URL reach the pod by Secret reference only, and its ServiceAccount gives it
+    no credentials of the API."""
+    namespace = kube.namespace
+    kube.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    release = "ui-" + namespace.removeprefix("test-")
+    rig.database_secret(kube, database_url)
+    tokens = ui_rig.tokens_secret(kube)
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "image": {"repository": OPERATOR_IMAGE, "tag": "test"},
+                "operator": {"namespaces": [namespace]},
+                "ui": {
+                    "enabled": True,
+                    "image": {"repository": UI_IMAGE, "tag": "test"},
+                    "database": {"existingSecret": rig.SECRET},
+                    "auth": {"existingSecret": ui_rig.SECRET},
+                    "redact": ["$.password"],
+                },
+            }
+        )
+    )
+    began = time.monotonic()
+    installed = rig.install_chart(kube, release, values)
+    pod = ui_rig.available_pod(kube, release)
+    measure("helm install --wait (ui.enabled) -> the UI's pod Ready", time.monotonic() - began)
+    deployment = f"{release}-jobqueue-ui"
+    assert f"port-forward svc/{deployment}" in installed.stdout, installed.stdout
+
+    ui_rig.check_it_asks_for_tokens(ui_rig.address(pod), tokens)
+
+    # The tokens and the URL are in no object of the release, only their Secrets' names.
+    objects = json.dumps(
+        [kube.get("deployment", deployment), kube.get("pod", pod["metadata"]["name"])]
+    )
+    for value in (tokens.admin, tokens.viewer, database_url):
+        assert value not in objects
+    [container] = pod["spec"]["containers"]
+    env = {entry["name"]: entry for entry in container["env"]}
+    assert env["JOBQUEUE_UI_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == ui_rig.SECRET
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == rig.SECRET
+    # Its ServiceAccount mounts no token: the kubelet made it no credentials of the API.
+    assert pod["spec"]["serviceAccountName"] == deployment
+    assert not (kube.pod_folder(pod) / "serviceaccount").exists()
+
+    kube.kubectl("delete", "secret", ui_rig.SECRET)
+    took = uninstall_leaving_nothing(kube, release)
+    measure("helm uninstall --wait (ui.enabled) -> nothing of the release left", took)

@@ -32,13 +32,21 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1200)]
 
 UID: typing.Final = 65532  # the manifests' runAsUser
 IDS: typing.Final = [f"{i.repository}{'-' + i.variant if i.variant else ''}" for i in images.IMAGES]
+# The web UI (`jobqueue ui`, the ui extra): in both worker images, which the chart runs it on.
+# (The operator image holds the plugin's code, as every image holds the wheel's packages,
+# but none of what it needs.)
+UI_DEPENDENCIES: typing.Final = ("starlette", "jinja2", "uvicorn", "python_multipart")
+UI_MODULES: typing.Final = ("jobqueue_ui", *UI_DEPENDENCIES)
 # What each image must import, and must not have (the operator carries no book pipeline).
 MODULES: typing.Final = {
-    ("jobqueue-worker", ""): (("lxml.etree", "numpy", "uvloop", "psycopg"), ("kopf",)),
-    ("jobqueue-worker", "core"): (("uvloop", "psycopg"), ("lxml", "numpy", "kopf")),
+    ("jobqueue-worker", ""): (
+        ("lxml.etree", "numpy", "uvloop", "psycopg", *UI_MODULES),
+        ("kopf",),
+    ),
+    ("jobqueue-worker", "core"): (("uvloop", "psycopg", *UI_MODULES), ("lxml", "numpy", "kopf")),
     ("jobqueue-operator", ""): (
         ("kopf", "aiohttp", "psycopg"),
-        ("lxml", "numpy", "uvloop", "kubernetes"),
+        ("lxml", "numpy", "uvloop", "kubernetes", *UI_DEPENDENCIES),
     ),
 }
 # The image's own layer: the virtualenv and the user's entries; anything else (an empty

@@ -19,6 +19,7 @@ import typing
 import operator_rig as rig
 import psycopg.conninfo
 import pytest
+import ui_rig
 import waiting
 import yaml
 
@@ -87,6 +88,15 @@ class Leftovers(typing.NamedTuple):
             f"netns {name}" for name in self.netns if pathlib.Path("/var/run/netns", name).exists()
         ]
         return found
+
+
+def database_url_for_pods(real_node: node.RealNode, database_url: str) -> str:
+    """The test's database as the node's pods reach it: PostgreSQL's socket forwarded to an
+    address on the bridge."""
+    params = psycopg.conninfo.conninfo_to_dict(database_url)
+    socket_path = f"{params['host']}/.s.PGSQL.{params.get('port') or 5432}"
+    host, port = real_node.forward(socket_path)
+    return f"postgresql://postgres@{host}:{port}/{params['dbname']}"
 
 
 def pod_of(name: str, node_name: str) -> api.Json:
@@ -223,9 +233,6 @@ def test_the_worker_image_drains_jobs_in_a_pod_and_logs_json(
     (core,) = [image for image in images.IMAGES if image.variant == "core"]
     (built,) = images.built([core])
     real_node.import_images(built.archive)
-    params = psycopg.conninfo.conninfo_to_dict(database_url)
-    socket_path = f"{params['host']}/.s.PGSQL.{params.get('port') or 5432}"
-    host, port = real_node.forward(socket_path)
     with jobqueue.SyncQueue(database_url) as queue:
         jobs = queue.enqueue_jobs(jobqueue.NewJob("jobqueue.noop", {"n": n}) for n in range(40))
     pod = pod_of("worker", real_node.name)
@@ -236,10 +243,7 @@ def test_the_worker_image_drains_jobs_in_a_pod_and_logs_json(
         image=f"jobqueue.test/{built.reference}",
         args=["worker", "--burst", "--concurrency", "4"],
         env=[
-            {
-                "name": "DATABASE_URL",
-                "value": f"postgresql://postgres@{host}:{port}/{params['dbname']}",
-            },
+            {"name": "DATABASE_URL", "value": database_url_for_pods(real_node, database_url)},
             {"name": "JOBQUEUE_LOG_FORMAT", "value": "json"},
         ],
         resources={"limits": {"memory": "256Mi", "cpu": "1"}},
@@ -309,25 +313,12 @@ def test_the_chart_on_the_real_node_scales_a_burst_up_and_back_to_zero(
         )
     )
     release = "jq-node-" + namespace.removeprefix("test-")
-    crd_there = kube.kubectl("get", "crd", "jobqueues.jobqueue.dev", check=False).returncode == 0
     began = time.monotonic()
-    kube.helm(
-        "install",
-        release,
-        str(control_plane.TESTS_DIR.parent / "charts" / "jobqueue"),
-        "--values",
-        str(values),
-        "--wait",
-        "--timeout=120s",
-        *(["--take-ownership"] if crd_there else []),
-    )
+    rig.install_chart(kube, release, values)
     measure("real node: helm install --wait -> the operator pod Ready", time.monotonic() - began)
     (operator_pod,) = kube.pods("app.kubernetes.io/component=operator")
     assert operator_pod["spec"]["nodeName"] == real_node.name
-    params = psycopg.conninfo.conninfo_to_dict(database_url)
-    socket_path = f"{params['host']}/.s.PGSQL.{params.get('port') or 5432}"
-    db_host, db_port = real_node.forward(socket_path)
-    rig.database_secret(kube, f"postgresql://postgres@{db_host}:{db_port}/{params['dbname']}")
+    rig.database_secret(kube, database_url_for_pods(real_node, database_url))
     (core,) = [image for image in built if image.image.variant == "core"]
     manifest = {
         "apiVersion": "jobqueue.dev/v1alpha1",
@@ -514,4 +505,55 @@ def test_the_chart_on_the_real_node_scales_a_burst_up_and_back_to_zero(
     assert operator_pod["metadata"]["name"] not in names, "the deleted operator pod lives on"
     assert len([row for row in rig.runs(database_url) if row[0] in ids]) == len(ids)
     rig.wait_replicas(kube, "burst", 0, timeout=120)
+    kube.helm("uninstall", release, "--wait", "--timeout=120s")
+
+
+def test_the_charts_ui_runs_from_the_core_worker_image_on_the_real_node(
+    real_node: node.RealNode,
+    kube: kubectl.Kube,
+    database_url: str,
+    tmp_path: pathlib.Path,
+    measure: collections.abc.Callable[[str, float], None],
+) -> None:
+    """``ui.enabled`` with the core worker image of ``make images``, which carries the ``ui``
+    extra: the chart's UI as a container on the real node in a namespace enforcing
+    ``restricted`` (read-only root, uid 65532, no capabilities, no token of the API) reaches
+    PostgreSQL on the bridge, turns Ready on ``/healthz`` and asks for its tokens. The
+    operator stays on the process kubelet."""
+    (core,) = [image for image in images.IMAGES if image.variant == "core"]
+    (built,) = images.built([core])
+    real_node.import_images(built.archive)
+    repository, _, tag = f"jobqueue.test/{built.reference}".rpartition(":")
+    namespace = kube.namespace
+    kube.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    rig.database_secret(kube, database_url_for_pods(real_node, database_url))
+    tokens = ui_rig.tokens_secret(kube)
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                # The operator on the process kubelet: its image names the local program.
+                "image": {"repository": "registry.example/jobqueue-operator", "tag": "test"},
+                "operator": {"namespaces": [namespace]},
+                "ui": {
+                    "enabled": True,
+                    "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+                    "database": {"existingSecret": rig.SECRET},
+                    "auth": {"existingSecret": ui_rig.SECRET},
+                    "nodeSelector": {"kubernetes.io/hostname": real_node.name},
+                },
+            }
+        )
+    )
+    release = "ui-node-" + namespace.removeprefix("test-")
+    began = time.monotonic()
+    rig.install_chart(kube, release, values)
+    pod = ui_rig.available_pod(kube, release)
+    measure(
+        "real node: helm install --wait (ui.enabled) -> the UI pod Ready", time.monotonic() - began
+    )
+    assert pod["spec"]["nodeName"] == real_node.name
+    (status,) = pod["status"]["containerStatuses"]
+    assert status["containerID"].startswith("containerd://")
+    ui_rig.check_it_asks_for_tokens(ui_rig.address(pod), tokens)
     kube.helm("uninstall", release, "--wait", "--timeout=120s")

@@ -11,6 +11,7 @@ import typing
 import urllib.parse
 
 import httpx
+import psycopg
 import pytest
 
 import jobqueue
@@ -359,8 +360,8 @@ async def test_api_actions_cancel_delete_pause_and_resume_are_audited(
     assert not await queue.paused_queues("media")
     entries = await queue.list_actions()
     assert [(e.action, e.jobs, e.queue) for e in entries] == [
-        ("resume", 0, "media"),
-        ("pause", 0, "media"),
+        ("resume", None, "media"),
+        ("pause", None, "media"),
         ("delete", 1, None),
         ("cancel", 2, "media"),
     ]
@@ -469,3 +470,30 @@ async def test_the_schedules_page_and_api_list_the_schedules(
     page = await client.get("/schedules", headers=bearer(ADMIN))
     assert page.status_code == 200
     assert "Europe/Paris" in page.text
+
+
+async def test_an_action_cut_short_stays_on_record(
+    queue: jobqueue.Queue, conn: psycopg.AsyncConnection[typing.Any]
+) -> None:
+    """The audit entry is written before the action starts: a delete the database refuses
+    midway (here, a trigger) is on record, its count unknown."""
+    await failed_jobs(queue, 2)
+    await conn.execute(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN RAISE EXCEPTION 'deleting jobs is not allowed here'; END $$;"
+        " CREATE TRIGGER refuse BEFORE DELETE ON jobs FOR EACH ROW EXECUTE FUNCTION refuse()"
+    )
+    ui = ui_app.UI(ui_app.Config(None, "0.0.0.0", ADMIN, VIEWER))
+    ui.queue = queue
+    transport = httpx.ASGITransport(app=ui.app(), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ui.test") as client:
+        answer = await client.post(
+            "/api/jobs/delete", json={"filter": {"queue": "media"}}, headers=bearer(ADMIN)
+        )
+    assert answer.status_code == 500
+    (entry,) = await queue.list_actions()
+    assert (entry.action, entry.jobs) == ("delete", None)
+    assert entry.detail is not None
+    assert "cut short" in entry.detail
+    assert "deleting jobs is not allowed here" in entry.detail
+    assert (await queue.get_queue_stats(queue="media"))["failed"] == 2

@@ -6,7 +6,9 @@ always fails, work that snoozes once, and poisoned payloads written by raw SQL).
 processes run them while a fault schedule, drawn from a seeded random generator, does one
 thing at a time: ``kill -9`` a worker, SIGTERM one, SIGTERM one twice, restart the
 database, or make the whole server read-only for a moment; or, as an operator would, cancel
-a few pending and running jobs, or retry the failed ones; or enqueue jobs whose unique keys
+a few pending and running jobs, or retry the failed ones and pause the queue for a moment
+(both through the web UI's API, a ``jobqueue ui`` process: each confirmed action must be in
+its audit trail, and a pause must always be undone); or enqueue jobs whose unique keys
 collide. Meanwhile every worker runs a periodic schedule ticking each second (with catch-up:
 no tick may be missed, none enqueued twice). A killed or stopped worker is replaced at
 once. When the faults end the workers are replaced by ones without the schedule (a graceful
@@ -27,21 +29,26 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import pathlib
 import random
+import secrets
 import signal
 import statistics
 import subprocess
 import sys
 import time
 import typing
+import urllib.error
+import urllib.request
 
 import psycopg
 import psycopg.conninfo
 import waiting
 
 import jobqueue
+from cluster import children
 from jobqueue import embedded
 
 JOBQUEUE: typing.Final = str(pathlib.Path(sys.executable).with_name("jobqueue"))
@@ -55,6 +62,7 @@ FAULTS: typing.Final = (
     "cancel",
     "retry",
     "unique",
+    "pause",
 )
 # How many pending or running jobs one "cancel" fault cancels.
 CANCELS_AT_ONCE: typing.Final = 12
@@ -67,6 +75,9 @@ SCHEDULE_KEY: typing.Final = "schedule:chaos-pulse@%"
 # Seconds: longer than any fault lasts (a restart, a read-only window of up to 2.5 s), so a
 # live worker is never taken for dead; its lease (half of it) is shorter than some windows.
 STALE_THRESHOLD: typing.Final = 5
+# The admin token of the web UI the suite runs: its "retry" and "pause" faults go through
+# the UI's API, as an operator's clicks would, and each must leave an audit entry.
+UI_TOKEN: typing.Final = secrets.token_hex(16)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +110,10 @@ class Report:
     ticks: int = 0
     missed_ticks: int = 0
     unexplained_reruns: int = 0
+    ui_actions: int = 0  # actions the UI confirmed (each must be in the audit trail)
+    ui_unavailable: int = 0  # asked while its database was away: answered 503, not done
+    unaudited_actions: int = 0
+    stuck_paused: int = 0  # a pause the UI could not undo within a minute
     reruns: dict[str, int] = dataclasses.field(default_factory=dict)
     faults: dict[str, int] = dataclasses.field(default_factory=dict)
     rescue_seconds: list[float] = dataclasses.field(default_factory=list)
@@ -119,6 +134,9 @@ class Report:
             f" overlaps {self.overlaps}, runs after a cancel {self.runs_after_cancel},"
             f" unique keys {self.unique_keys} (held twice: {self.duplicate_holders}),"
             f" schedule ticks {self.ticks} (missed: {self.missed_ticks}),"
+            f" UI actions {self.ui_actions} (unaudited: {self.unaudited_actions}, refused"
+            f" while the database was away: {self.ui_unavailable}, stuck paused:"
+            f" {self.stuck_paused}),"
             f" unexplained re-runs {self.unexplained_reruns},"
             f" failed without reason {self.failed_without_reason},"
             f" wrong outcome {self.wrong_outcome}; {rescue}"
@@ -151,6 +169,11 @@ class Chaos:
         self.retried = 0
         self.unique_rounds = 0
         self.scheduling = True  # whether new workers run the schedule
+        self.ui: subprocess.Popen[bytes] | None = None
+        self.ui_url = ""
+        self.ui_actions = 0
+        self.ui_unavailable = 0
+        self.stuck_paused = 0
 
     # --- the database -------------------------------------------------------------------------
 
@@ -176,6 +199,7 @@ class Chaos:
             conn.execute("DROP DATABASE IF EXISTS chaos")
             conn.execute("CREATE DATABASE chaos")
         subprocess.run([JOBQUEUE, "db", "migrate", "--database-url", self.url], check=True)
+        self.start_ui()
         plan = []
         for index in range(self.settings.jobs):
             payload: dict[str, typing.Any] = {"ms": self.settings.work_ms}
@@ -197,6 +221,75 @@ class Chaos:
                 " FROM generate_series(1, %s)",
                 [poisoned],
             )
+
+    # --- the web UI ---------------------------------------------------------------------------
+
+    def start_ui(self) -> None:
+        port = children.free_port()
+        self.ui_url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "JOBQUEUE_UI_ADMIN_TOKEN": UI_TOKEN}
+        with open(self.folder / "ui.log", "wb") as output:
+            self.ui = subprocess.Popen(
+                [JOBQUEUE, "ui", "--database-url", self.url, "--port", str(port)],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        waiting.eventually_sync(
+            lambda: self.ui_call("GET", "/healthz")[0] == 200, timeout=30, what="the UI up"
+        )
+
+    def ui_call(self, method: str, path: str, body: object = None) -> tuple[int, typing.Any]:
+        """The status and JSON (or text) of a call to the UI's API with the admin token;
+        status 0 when it cannot be reached."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.ui_url + path,
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {UI_TOKEN}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                text = answer.read().decode()
+                status = answer.status
+        except urllib.error.HTTPError as error:
+            text, status = error.read().decode(), error.code
+        except OSError:
+            return 0, None
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text
+
+    def ui_action(self, path: str, body: object = None) -> typing.Any:
+        """An action through the UI; ``None`` when it was refused because the database was
+        away (a restart or read-only window under way)."""
+        status, answer = self.ui_call("POST", path, body)
+        if status == 503 or (status == 500 and "read-only" in str(answer)):
+            self.ui_unavailable += 1
+            return None
+        assert status == 200, (path, status, answer)
+        self.ui_actions += 1
+        return answer
+
+    def pause_for_a_while(self) -> None:
+        """Pause the jobs' queue through the UI, then resume it (retried until the UI can):
+        jobs wait meanwhile, none is lost."""
+        if self.ui_action("/api/queues/default/pause") is None:
+            return
+        # How long the pause lasts (not a wait for anything).
+        time.sleep(self.random.uniform(0.2, 1.5))
+
+        def resumed() -> bool:
+            return self.ui_action("/api/queues/default/resume") is not None
+
+        try:
+            waiting.eventually_sync(resumed, timeout=60, interval=0.5, what="the queue resumed")
+        except AssertionError:
+            self.stuck_paused += 1
+            with jobqueue.SyncQueue(self.url, pool_max_size=1) as queue:
+                queue.resume_queue("default")  # so that the run can end and be reported
 
     # --- workers ------------------------------------------------------------------------------
 
@@ -250,6 +343,9 @@ class Chaos:
         if kind in ("cancel", "retry", "unique"):
             self.operate(kind)
             return
+        if kind == "pause":
+            self.pause_for_a_while()
+            return
         victim = self.random.choice(self.live_workers())
         if kind == "kill":
             self.killed[victim.pid] = time.time()
@@ -293,8 +389,10 @@ class Chaos:
                         for _ in range(len(keys))
                     )
                 return
-            if kind == "retry":
-                self.retried += len(queue.retry_jobs(jobqueue.JobFilter(statuses=["failed"])))
+            if kind == "retry":  # through the UI, every failed job
+                answer = self.ui_action("/api/jobs/retry", {"filter": {"statuses": ["failed"]}})
+                if answer is not None:
+                    self.retried += answer["changed"]
                 return
             with self.admin() as conn:
                 picked = conn.execute(
@@ -328,6 +426,8 @@ class Chaos:
             self.wait_until_every_job_ends()
             report = self.check()
         finally:
+            if self.ui is not None:
+                self.ui.send_signal(signal.SIGTERM)
             for worker in self.live_workers():
                 worker.send_signal(signal.SIGTERM)
             for worker in self.workers:
@@ -335,6 +435,11 @@ class Chaos:
                     worker.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     worker.kill()
+            if self.ui is not None:
+                try:
+                    self.ui.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    self.ui.kill()
             self.stop_server()
         report.elapsed = time.monotonic() - began
         return report
@@ -390,6 +495,9 @@ class Chaos:
 
     def check(self) -> Report:
         report = Report(faults=dict(self.faults))
+        report.ui_actions = self.ui_actions
+        report.ui_unavailable = self.ui_unavailable
+        report.stuck_paused = self.stuck_paused
         runs = self.executions()
         report.executions = len(runs)
         with self.admin() as conn:
@@ -486,6 +594,12 @@ class Chaos:
             ).fetchall()
             report.reruns = dict(reasons)
             report.unexplained_reruns = report.reruns.get("none", 0)
+            # Every action the UI confirmed is in the audit trail, complete.
+            report.unaudited_actions = report.ui_actions - count_of(
+                conn,
+                "SELECT count(*) FROM job_audit"
+                " WHERE detail NOT LIKE '%: under way' AND detail NOT LIKE '%cut short%'",
+            )
             report.rescue_seconds = [
                 row[0]
                 for row in conn.execute(

@@ -8,6 +8,8 @@ from __future__ import annotations
 import collections.abc
 import contextlib
 import json
+import pathlib
+import subprocess
 import time
 import typing
 import uuid
@@ -21,6 +23,7 @@ from cluster import control_plane, kubectl
 
 Json = kubectl.Json
 DEPLOY: typing.Final = control_plane.TESTS_DIR.parent / "deploy"
+CHART: typing.Final = control_plane.TESTS_DIR.parent / "charts" / "jobqueue"
 WORKER_IMAGE: typing.Final = "registry.example/jobqueue-worker:test"
 SECRET: typing.Final = "queue-db"
 
@@ -42,6 +45,26 @@ def install_crd_and_rbac(plane: control_plane.ControlPlane) -> kubectl.Kube:
         "the operator's ServiceAccount",
     )
     return system
+
+
+def install_chart(
+    kube: kubectl.Kube, release: str, values: pathlib.Path
+) -> subprocess.CompletedProcess[str]:
+    """``helm install --wait`` of ``charts/jobqueue`` with these values. The CRD may be in the
+    cluster already, applied from deploy/crd.yaml by the operator's tests or kept by an
+    earlier release: then the release adopts it, as a user moving from deploy/ to the chart
+    would."""
+    crd_there = kube.kubectl("get", "crd", "jobqueues.jobqueue.dev", check=False).returncode == 0
+    return kube.helm(
+        "install",
+        release,
+        str(CHART),
+        "--values",
+        str(values),
+        "--wait",
+        "--timeout=120s",
+        *(["--take-ownership"] if crd_there else []),
+    )
 
 
 def jobqueue_manifest(

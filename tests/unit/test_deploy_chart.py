@@ -4,12 +4,15 @@ each Kubernetes version the chart supports (``kubernetes-validate --strict``), t
 schema refusing wrong types and unknown keys, selectors without the chart version, the
 restricted security context, and the monitoring objects rendered from the one source in
 ``deploy/``. The chart's RBAC and CRD are compared with ``deploy/`` once the operator
-(issue 11) has put them there."""
+(issue 11) has put them there. The web UI (``ui.enabled``): its Deployment, Service,
+ServiceAccount and Ingress only when asked for, its database URL and tokens by Secret
+reference only, and no UI without the Secret of its tokens."""
 
 from __future__ import annotations
 
 import collections.abc
 import functools
+import importlib.util
 import json
 import pathlib
 import tempfile
@@ -18,7 +21,14 @@ import typing
 import kubernetes_validate
 import pytest
 import yaml
-from deploy_files import CHART, DEPLOY, environment_without_helm_state, helm_binary, run
+from deploy_files import (
+    CHART,
+    DEPLOY,
+    environment_without_helm_state,
+    helm_binary,
+    run,
+    venv_tool,
+)
 
 from jobqueue_operator import __main__ as operator_main
 from jobqueue_operator import settings as operator_settings
@@ -35,6 +45,15 @@ CRD_VALUES: dict[str, typing.Any] = {} if HAS_CRD else {"crds": {"install": Fals
 
 Values = dict[str, typing.Any]
 Object = dict[str, typing.Any]
+
+# The web UI is a plugin being written alongside the chart: until its command is there, the
+# checks of the chart against its settings and its command are expected failures, listed in
+# every run.
+HAS_UI = importlib.util.find_spec("jobqueue_ui.cli") is not None
+WAITING_FOR_UI = "jobqueue ui comes with the jobqueue_ui plugin (worker/jobqueue_ui/cli.py)"
+COMPONENT = "app.kubernetes.io/component"
+# Where the UI's secrets come from: Secret references, never values.
+UI_SECRET_ENV = ("DATABASE_URL", "JOBQUEUE_UI_ADMIN_TOKEN", "JOBQUEUE_UI_VIEWER_TOKEN")
 
 EXAMPLE_SPEC: Values = {
     "database": {"secretRef": {"name": "jobqueue-db", "key": "url"}},
@@ -60,6 +79,20 @@ VALUE_SETS: dict[str, Values] = {
             "namespace": "monitoring",
             "annotations": {"grafana_folder": "jobqueue"},
         },
+        "ui": {
+            "enabled": True,
+            "replicas": 2,
+            "image": {"digest": "sha256:" + "b" * 64},
+            "auth": {"existingSecret": "jobqueue-ui"},
+            "redact": ["$.password", "$..token"],
+            "ingress": {
+                "enabled": True,
+                "className": "nginx",
+                "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
+                "hosts": ["jobqueue.example.com"],
+                "tls": [{"secretName": "jobqueue-ui-tls", "hosts": ["jobqueue.example.com"]}],
+            },
+        },
     },
     "all-off": {
         "serviceAccount": {"create": False, "name": "existing-operator"},
@@ -78,6 +111,21 @@ VALUE_SETS: dict[str, Values] = {
             "podAnnotations": {"example/annotation": "yes"},
         },
         "tests": {"url": "http://127.1.0.5:9100/healthz"},
+        "ui": {
+            "enabled": True,
+            "image": {"repository": "registry.example/jobqueue-worker", "tag": "0.1.0-core"},
+            "port": 9000,
+            "database": {"existingSecret": "ui-db", "key": "dsn"},
+            "auth": {
+                "existingSecret": "ui-tokens",
+                "adminTokenKey": "admin",
+                "viewerTokenKey": "",
+            },
+            "env": [{"name": "JOBQUEUE_LOG_FORMAT", "value": "json"}],
+            "serviceAccount": {"create": False, "name": "existing-ui"},
+            "service": {"type": "NodePort", "port": 8000},
+            "nodeSelector": {"kubernetes.io/os": "linux"},
+        },
     },
 }
 
@@ -91,6 +139,18 @@ BAD_VALUES: dict[str, Values] = {
     "digest without algorithm": {"image": {"digest": "abc"}},
     "namespaces as a string": {"operator": {"namespaces": "shop"}},
     "label value as a number": {"prometheusRule": {"labels": {"release": 1}}},
+    "a token value in the values": {"ui": {"auth": {"adminToken": "s3cret"}}},
+    "ui replicas negative": {"ui": {"replicas": -1}},
+    "ui port out of range": {"ui": {"port": 0}},
+    "ui service type unknown": {"ui": {"service": {"type": "Ingress"}}},
+    "ui auth Secret not a name": {"ui": {"auth": {"existingSecret": "UI_Tokens"}}},
+    "ui admin token key empty": {"ui": {"auth": {"adminTokenKey": ""}}},
+    "ui database key with a slash": {"ui": {"database": {"key": "a/b"}}},
+    "ui redact not a JSON path": {"ui": {"redact": ["password"]}},
+    "ui redact with a comma": {"ui": {"redact": ["$.a,$.b"]}},
+    "ui ingress host a URL": {"ui": {"ingress": {"hosts": ["https://jobqueue.example.com"]}}},
+    "ui ingress tls unknown key": {"ui": {"ingress": {"tls": [{"secret": "tls"}]}}},
+    "ui ingress hosts a string": {"ui": {"ingress": {"hosts": "jobqueue.example.com"}}},
 }
 
 
@@ -128,15 +188,24 @@ def _helm(*arguments: str, values: Values | None = None) -> tuple[int, str]:
 SERVED = ("--api-versions", "jobqueue.dev/v1alpha1/JobQueue")
 
 
-@functools.cache
 def _rendered(name: str, served: bool = True) -> tuple[Object, ...]:
-    values = _merge(CRD_VALUES, VALUE_SETS[name])
+    return _rendered_values(json.dumps(VALUE_SETS[name]), served)
+
+
+@functools.cache
+def _rendered_values(values_json: str, served: bool = True) -> tuple[Object, ...]:
+    """The objects ``helm template`` renders from these values (as JSON: cached by them)."""
+    values = _merge(CRD_VALUES, json.loads(values_json))
     capabilities = SERVED if served else ()
     code, output = _helm(
         "template", "jq", str(CHART), "--namespace", "jq-system", *capabilities, values=values
     )
     assert code == 0, output
     return tuple(doc for doc in yaml.safe_load_all(output) if doc)
+
+
+def _render(values: Values) -> tuple[Object, ...]:
+    return _rendered_values(json.dumps(values, sort_keys=True))
 
 
 def _all_rendered() -> collections.abc.Iterator[tuple[str, Object]]:
@@ -147,6 +216,13 @@ def _all_rendered() -> collections.abc.Iterator[tuple[str, Object]]:
 
 def _kind(objects: collections.abc.Iterable[Object], kind: str) -> list[Object]:
     return [obj for obj in objects if obj["kind"] == kind]
+
+
+def _of(objects: collections.abc.Iterable[Object], kind: str, component: str) -> list[Object]:
+    """The objects of ``kind`` labelled as ``component`` (operator, ui, pre-delete...)."""
+    return [
+        obj for obj in _kind(objects, kind) if obj["metadata"]["labels"].get(COMPONENT) == component
+    ]
 
 
 def _pod_specs(objects: collections.abc.Iterable[Object]) -> list[Object]:
@@ -184,12 +260,15 @@ def test_the_value_sets_render_what_they_ask_for() -> None:
     rbac = ["ClusterRole", "ClusterRoleBinding", "ServiceAccount"]
     assert kinds["defaults"] == sorted(base + rbac + crd)
     pre_delete = ["Pod", "Role", "RoleBinding", "ServiceAccount"]
+    ui = ["Deployment", "Service", "ServiceAccount"]
     assert kinds["all-on"] == sorted(
-        [*base, *rbac, *crd, *pre_delete, "JobQueue", "PrometheusRule"]
+        [*base, *rbac, *crd, *pre_delete, *ui, "Ingress", "JobQueue", "PrometheusRule"]
         + ["ConfigMap"] * 2
         + ["ServiceMonitor"] * 2
     )
     assert kinds["all-off"] == sorted([*base, "ServiceMonitor"])
+    # Its own ServiceAccount is an existing one: the UI's Deployment and Service only.
+    assert kinds["custom"] == sorted([*base, *rbac, *crd, "Deployment", "Service"])
 
 
 def test_the_charts_jobqueue_waits_until_jobqueues_are_served() -> None:
@@ -286,8 +365,8 @@ def test_selectors_never_carry_the_chart_version() -> None:
 def test_the_operator_service_selects_the_operator_pods() -> None:
     for name in VALUE_SETS:
         objects = _rendered(name)
-        (deployment,) = _kind(objects, "Deployment")
-        (service,) = _kind(objects, "Service")
+        (deployment,) = _of(objects, "Deployment", "operator")
+        (service,) = _of(objects, "Service", "operator")
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert service["spec"]["selector"].items() <= labels.items()
         port = deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]
@@ -316,13 +395,13 @@ def test_pods_meet_the_restricted_pod_security_standard() -> None:
 def test_the_operator_reads_only_settings_it_declares() -> None:
     declared = {setting.env for setting in operator_settings.SETTINGS}
     for name in VALUE_SETS:
-        (deployment,) = _kind(_rendered(name), "Deployment")
+        (deployment,) = _of(_rendered(name), "Deployment", "operator")
         env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
         chart_env = {
             entry["name"] for entry in env if entry["name"].startswith("JOBQUEUE_OPERATOR")
         }
         assert chart_env <= declared, name
-    (deployment,) = _kind(_rendered("all-on"), "Deployment")
+    (deployment,) = _of(_rendered("all-on"), "Deployment", "operator")
     env = {
         e["name"]: e["value"]
         for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -330,7 +409,7 @@ def test_the_operator_reads_only_settings_it_declares() -> None:
     assert env[operator_settings.NAMESPACES.env] == "shop,books"
     assert env[operator_settings.PEERING.env] == "jobqueue"
     assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
-    (standalone,) = _kind(_rendered("defaults"), "Deployment")
+    (standalone,) = _of(_rendered("defaults"), "Deployment", "operator")
     assert standalone["spec"]["strategy"]["type"] == "Recreate"
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "registry.example/jobqueue-operator:0.1.0@sha256:" + "a" * 64
@@ -384,7 +463,7 @@ def test_the_service_monitors_scrape_operator_and_workers() -> None:
     operator = monitors["jq-jobqueue-operator"]["spec"]
     # The operator's series name the JobQueue's namespace: keep it, not the scrape target's.
     assert operator["endpoints"][0]["honorLabels"] is True
-    (service,) = _kind(_rendered("all-on"), "Service")
+    (service,) = _of(_rendered("all-on"), "Service", "operator")
     assert operator["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     workers = monitors["jq-jobqueue-workers"]["spec"]
     assert workers["namespaceSelector"] == {"any": True}
@@ -454,3 +533,209 @@ def test_good_jobqueues_validate_against_the_crd_and_bad_ones_do_not() -> None:
     wrong_type = {**good[0], "spec": {**good[0]["spec"], "worker": {"concurrency": "four"}}}
     for resource in (no_database, wrong_type):
         assert list(validator.iter_errors(resource))
+
+
+# --- the web UI (ui.enabled) --------------------------------------------------------------------
+
+
+def _ui_objects(objects: collections.abc.Iterable[Object]) -> list[Object]:
+    return [obj for obj in objects if obj["metadata"].get("labels", {}).get(COMPONENT) == "ui"]
+
+
+def _ui_container(objects: collections.abc.Iterable[Object]) -> Object:
+    (deployment,) = _of(objects, "Deployment", "ui")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return typing.cast(Object, container)
+
+
+def _secret_refs(container: Object) -> dict[str, Object]:
+    """``name: secretKeyRef`` of each environment variable the container takes from a Secret."""
+    return {
+        entry["name"]: entry["valueFrom"]["secretKeyRef"]
+        for entry in container["env"]
+        if "secretKeyRef" in entry.get("valueFrom", {})
+    }
+
+
+def test_the_ui_is_rendered_only_when_enabled() -> None:
+    for name in ("defaults", "all-off"):
+        assert _ui_objects(_rendered(name)) == [], name
+    # Its other values alone make nothing of it.
+    configured = {
+        "ui": {
+            "auth": {"existingSecret": "jobqueue-ui"},
+            "ingress": {"enabled": True, "hosts": ["jobqueue.example.com"]},
+        }
+    }
+    assert _ui_objects(_render(configured)) == []
+    assert _ui_objects(_rendered("all-on")), "all-on renders the UI"
+
+
+def test_the_ui_refuses_to_render_without_the_secret_of_its_tokens() -> None:
+    code, output = _helm(
+        "template", "jq", str(CHART), values=_merge(CRD_VALUES, {"ui": {"enabled": True}})
+    )
+    assert code != 0
+    assert "ui.enabled needs ui.auth.existingSecret" in output, output
+    assert "kubectl create secret generic" in output, "the message says how to make one"
+
+
+def test_the_ui_takes_its_database_url_and_tokens_by_secret_reference_only() -> None:
+    for name in ("all-on", "custom"):
+        objects = _rendered(name)
+        # Nothing of the UI carries data: no Secret, no ConfigMap.
+        assert {obj["kind"] for obj in _ui_objects(objects)} <= {
+            "Deployment",
+            "Service",
+            "ServiceAccount",
+            "Ingress",
+        }
+        container = _ui_container(objects)
+        for entry in container["env"]:
+            if entry["name"] in UI_SECRET_ENV:
+                assert "value" not in entry, f"{name}: {entry['name']} as a value"
+    refs = _secret_refs(_ui_container(_rendered("all-on")))
+    # all-on's database: its JobQueue's, the workers' own.
+    assert refs == {
+        "DATABASE_URL": {"name": "jobqueue-db", "key": "url"},
+        "JOBQUEUE_UI_ADMIN_TOKEN": {"name": "jobqueue-ui", "key": "admin-token"},
+        "JOBQUEUE_UI_VIEWER_TOKEN": {
+            "name": "jobqueue-ui",
+            "key": "viewer-token",
+            "optional": True,
+        },
+    }
+    # Keys of the values' choosing; an empty viewer key leaves the read-only role out.
+    assert _secret_refs(_ui_container(_rendered("custom"))) == {
+        "DATABASE_URL": {"name": "ui-db", "key": "dsn"},
+        "JOBQUEUE_UI_ADMIN_TOKEN": {"name": "ui-tokens", "key": "admin"},
+    }
+
+
+def test_the_ui_database_secret_defaults_to_the_workers() -> None:
+    def database(values: Values) -> Object:
+        return _secret_refs(_ui_container(_render(values)))["DATABASE_URL"]
+
+    ui: Values = {"enabled": True, "auth": {"existingSecret": "jobqueue-ui"}}
+    spec = {**EXAMPLE_SPEC, "database": {"secretRef": {"name": "books-db", "key": "dsn"}}}
+    with_queue = {"ui": ui, "jobQueue": {"enabled": True, "spec": spec}}
+    assert database(with_queue) == {"name": "books-db", "key": "dsn"}
+    # The CRD's default key.
+    spec = {**EXAMPLE_SPEC, "database": {"secretRef": {"name": "books-db"}}}
+    assert database({**with_queue, "jobQueue": {"enabled": True, "spec": spec}}) == {
+        "name": "books-db",
+        "key": "url",
+    }
+    # No JobQueue of the chart's: the Secret of deploy/example-jobqueue.yaml and the notes.
+    assert database({"ui": ui}) == {"name": "jobqueue-db", "key": "url"}
+    # A role of the UI's own.
+    own = {**ui, "database": {"existingSecret": "ui-db", "key": "dsn"}}
+    assert database({**with_queue, "ui": own}) == {"name": "ui-db", "key": "dsn"}
+
+
+def test_the_ui_deployment_runs_jobqueue_ui_on_all_addresses_with_probes() -> None:
+    for name, port in (("all-on", 8080), ("custom", 9000)):
+        objects = _rendered(name)
+        (deployment,) = _of(objects, "Deployment", "ui")
+        pod = deployment["spec"]["template"]["spec"]
+        container = _ui_container(objects)
+        # The worker image's entry point is `jobqueue`.
+        assert container["args"] == ["ui", "--host", "0.0.0.0", "--port", str(port)]
+        assert container.get("command") is None
+        assert container["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+        assert container["resources"]["limits"]["memory"]
+        # No Kubernetes API: no token in the pod; no Service links (JOBQUEUE_UI_PORT=tcp://...).
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["enableServiceLinks"] is False
+        # Its own ServiceAccount, not the operator's.
+        (operator,) = _of(objects, "Deployment", "operator")
+        account = pod["serviceAccountName"]
+        assert account != operator["spec"]["template"]["spec"]["serviceAccountName"]
+        assert deployment["spec"]["selector"]["matchLabels"][COMPONENT] == "ui"
+    (deployment,) = _of(_rendered("all-on"), "Deployment", "ui")
+    assert deployment["spec"]["replicas"] == 2
+    (account,) = _of(_rendered("all-on"), "ServiceAccount", "ui")
+    assert account["automountServiceAccountToken"] is False
+    assert account["metadata"]["name"] == "jq-jobqueue-ui"
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "jq-jobqueue-ui"
+    env = {e["name"]: e.get("value") for e in _ui_container(_rendered("all-on"))["env"]}
+    assert env["JOBQUEUE_UI_REDACT"] == "$.password,$..token"
+    assert _ui_container(_rendered("all-on"))["image"] == (
+        "registry.example/jobqueue-worker:0.1.0@sha256:" + "b" * 64
+    )
+    custom = _ui_container(_rendered("custom"))
+    assert custom["image"] == "registry.example/jobqueue-worker:0.1.0-core"
+    assert "JOBQUEUE_UI_REDACT" not in {e["name"] for e in custom["env"]}
+    assert {"name": "JOBQUEUE_LOG_FORMAT", "value": "json"} in custom["env"]
+    (deployment,) = _of(_rendered("custom"), "Deployment", "ui")
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "existing-ui"
+    assert deployment["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
+
+
+def test_the_ui_service_selects_the_ui_pods_and_no_other() -> None:
+    for name, kind, port in (("all-on", "ClusterIP", 80), ("custom", "NodePort", 8000)):
+        objects = _rendered(name)
+        (service,) = _of(objects, "Service", "ui")
+        assert service["spec"]["type"] == kind
+        assert service["spec"]["ports"] == [
+            {"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}
+        ]
+        selector = service["spec"]["selector"].items()
+        for deployment in _kind(objects, "Deployment"):
+            labels = deployment["spec"]["template"]["metadata"]["labels"].items()
+            selected = selector <= labels
+            assert selected == (deployment["metadata"]["labels"][COMPONENT] == "ui"), name
+        (operator,) = _of(objects, "Service", "operator")
+        (ui,) = _of(objects, "Deployment", "ui")
+        ui_labels = ui["spec"]["template"]["metadata"]["labels"].items()
+        assert not operator["spec"]["selector"].items() <= ui_labels
+
+
+def test_the_ui_ingress_is_optional_and_leads_to_its_service() -> None:
+    assert _of(_rendered("custom"), "Ingress", "ui") == []
+    objects = _rendered("all-on")
+    (ingress,) = _of(objects, "Ingress", "ui")
+    (service,) = _of(objects, "Service", "ui")
+    spec = ingress["spec"]
+    assert spec["ingressClassName"] == "nginx"
+    assert spec["tls"] == [{"secretName": "jobqueue-ui-tls", "hosts": ["jobqueue.example.com"]}]
+    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
+    (rule,) = spec["rules"]
+    assert rule["host"] == "jobqueue.example.com"
+    (path,) = rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == ("/", "Prefix")
+    backend = path["backend"]["service"]
+    assert backend["name"] == service["metadata"]["name"]
+    assert backend["port"] == {"name": service["spec"]["ports"][0]["name"]}
+    # Without hosts: one rule for every host; without tls: none.
+    bare = _render(
+        {"ui": {"enabled": True, "auth": {"existingSecret": "ui"}, "ingress": {"enabled": True}}}
+    )
+    (ingress,) = _of(bare, "Ingress", "ui")
+    (rule,) = ingress["spec"]["rules"]
+    assert "host" not in rule
+    assert "tls" not in ingress["spec"]
+    assert "ingressClassName" not in ingress["spec"]
+
+
+@pytest.mark.xfail(not HAS_UI, reason=WAITING_FOR_UI, strict=True)
+def test_the_ui_is_given_only_settings_it_declares() -> None:
+    from jobqueue import plugins
+
+    declared = {setting.env for setting in plugins.all_settings()}
+    for name in ("all-on", "custom"):
+        env = {entry["name"] for entry in _ui_container(_rendered(name))["env"]}
+        chart_env = {e for e in env if e.startswith("JOBQUEUE_UI_")} | {"DATABASE_URL"}
+        assert chart_env <= declared, f"{name}: {chart_env - declared}"
+
+
+@pytest.mark.xfail(not HAS_UI, reason=WAITING_FOR_UI, strict=True)
+def test_the_ui_command_takes_the_charts_arguments() -> None:
+    container = _ui_container(_rendered("all-on"))
+    command, *options = container["args"]
+    done = run([venv_tool("jobqueue"), command, "--help"])
+    assert done.returncode == 0, done.stderr
+    for option in options[::2]:  # --host, --port
+        assert option in done.stdout, f"`jobqueue ui` has no {option}"

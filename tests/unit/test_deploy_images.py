@@ -20,7 +20,7 @@ from jobqueue_operator import settings as operator_settings
 
 DOCKERFILES = {name: DEPLOY / "docker" / f"{name}.Dockerfile" for name in ("worker", "operator")}
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-EXTRAS = {"worker": ("books", "fast"), "operator": ("operator",)}
+EXTRAS = {"worker": ("books", "fast", "ui"), "operator": ("operator",)}
 PINNED_BASE = re.compile(r"python:\d+\.\d+\.\d+-slim-[a-z]+@sha256:[0-9a-f]{64}")
 
 

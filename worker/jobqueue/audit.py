@@ -21,7 +21,8 @@ MAX_DETAIL: typing.Final = 2000
 @dataclasses.dataclass(frozen=True, slots=True)
 class AuditEntry:
     """One admin action. ``filter``: the filter that named the jobs, as JSON (``None`` for
-    an action on a queue); ``jobs``: how many it changed."""
+    an action on a queue); ``jobs``: how many it changed (``None``: not known, as it has
+    not ended, or was cut short)."""
 
     id: int
     at: datetime.datetime
@@ -30,7 +31,7 @@ class AuditEntry:
     action: str
     queue: str | None
     filter: dict[str, typing.Any] | None
-    jobs: int
+    jobs: int | None
     detail: str | None
 
     def to_json(self) -> dict[str, types.JsonValue]:
@@ -63,23 +64,45 @@ async def record_action(
     action: str,
     queue: str | None = None,
     job_filter: types.JobFilter | None = None,
-    jobs: int = 0,
+    jobs: int | None = None,
     detail: str | None = None,
     now: datetime.datetime | None = None,
 ) -> AuditEntry:
-    """Append an entry to the audit trail; returns it as stored."""
+    """Append an entry to the audit trail; returns it as stored. Written before an action
+    starts (``jobs`` unknown), and completed by ``finish_action`` when it ends, an action
+    cut short stays on record."""
     params = {
         "actor": checks.check_name(actor, "actor"),
         "role": checks.check_name(role, "role"),
         "action": checks.check_name(action, "action"),
         "queue": None if queue is None else checks.check_name(queue, "queue"),
         "filter": None if job_filter is None else json.dumps(filter_as_json(job_filter)),
-        "jobs": checks.check_int(jobs, "jobs", minimum=0, maximum=2**62),
+        "jobs": _jobs(jobs),
         "detail": None if detail is None else detail[:MAX_DETAIL],
         "now": checks.check_time(now, "now"),
     }
     (row,) = await statements.rows(self.pool, "audit_record", params)
     return AuditEntry(*row)
+
+
+def _jobs(jobs: int | None) -> int | None:
+    return None if jobs is None else checks.check_int(jobs, "jobs", minimum=0, maximum=2**62)
+
+
+async def finish_action(
+    self: producer.Producer, entry_id: int, *, jobs: int | None, detail: str | None
+) -> AuditEntry:
+    """Complete the entry of an action that has ended: how many jobs it changed (``None``
+    when that is not known: it was cut short), and how it went."""
+    params = {
+        "id": checks.check_int(entry_id, "entry id", minimum=1, maximum=2**62),
+        "jobs": _jobs(jobs),
+        "detail": None if detail is None else detail[:MAX_DETAIL],
+    }
+    rows = await statements.rows(self.pool, "audit_finish", params)
+    if not rows:
+        raise LookupError(f"no audit entry {entry_id}")
+    return AuditEntry(*rows[0])
 
 
 async def list_actions(
@@ -88,7 +111,9 @@ async def list_actions(
     """A page of the audit trail, newest first; for the next page pass the last entry's id
     as ``before``."""
     params = {
-        "before": None if before is None else checks.check_int(before, "before", minimum=1),
+        "before": None
+        if before is None
+        else checks.check_int(before, "before", minimum=1, maximum=2**62),
         "limit": checks.check_int(limit, "limit", minimum=1, maximum=1000),
     }
     return [AuditEntry(*row) for row in await statements.rows(self.pool, "audit_list", params)]

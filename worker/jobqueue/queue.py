@@ -56,6 +56,7 @@ class Queue(producer.Producer):
     announce_worker = overview.announce_worker
     forget_worker = overview.forget_worker
     record_action = audit.record_action
+    finish_action = audit.finish_action
     list_actions = audit.list_actions
 
 

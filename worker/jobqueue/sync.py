@@ -105,4 +105,5 @@ class SyncQueue:
     list_workers = _blocking(queue_module.Queue.list_workers)
     count_jobs = _blocking(queue_module.Queue.count_jobs)
     record_action = _blocking(queue_module.Queue.record_action)
+    finish_action = _blocking(queue_module.Queue.finish_action)
     list_actions = _blocking(queue_module.Queue.list_actions)

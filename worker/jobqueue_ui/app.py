@@ -188,19 +188,21 @@ class UI:
                 "/actions/confirm", page(self.confirm_page, act=True), methods=["POST"]
             ),
             starlette.routing.Route(
-                "/actions/apply", page(self.apply_action, act=True), methods=["POST"]
+                "/actions/apply", page(self.apply_action, act=True, writes=True), methods=["POST"]
             ),
             starlette.routing.Route("/api/queues", api(self.api_queues)),
             starlette.routing.Route("/api/workers", api(self.api_workers)),
             starlette.routing.Route("/api/jobs", api(self.api_jobs)),
             starlette.routing.Route("/api/jobs/count", api(self.api_count)),
             starlette.routing.Route(
-                "/api/jobs/{action}", api(self.api_job_action, act=True), methods=["POST"]
+                "/api/jobs/{action}",
+                api(self.api_job_action, act=True, writes=True),
+                methods=["POST"],
             ),
             starlette.routing.Route("/api/jobs/{job_id}", api(self.api_job)),
             starlette.routing.Route(
                 "/api/queues/{name}/{action}",
-                api(self.api_queue_action, act=True),
+                api(self.api_queue_action, act=True, writes=True),
                 methods=["POST"],
             ),
             starlette.routing.Route("/api/schedules", api(self.api_schedules)),
@@ -272,10 +274,15 @@ class UI:
         request: starlette.requests.Request,
         act: bool,
         handler: collections.abc.Callable[..., collections.abc.Awaitable[typing.Any]],
+        *,
+        writes: bool,
     ) -> typing.Any:
         identity = self._identify(request, act)
+        # Reads stop at the query timeout; an action is never cut short by it (its batches
+        # are short statements each, however many jobs it touches).
+        bound = None if writes else self.config.query_timeout
         try:
-            async with asyncio.timeout(self.config.query_timeout):
+            async with asyncio.timeout(bound):
                 return await handler(request, identity)
         except TimeoutError:
             raise HttpError(
@@ -289,8 +296,10 @@ class UI:
             raise HttpError(404, str(error)) from None
         except (ValueError, TypeError, jobqueue.JobStateError) as error:
             raise HttpError(400, str(error)) from None
-        except psycopg.OperationalError as error:
-            raise HttpError(503, jobqueue.describe_database_error(error)) from None
+        except psycopg.Error as error:
+            if jobqueue.classify_error(error) is jobqueue.ErrorKind.TRANSIENT:
+                raise HttpError(503, jobqueue.describe_database_error(error)) from None
+            raise
 
     def _page(
         self,
@@ -300,12 +309,15 @@ class UI:
         ],
         *,
         act: bool = False,
+        writes: bool = False,
     ) -> collections.abc.Callable[
         [starlette.requests.Request], collections.abc.Awaitable[starlette.responses.Response]
     ]:
         async def endpoint(request: starlette.requests.Request) -> starlette.responses.Response:
             try:
-                response: starlette.responses.Response = await self._guarded(request, act, handler)
+                response: starlette.responses.Response = await self._guarded(
+                    request, act, handler, writes=writes
+                )
                 return response
             except HttpError as error:
                 identity = self.access.identify(request.headers.get("authorization"))
@@ -328,6 +340,7 @@ class UI:
         ],
         *,
         act: bool = False,
+        writes: bool = False,
     ) -> collections.abc.Callable[
         [starlette.requests.Request], collections.abc.Awaitable[starlette.responses.Response]
     ]:
@@ -340,7 +353,7 @@ class UI:
                             403,
                             "this request needs the X-CSRF-Token header (or a Bearer token)",
                         )
-                body = await self._guarded(request, act, handler)
+                body = await self._guarded(request, act, handler, writes=writes)
                 return starlette.responses.JSONResponse(body)
             except HttpError as error:
                 return starlette.responses.JSONResponse(
@@ -681,49 +694,53 @@ class UI:
     async def _act(
         self, identity: access.Identity, proposal: dict[str, typing.Any]
     ) -> jobqueue.AuditEntry:
-        """Do what ``proposal`` says, and record it in the audit trail."""
+        """Do what ``proposal`` says. Its audit entry is written first and completed when it
+        ends, so an action cut short (the database gone midway) is on record all the same."""
         name = proposal["action"]
         queue = self._queue
-        if proposal["scope"] == "queue":
-            if name == "pause":
-                await queue.pause_queue(proposal["queue"])
-                changed, detail = 0, "paused"
-            else:
-                resumed = await queue.resume_queue(proposal["queue"])
-                changed, detail = 0, "resumed" if resumed else "was not paused"
-            return await queue.record_action(
-                actor=identity.actor,
-                role=identity.role.value,
-                action=name,
-                queue=proposal["queue"],
-                detail=detail,
-            )
-        job_filter: jobqueue.JobFilter = proposal["job_filter"]
-        if name == "retry":
-            changed = len(await queue.retry_jobs(job_filter))
-        elif name == "cancel":
-            changed = len(
-                await queue.cancel_jobs(job_filter, reason=f"cancelled by {identity.actor}")
-            )
-        else:
-            changed = await queue.delete_jobs(job_filter)
-        logger.info(
-            "[UI] %s (%s) %s %d jobs: %s",
-            identity.actor,
-            identity.role,
-            JOB_ACTIONS[name].done,
-            changed,
-            proposal["what"],
-        )
-        return await queue.record_action(
+        on_queue = proposal["scope"] == "queue"
+        job_filter: jobqueue.JobFilter | None = None if on_queue else proposal["job_filter"]
+        entry = await queue.record_action(
             actor=identity.actor,
             role=identity.role.value,
             action=name,
-            queue=job_filter.queue,
+            queue=proposal["queue"] if job_filter is None else job_filter.queue,
             job_filter=job_filter,
-            jobs=changed,
-            detail=proposal["what"],
+            detail=f"{proposal['what']}: under way",
         )
+        try:
+            if job_filter is None:
+                changed = None
+                if name == "pause":
+                    await queue.pause_queue(proposal["queue"])
+                    detail = "paused"
+                else:
+                    resumed = await queue.resume_queue(proposal["queue"])
+                    detail = "resumed" if resumed else "was not paused"
+            else:
+                detail = proposal["what"]
+                if name == "retry":
+                    changed = len(await queue.retry_jobs(job_filter))
+                elif name == "cancel":
+                    reason = f"cancelled by {identity.actor}"
+                    changed = len(await queue.cancel_jobs(job_filter, reason=reason))
+                else:
+                    changed = await queue.delete_jobs(job_filter)
+        except BaseException as error:
+            with contextlib.suppress(Exception):  # the database may be why it stopped
+                await queue.finish_action(
+                    entry.id, jobs=None, detail=f"{proposal['what']}: cut short ({error!r})"
+                )
+            raise
+        logger.info(
+            "[UI] %s (%s): %s %s%s",
+            identity.actor,
+            identity.role,
+            name,
+            proposal["what"] if job_filter is not None else proposal["queue"],
+            "" if changed is None else f": {changed} jobs",
+        )
+        return await queue.finish_action(entry.id, jobs=changed, detail=detail)
 
     async def api_job_action(
         self, request: starlette.requests.Request, identity: access.Identity
@@ -760,8 +777,10 @@ class UI:
         name = request.path_params["action"]
         if name not in QUEUE_ACTIONS:
             raise HttpError(404, f"no action {name[:40]!r}: pause or resume")
+        queue_name = request.path_params["name"]
         entry = await self._act(
-            identity, {"action": name, "scope": "queue", "queue": request.path_params["name"]}
+            identity,
+            {"action": name, "scope": "queue", "queue": queue_name, "what": f"queue {queue_name}"},
         )
         paused = await self._queue.paused_queues(request.path_params["name"])
         return {"paused": bool(paused), "audit_id": entry.id}

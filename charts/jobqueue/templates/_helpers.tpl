@@ -120,3 +120,58 @@ helm.sh/hook: pre-delete
 helm.sh/hook-weight: {{ .weight | quote }}
 helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 {{- end }}
+
+{{/* The web UI's objects are <fullname>-ui; 63 characters in all. */}}
+{{- define "jobqueue.uiName" -}}
+{{- printf "%s-ui" (include "jobqueue.fullname" . | trunc 60 | trimSuffix "-") }}
+{{- end }}
+
+{{- define "jobqueue.uiSelectorLabels" -}}
+{{ include "jobqueue.selectorLabels" . }}
+app.kubernetes.io/component: ui
+{{- end }}
+
+{{- define "jobqueue.uiLabels" -}}
+{{ include "jobqueue.labels" . }}
+app.kubernetes.io/component: ui
+{{- end }}
+
+{{- define "jobqueue.uiServiceAccountName" -}}
+{{- if .Values.ui.serviceAccount.create }}
+{{- default (include "jobqueue.uiName" .) .Values.ui.serviceAccount.name }}
+{{- else }}
+{{- required "ui.serviceAccount.name: the ServiceAccount to run the UI as (ui.serviceAccount.create is false)" .Values.ui.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "jobqueue.uiImage" -}}
+{{- $image := .Values.ui.image }}
+{{- $tag := default .Chart.AppVersion $image.tag }}
+{{- if $image.digest }}
+{{- printf "%s:%s@%s" $image.repository $tag $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret and key of the UI's DATABASE_URL: ui.database's, else those of the chart's
+own JobQueue (jobQueue.spec.database.secretRef, the workers' own), else jobqueue-db and url,
+the Secret of deploy/example-jobqueue.yaml and of the notes. */}}
+{{- define "jobqueue.uiDatabaseSecret" -}}
+{{- $workers := dict }}
+{{- if .Values.jobQueue.enabled }}
+{{- $workers = dig "database" "secretRef" (dict) .Values.jobQueue.spec }}
+{{- end }}
+{{- $name := .Values.ui.database.existingSecret | default (get $workers "name") | default "jobqueue-db" }}
+{{- $key := .Values.ui.database.key | default (get $workers "key") | default "url" }}
+{{- toYaml (dict "name" $name "key" $key) }}
+{{- end }}
+
+{{/* The Secret of the UI's tokens: without one the UI refuses to serve anything but
+localhost, so the chart refuses to render the UI without it. */}}
+{{- define "jobqueue.uiAuthSecret" -}}
+{{- if not .Values.ui.auth.existingSecret }}
+{{- fail "ui.enabled needs ui.auth.existingSecret: the name of a Secret holding the UI's tokens (key ui.auth.adminTokenKey, default admin-token; optionally ui.auth.viewerTokenKey, default viewer-token, for read-only access). Without a token the UI refuses to start. Make one with: kubectl create secret generic jobqueue-ui --from-literal=admin-token=$(openssl rand -hex 32)" }}
+{{- end }}
+{{- .Values.ui.auth.existingSecret }}
+{{- end }}

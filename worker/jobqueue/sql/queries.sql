@@ -541,10 +541,16 @@ ORDER BY job_workers.queue, job_workers.worker_id;
 
 -- name: audit_record
 -- One admin action: who (and in which role) did what, to which queue or jobs (the filter
--- that named them), and how many jobs it changed.
+-- that named them), and how many jobs it changed (NULL: not known yet).
 INSERT INTO job_audit (at, actor, role, action, queue, filter, jobs, detail)
 VALUES (coalesce(%(now)s, now()), %(actor)s, %(role)s, %(action)s, %(queue)s,
         %(filter)s::jsonb, %(jobs)s, %(detail)s)
+RETURNING id, at, actor, role, action, queue, filter, jobs, detail;
+
+-- name: audit_finish
+-- An action recorded before it started has ended: how many jobs it changed, and how.
+UPDATE job_audit SET jobs = %(jobs)s, detail = %(detail)s
+WHERE id = %(id)s
 RETURNING id, at, actor, role, action, queue, filter, jobs, detail;
 
 -- name: audit_list

@@ -87,7 +87,9 @@ CREATE TABLE job_workers (
 ALTER TABLE jobs ADD COLUMN follow_ups uuid[];
 
 -- Who did what to which jobs through the admin API: every action, with the filter that
--- named the jobs and how many it changed. Appended only.
+-- named the jobs and how many it changed. An entry is written before the action starts and
+-- completed with its count when it ends, so an action cut short (the database gone midway)
+-- is still on record: jobs NULL, how many it changed unknown.
 CREATE TABLE job_audit (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     at timestamp with time zone NOT NULL DEFAULT now(),
@@ -96,7 +98,7 @@ CREATE TABLE job_audit (
     action text NOT NULL,
     queue text,
     filter jsonb,
-    jobs bigint NOT NULL DEFAULT 0,
+    jobs bigint,
     detail text
 );
 
