@@ -127,10 +127,22 @@ def test_without_tokens_the_ui_listens_on_localhost_only() -> None:
         assert ui_app.UI(ui_app.Config(None, host, None, None)).access.open
 
 
+async def test_an_open_ui_answers_only_to_a_loopback_name(make_client: Client) -> None:
+    """A page of another site whose name it rebinds to 127.0.0.1 (DNS rebinding) reaches an
+    open UI with its own name in the Host header: refused."""
+    client = make_client(host="127.0.0.1", admin_token=None, viewer_token=None)
+    assert (await client.get("/api/queues")).status_code == 403  # http://ui.test
+    for name in ("localhost:8080", "127.0.0.1:8080", "[::1]:8080"):
+        answer = await client.get("/api/queues", headers={"host": name})
+        assert answer.status_code == 200, name
+    assert (await client.get("/api/queues", headers={"host": "evil.example"})).status_code == 403
+
+
 async def test_an_open_ui_on_localhost_makes_everyone_admin_but_still_checks_csrf(
     make_client: Client, queue: jobqueue.Queue
 ) -> None:
     client = make_client(host="127.0.0.1", admin_token=None, viewer_token=None)
+    client.base_url = httpx.URL("http://localhost:8080")
     (job_id,) = await failed_jobs(queue, 1)
     refused = await client.post("/api/jobs/retry", json={"ids": [job_id]})
     assert refused.status_code == 403

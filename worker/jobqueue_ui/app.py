@@ -258,6 +258,10 @@ class UI:
     # --- guarding every endpoint --------------------------------------------------------
 
     def _identify(self, request: starlette.requests.Request, act: bool) -> access.Identity:
+        if self.access.open and not access.is_loopback(request.url.hostname or ""):
+            # An open UI answers to loopback names only: a page elsewhere that rebinds its
+            # own name to 127.0.0.1 (DNS rebinding) must not read it, or act through it.
+            raise HttpError(403, "an open UI answers only when asked as localhost")
         identity = self.access.identify(request.headers.get("authorization"))
         if identity is None:
             raise HttpError(
