@@ -90,6 +90,16 @@ class Config:
     page_size: int = 50
 
 
+_Answer = typing.TypeVar("_Answer")
+Handler: typing.TypeAlias = collections.abc.Callable[
+    [starlette.requests.Request, access.Identity], collections.abc.Awaitable[_Answer]
+]
+"""An endpoint's work, once the request's identity is known: a page or a JSON answer."""
+Endpoint: typing.TypeAlias = collections.abc.Callable[
+    [starlette.requests.Request], collections.abc.Awaitable[starlette.responses.Response]
+]
+
+
 class HttpError(Exception):
     """An answer other than the page: status, message, and headers (a 401's challenge)."""
 
@@ -307,16 +317,11 @@ class UI:
 
     def _page(
         self,
-        handler: collections.abc.Callable[
-            [starlette.requests.Request, access.Identity],
-            collections.abc.Awaitable[starlette.responses.Response],
-        ],
+        handler: Handler[starlette.responses.Response],
         *,
         act: bool = False,
         writes: bool = False,
-    ) -> collections.abc.Callable[
-        [starlette.requests.Request], collections.abc.Awaitable[starlette.responses.Response]
-    ]:
+    ) -> Endpoint:
         async def endpoint(request: starlette.requests.Request) -> starlette.responses.Response:
             try:
                 response: starlette.responses.Response = await self._guarded(
@@ -324,7 +329,12 @@ class UI:
                 )
                 return response
             except HttpError as error:
-                identity = self.access.identify(request.headers.get("authorization"))
+                # Who is asking, on the error page, unless that was the problem.
+                identity = (
+                    None
+                    if error.status in (401, 403)
+                    else self.access.identify(request.headers.get("authorization"))
+                )
                 return self._render(
                     request,
                     identity,
@@ -337,17 +347,8 @@ class UI:
         return endpoint
 
     def _api(
-        self,
-        handler: collections.abc.Callable[
-            [starlette.requests.Request, access.Identity],
-            collections.abc.Awaitable[object],
-        ],
-        *,
-        act: bool = False,
-        writes: bool = False,
-    ) -> collections.abc.Callable[
-        [starlette.requests.Request], collections.abc.Awaitable[starlette.responses.Response]
-    ]:
+        self, handler: Handler[object], *, act: bool = False, writes: bool = False
+    ) -> Endpoint:
         async def endpoint(request: starlette.requests.Request) -> starlette.responses.Response:
             try:
                 if act:
