@@ -38,7 +38,7 @@ every other action stops at its confirmation page.
 
 Run from the repository root::
 
-    .venv/bin/python bench/ui.py                           # 10,000,000 jobs, ~15 min
+    .venv/bin/python bench/ui.py                           # 10,000,000 jobs, ~7 min
     .venv/bin/python bench/ui.py --jobs 1000000 --repeat 5 --json
     DATABASE_URL=postgresql://... .venv/bin/python bench/ui.py --keep   # fill once
 """
