@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration bench bench-versus chaos clean cluster-binaries cluster e2e deploy-tools dashboards images image-tools browser-tools
+.PHONY: demo test lint unit integration bench bench-versus chaos clean cluster-binaries cluster e2e deploy-tools dashboards images image-tools browser-tools db-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("jobqueue needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -25,7 +25,7 @@ lint: $(STAMP)
 	MYPYPATH=tests/support:tests $(BIN)/mypy --strict bench
 	$(BIN)/mypy --strict docs/dashboards
 
-test: lint deploy-tools browser-tools
+test: lint deploy-tools browser-tools db-tools
 	$(BIN)/pytest
 
 # What the tests of deploy/ and charts/ run besides the dev extra: promtool (Debian's
@@ -61,6 +61,18 @@ browser-tools: $(STAMP)
 	    echo "missing:$$missing (Debian's packages chromium and chromium-driver: installing them needs root and apt-get)"; exit 1; \
 	  fi; fi
 	@$(CLUSTER_PYTHON) -m browser
+
+# PgBouncer for the tests of the queue behind a pooler (tests/support/pgbouncer.py):
+# Debian's package, installed when missing where that is possible (root and apt-get).
+db-tools:
+	@command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "pgbouncer missing: installing Debian's pgbouncer package"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends pgbouncer >/dev/null; \
+	  else \
+	    echo "pgbouncer missing (Debian's pgbouncer package; installing it needs root and apt-get): its tests will be skipped"; \
+	  fi; }
 
 # The Kubernetes control plane of the e2e tests (tests/cluster): etcd, kube-apiserver and
 # kube-controller-manager built from Go modules (needs Go 1.26) into

@@ -229,7 +229,8 @@ class Listener:
     and with ``cancel`` given, every cancel request is handed to it (with the job's id; the
     worker ignores ids it does not hold). On a lost connection: report, back off,
     re-listen, and set ``wakeup`` once in case a notification was missed meanwhile (a missed
-    cancel request reaches the worker with its next heartbeat)."""
+    cancel request reaches the worker with its next heartbeat). ``url``: where to listen,
+    when not the queue's own database URL (which may lead through PgBouncer)."""
 
     def __init__(
         self,
@@ -241,12 +242,15 @@ class Listener:
         report: ErrorReport,
         wakeup: asyncio.Event,
         cancel: collections.abc.Callable[[uuid.UUID], None] | None = None,
+        url: str | None = None,
     ) -> None:
         self.queue = queue
         self.worker_id = worker_id
         self.queue_name = queue_name
         self.listening = False
         self._cancel = cancel
+        # The server's own URL when the queue's pool goes through a pooler that cannot LISTEN.
+        self._url = url or queue.conninfo
         self._backoff = Backoff(max_backoff)
         self._report = report
         self._wakeup = wakeup
@@ -267,10 +271,10 @@ class Listener:
 
     async def _listen(self) -> None:
         conn = await psycopg.AsyncConnection.connect(
-            self.queue.conninfo,
+            self._url,
             autocommit=True,
             application_name=f"jobqueue-listen {self.worker_id}"[:63],
-            **db.connect_options(self.queue.conninfo),
+            **db.connect_options(self._url),
         )
         async with conn:
             await conn.execute(sql.query("job_ready_listen"))

@@ -260,7 +260,8 @@ async def _send(copy: psycopg.AsyncCopy, lines: list[str]) -> None:
 class Producer:
     """The producer API over one database. Use as ``async with Producer(url) as queue: ...``,
     or call ``open()``/``close()``. ``queue`` is the default queue name for enqueue and claim;
-    ``prepared_statements=False`` when connecting through PgBouncer in transaction mode."""
+    ``prepared_statements=False`` when connecting through PgBouncer in transaction mode
+    (default: ``JOBQUEUE_PREPARED_STATEMENTS``)."""
 
     def __init__(
         self,
@@ -271,7 +272,7 @@ class Producer:
         retry_delay: float | None = None,
         pool_max_size: int | None = None,
         pool_timeout: float | None = None,
-        prepared_statements: bool = True,
+        prepared_statements: bool | None = None,
     ) -> None:
         self.queue = checks.check_name(queue, "queue")
         # Settings not given come from the environment, as for the command line.
@@ -290,7 +291,9 @@ class Producer:
             self.conninfo,
             max_size=pool_max_size or _PRODUCER_POOL_SIZE,
             timeout=pool_timeout,
-            prepared_statements=prepared_statements,
+            prepared_statements=settings.PREPARED_STATEMENTS.check(prepared_statements)
+            if prepared_statements is not None
+            else settings.PREPARED_STATEMENTS.from_env(),
         )
         # Single enqueues, one after another, keep a connection (see ``enqueue_job``).
         self._kept = db.KeptConnection(self.pool)

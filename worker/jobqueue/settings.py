@@ -244,6 +244,16 @@ POOL_SIZE = Setting(
     maximum=1000,
     unset="10; a worker's: concurrency + 3, at most 20",
 )
+PREPARED_STATEMENTS = Setting(
+    "prepared_statements",
+    "JOBQUEUE_PREPARED_STATEMENTS",
+    Kind.FLAG,
+    "let the driver prepare the statements it runs often; off behind PgBouncer in"
+    " transaction mode before 1.21, which cannot keep them",
+    default=True,
+    group="database",
+    cli=False,
+)
 POOL_TIMEOUT = Setting(
     "pool_timeout",
     "JOBQUEUE_POOL_TIMEOUT",
@@ -331,8 +341,17 @@ LISTEN = Setting(
     "JOBQUEUE_LISTEN",
     Kind.FLAG,
     "LISTEN for new jobs and use prepared statements; off: poll only (PgBouncer in"
-    " transaction mode)",
+    " transaction mode without a listen_url)",
     default=True,
+)
+LISTEN_URL = Setting(
+    "listen_url",
+    "JOBQUEUE_LISTEN_URL",
+    Kind.TEXT,
+    "the server's own URL for the worker's LISTEN connection, when database_url goes"
+    " through PgBouncer in transaction mode (which passes no notifications); the pool then"
+    " prepares no statements",
+    unset="database_url",
 )
 HEARTBEAT_INTERVAL = Setting(
     "heartbeat_interval",
@@ -475,6 +494,7 @@ CORE: typing.Final[tuple[Setting, ...]] = (
     PLUGINS,
     BURST,
     LISTEN,
+    LISTEN_URL,
     HEARTBEAT_INTERVAL,
     GRACE_TIMEOUT,
     CANCEL_GRACE,
@@ -537,6 +557,7 @@ WORKER_COMMAND: typing.Final = (
     PLUGINS,
     BURST,
     LISTEN,
+    LISTEN_URL,
     HEARTBEAT_INTERVAL,
     GRACE_TIMEOUT,
     JOB_TIMEOUT,

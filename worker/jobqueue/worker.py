@@ -100,6 +100,7 @@ class WorkerConfig:
     worker_id: str | None = _from_environment(settings.WORKER_ID)
     types: collections.abc.Sequence[str] | None = _from_environment(settings.TYPES)
     listen: bool = _from_environment(settings.LISTEN)
+    listen_url: str | None = _from_environment(settings.LISTEN_URL)
     burst: bool = _from_environment(settings.BURST)
     heartbeat_interval: float = _from_environment(settings.HEARTBEAT_INTERVAL)
     grace_timeout: float = _from_environment(settings.GRACE_TIMEOUT)
@@ -235,6 +236,7 @@ class Worker:
             report=self._database_error,
             wakeup=self._wakeup,
             cancel=lambda job_id: self.cancel_running([job_id]),
+            url=self.config.listen_url,
         )
         self._stopping = asyncio.Event()
         self._hard_stop = asyncio.Event()
@@ -872,9 +874,10 @@ def make_worker(
         queue=config.queue,
         pool_max_size=config.pool_max_size,
         pool_timeout=config.pool_timeout,
-        # Without LISTEN the worker can sit behind PgBouncer in transaction mode, which
-        # cannot keep a prepared statement from one transaction to the next.
-        prepared_statements=config.listen,
+        # Without LISTEN, or listening elsewhere, the worker's pool can go through PgBouncer
+        # in transaction mode, which cannot keep a prepared statement from one transaction
+        # to the next.
+        prepared_statements=None if config.listen and config.listen_url is None else False,
     )
     return Worker(worker_queue, config, registry=registry, clock=clock)
 

@@ -169,9 +169,3 @@ CREATE OR REPLACE FUNCTION jobs_matching(
       AND (error_contains IS NULL OR strpos(lower(error), lower(error_contains)) > 0)
       AND (payload_contains IS NULL OR payload @> payload_contains)
 $$;
-
--- A queue's pending jobs in id order, for the job list's "oldest first" of the jobs waiting
--- in a queue: without it, that page reads past every finished job older than the oldest
--- one waiting. The queue first, so that nothing reading one queue's pending jobs is led
--- through the others'.
-CREATE INDEX jobs_pending_idx ON jobs (queue, id) WHERE status = 'pending';
