@@ -40,6 +40,7 @@ import threading
 import time
 import typing
 
+import psycopg.conninfo
 import waiting
 
 from cluster import api, build, children
@@ -363,6 +364,8 @@ class Forwarder:
         host, port = self.server.getsockname()[:2]
         self.address: tuple[str, int] = (host, port)
         self.connections: list[socket.socket] = []
+        # One gate a connection, open while it is relayed (``freeze`` closes them).
+        self.gates: list[threading.Event] = []
         self.closed = False
         threading.Thread(target=self._accept, daemon=True, name=f"forward-{port}").start()
 
@@ -385,11 +388,22 @@ class Forwarder:
                 client.close()
                 continue
             self.connections += [client, upstream]
+            gate = threading.Event()
+            gate.set()
+            self.gates.append(gate)
             for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+                threading.Thread(target=_pump, args=(source, sink, gate), daemon=True).start()
+
+    def freeze(self) -> None:
+        """Stop relaying on the connections open now, without closing them: to each end the
+        other goes silent, a half-open connection. New connections are relayed as before."""
+        for gate in self.gates:
+            gate.clear()
 
     def close(self) -> None:
         self.closed = True
+        for gate in self.gates:
+            gate.set()  # a frozen relay's threads end too
         # shutdown wakes the thread blocked in accept(); close alone would not, and it
         # would go on accepting.
         with contextlib.suppress(OSError):
@@ -401,10 +415,20 @@ class Forwarder:
             connection.close()
 
 
-def _pump(source: socket.socket, sink: socket.socket) -> None:
-    """Copy ``source`` to ``sink`` until ``source`` ends, then end ``sink``'s writing."""
+def database_address(database_url: str) -> str | tuple[str, int]:
+    """Where the server of ``database_url`` listens, as a ``Forwarder`` target: its Unix
+    socket's path, or its TCP address."""
+    given = psycopg.conninfo.conninfo_to_dict(database_url)
+    host, port = str(given.get("host") or "127.0.0.1"), int(given.get("port") or 5432)
+    return f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
+
+
+def _pump(source: socket.socket, sink: socket.socket, gate: threading.Event) -> None:
+    """Copy ``source`` to ``sink`` until ``source`` ends, then end ``sink``'s writing; while
+    ``gate`` is closed, what arrives is held back."""
     with contextlib.suppress(OSError):
         while data := source.recv(65536):
+            gate.wait()
             sink.sendall(data)
     with contextlib.suppress(OSError):
         sink.shutdown(socket.SHUT_WR)

@@ -94,8 +94,7 @@ def database_url_for_pods(real_node: node.RealNode, database_url: str) -> str:
     """The test's database as the node's pods reach it: PostgreSQL's socket forwarded to an
     address on the bridge."""
     params = psycopg.conninfo.conninfo_to_dict(database_url)
-    socket_path = f"{params['host']}/.s.PGSQL.{params.get('port') or 5432}"
-    host, port = real_node.forward(socket_path)
+    host, port = real_node.forward(node.database_address(database_url))
     return f"postgresql://postgres@{host}:{port}/{params['dbname']}"
 
 

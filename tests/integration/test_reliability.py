@@ -16,10 +16,12 @@ import uuid
 
 import prometheus_client
 import psycopg
+import psycopg.conninfo
 import pytest
 import waiting
 
 import jobqueue
+from cluster import node
 from jobqueue import runner, types
 from jobqueue import worker as worker_module
 
@@ -604,3 +606,37 @@ async def test_a_single_enqueue_cancelled_mid_statement_writes_nothing(
     assert await queue.get_job_status(job.id) == job
     cursor = await conn.execute("SELECT type FROM jobs ORDER BY created_at, type")
     assert [row[0] for row in await cursor.fetchall()] == ["ping", "after"]
+
+
+async def test_a_listen_connection_gone_silent_is_replaced_and_no_job_waits_for_the_poll(
+    queue: jobqueue.Queue, registry: runner.Registry, run_worker: typing.Any, database_url: str
+) -> None:
+    """The worker's LISTEN connection goes half-open (a relay in between stops passing
+    anything, closing nothing: a frozen proxy, a lost NAT entry): the worker notices within
+    ten seconds, listens again, and a job enqueued meanwhile starts long before its next
+    poll (a minute away)."""
+    ran: dict[str, float] = {}
+
+    @jobqueue.handler("noted", registry=registry)
+    async def noted(payload: dict[str, str], job: types.Job) -> None:
+        ran[payload["name"]] = asyncio.get_running_loop().time()
+
+    relay = node.Forwarder(("127.0.0.1", 0), node.database_address(database_url))
+    host, port = relay.address
+    relayed = psycopg.conninfo.make_conninfo(database_url, host=host, port=port)
+    try:
+        worker = run_worker(listen_url=relayed, poll_interval=60.0)
+        await waiting.eventually(lambda: _now(worker.listening), what="the worker listening")
+        await queue.enqueue_job("noted", {"name": "before"})
+        await waiting.eventually(lambda: _now("before" in ran), what="a job started by NOTIFY")
+        relay.freeze()
+        frozen_at = asyncio.get_running_loop().time()
+        await queue.enqueue_job("noted", {"name": "during"})
+        await waiting.eventually(lambda: _now("during" in ran), timeout=25, what="the next job")
+        assert ran["during"] - frozen_at < 15  # not the poll's minute
+    finally:
+        relay.close()
+
+
+async def _now(value: bool) -> bool:
+    return value

@@ -321,11 +321,7 @@ def test_the_ui_serves_while_its_database_is_away_and_recovers(database_url: str
     """``jobqueue ui`` starts before its database can be reached, answers 503 with the
     reason meanwhile, connects when it can, and rides out the database going away again.
     The database is reached through a relay the test opens and closes."""
-    given = psycopg.conninfo.conninfo_to_dict(database_url)
-    host, port = str(given.get("host") or "127.0.0.1"), int(given.get("port") or 5432)
-    target: str | tuple[str, int] = (
-        f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
-    )
+    target = node.database_address(database_url)
     relay_port = children.free_port()
     relayed = psycopg.conninfo.make_conninfo(database_url, host="127.0.0.1", port=relay_port)
     ui_port = children.free_port()

@@ -35,6 +35,9 @@ _BATCH: int = 1000
 # changed or deleted a schedule), and, while another holds a due schedule, this soon.
 SCHEDULES_MAX_WAIT = 30.0
 SCHEDULES_MIN_WAIT = 0.2
+# How often the LISTEN connection proves it is alive, and how long the proof may take: a
+# silently dead one is replaced within twice this.
+LISTEN_CHECK_INTERVAL = 5.0
 # The row of a worker that died without saying so (``announce_worker``) is deleted by the
 # others once it is this old.
 WORKERS_FORGOTTEN_AFTER = 86_400.0
@@ -286,15 +289,18 @@ class Listener:
             self._backoff.reset()
             self._wakeup.set()
             while True:
-                async for notice in conn.notifies(timeout=30.0):
+                async for notice in conn.notifies(timeout=LISTEN_CHECK_INTERVAL):
                     if notice.channel == CANCEL_CHANNEL:
                         if self._cancel is not None:
                             with contextlib.suppress(ValueError):  # not an id: not ours
                                 self._cancel(uuid.UUID(notice.payload))
                     elif notice.payload == self.queue_name:
                         self._wakeup.set()
-                # No notice for a while: prove the connection is still alive.
-                await conn.execute(sql.query("connection_ping"))
+                # Prove the connection still lives, with a deadline: on a half-open one (the
+                # server, or something between, gone silent without closing it) the ping
+                # would hang, and notices be lost, until TCP gave up many minutes later.
+                async with asyncio.timeout(LISTEN_CHECK_INTERVAL):
+                    await conn.execute(sql.query("connection_ping"))
 
 
 async def rescue_stale_jobs(
