@@ -15,7 +15,7 @@ import pytest
 import waiting
 
 import jobqueue
-from jobqueue import runner, sql, types
+from jobqueue import control, runner, sql, types
 
 UTC = datetime.UTC
 T0 = datetime.datetime(2030, 1, 1, tzinfo=UTC)
@@ -588,3 +588,38 @@ async def test_pause_while_a_claim_is_in_flight(queue: jobqueue.Queue, database_
     assert (await waiting.job_status(queue, jobs[0].id)).status == "running"
     assert (await queue.complete_job(jobs[0].id, None, worker_id="w")).status == "done"
     assert await queue.next_run_at() is None  # an idle worker has nothing to wake for
+
+
+async def test_the_backlog_oldest_first_is_read_from_its_own_index_page_by_page(
+    queue: jobqueue.Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pending and running jobs, oldest first: while the statistics say they are few, they
+    are read through their partial indexes (job_list_waiting_oldest), a page at a time, in
+    the order the primary key gives (as it does above that bound)."""
+    tomorrow = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
+    delayed = await queue.enqueue_jobs(jobqueue.NewJob("t", run_at=tomorrow) for _ in range(3))
+    for job in await queue.enqueue_jobs(jobqueue.NewJob("t") for _ in range(20)):
+        await queue.complete_job(job.id, None)
+    ready = await queue.enqueue_jobs(jobqueue.NewJob("t") for _ in range(7))
+    running = await queue.claim_jobs("w", limit=2)
+    assert {job.id for job in running} <= {job.id for job in ready}
+
+    async def listed(statuses: list[str]) -> list[uuid.UUID]:
+        seen: list[uuid.UUID] = []
+        after = None
+        while True:
+            page = await queue.list_jobs(
+                jobqueue.JobFilter(statuses=statuses), oldest_first=True, after=after, limit=4
+            )
+            seen += [job.id for job in page]
+            if len(page) < 4:
+                return seen
+            after = page[-1].id
+
+    waiting_ids = sorted(job.id for job in [*delayed, *ready])
+    pending_ids = sorted(set(waiting_ids) - {job.id for job in running})
+    assert await listed(["pending", "running"]) == waiting_ids
+    assert await listed(["pending"]) == pending_ids
+    monkeypatch.setattr(control, "WAITING_READ_WHOLE", 0)  # the primary key's way
+    assert await listed(["pending", "running"]) == waiting_ids
+    assert await listed(["pending"]) == pending_ids

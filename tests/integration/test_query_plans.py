@@ -124,6 +124,12 @@ async def plan_of(conn: psycopg.AsyncConnection[typing.Any], name: str, params: 
         ("job_count_matching", control(statuses=["failed"]), "jobs_failed_idx"),
         ("job_count_matching", control(ids=SOME_IDS), "jobs_pkey"),
         ("worker_list", {"queue": None, "stale_after": 300, "now": None}, "jobs_running_idx"),
+        # The backlog oldest first reads the pending jobs' index, not the primary key.
+        (
+            "job_list_waiting_oldest",
+            control(statuses=["pending"], queue="default"),
+            "jobs_ready_idx",
+        ),
         (
             "queue_depth_measure",
             {"queue": "default", "due_within": 60, "now": None},

@@ -44,7 +44,25 @@ async def list_jobs(
     params["after"] = None if after is None else checks.check_job_id(after)
     params["limit"] = checks.check_int(limit, "limit", minimum=1, maximum=MAX_PAGE)
     query = "job_list_oldest" if oldest_first else "job_list_newest"
+    if oldest_first and await _backlog_is_small(self, params):
+        query = "job_list_waiting_oldest"
     return await statements.jobs(self.pool, query, params)
+
+
+_WAITING: typing.Final = frozenset({types.JobStatus.PENDING.value, types.JobStatus.RUNNING.value})
+# A backlog up to this many jobs is read whole (through the partial indexes of pending and
+# running jobs) to list its oldest first: a few tens of milliseconds.
+WAITING_READ_WHOLE: typing.Final = 100_000
+
+
+async def _backlog_is_small(self: producer.Producer, params: dict[str, typing.Any]) -> bool:
+    """Whether the filter names only pending or running jobs, few enough (by the
+    statistics, which cost nothing) to read them all: the oldest of them may sit behind
+    millions of finished jobs in the primary key's order."""
+    if not params["statuses"] or not set(params["statuses"]) <= _WAITING:
+        return False
+    backlog = await self.count_from_statistics(params["queue"], params["types"], params["statuses"])
+    return backlog <= WAITING_READ_WHOLE
 
 
 _T = typing.TypeVar("_T")

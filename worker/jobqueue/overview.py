@@ -193,16 +193,10 @@ async def count_jobs(
     limit = checks.check_int(limit, "limit", minimum=1, maximum=1_000_000)
     by_statistics = {"queue", "statuses", "types"}
     if all(value is None for key, value in params.items() if key not in by_statistics):
-        by_type = await self.get_queue_stats_by_type(queue=params["queue"])
-        statuses = params["statuses"] or [status.value for status in types.JobStatus]
-        return JobCount(
-            sum(
-                stats[status]
-                for job_type, stats in by_type.items()
-                if params["types"] is None or job_type in params["types"]
-                for status in statuses
-            )
+        counted = await self.count_from_statistics(
+            params["queue"], params["types"], params["statuses"]
         )
+        return JobCount(counted)
     params["limit"] = limit + 1
     (row,) = await statements.rows(self.pool, "job_count_matching", params)
     counted = int(row[0])

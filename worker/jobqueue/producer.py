@@ -589,6 +589,23 @@ class Producer:
                     stats[status] += count
         return stats
 
+    async def count_from_statistics(
+        self,
+        queue: str | None,
+        job_types: collections.abc.Collection[str] | None,
+        statuses: collections.abc.Collection[str] | None,
+    ) -> int:
+        """How many jobs of ``statuses`` and ``job_types`` (``None``: any) ``queue`` (or
+        every queue) holds, from the statistics: exact, without counting the jobs."""
+        by_type = await self._counts(queue)
+        wanted = statuses or [status.value for status in types.JobStatus]
+        return sum(
+            stats[status]
+            for job_type, stats in by_type.items()
+            if job_types is None or job_type in job_types
+            for status in wanted
+        )
+
     async def get_queue_stats_by_type(
         self, *, queue: str | None = None
     ) -> dict[str, types.QueueStats]:

@@ -95,6 +95,30 @@ WHERE %(after)s::uuid IS NULL OR id > %(after)s::uuid
 ORDER BY id
 LIMIT %(limit)s;
 
+-- name: job_list_waiting_oldest
+-- The pending and running jobs a filter names, oldest first: read through their partial
+-- indexes (the queue's backlog, all of it: the caller checks from the statistics that it is
+-- not large) and sorted, not from the primary key, which past millions of finished jobs
+-- would reach the oldest waiting one only after reading them all. Materialised, so that
+-- the planner cannot take the primary key's order instead.
+WITH waiting AS MATERIALIZED (
+    SELECT id
+    FROM jobs_matching(%(ids)s, %(statuses)s, %(types)s, %(queue)s, %(created_after)s,
+                       %(created_before)s, %(error_contains)s, %(payload_contains)s::jsonb)
+    WHERE status = 'pending' AND (%(after)s::uuid IS NULL OR id > %(after)s::uuid)
+    UNION ALL
+    SELECT id
+    FROM jobs_matching(%(ids)s, %(statuses)s, %(types)s, %(queue)s, %(created_after)s,
+                       %(created_before)s, %(error_contains)s, %(payload_contains)s::jsonb)
+    WHERE status = 'running' AND (%(after)s::uuid IS NULL OR id > %(after)s::uuid)
+), page AS (
+    SELECT id FROM waiting ORDER BY id LIMIT %(limit)s
+)
+SELECT jobs.*
+FROM jobs
+WHERE jobs.id = ANY (ARRAY(SELECT id FROM page))
+ORDER BY jobs.id;
+
 -- name: job_cancel
 -- Cancels up to %(limit)s jobs the filter names: a pending one becomes cancelled at once; a
 -- running one gets a cancel request, and its worker a NOTIFY on jobqueue_cancel, and it
