@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import datetime
+import logging
+import time
 import typing
 import uuid
 
@@ -609,31 +611,42 @@ async def test_a_single_enqueue_cancelled_mid_statement_writes_nothing(
 
 
 async def test_a_listen_connection_gone_silent_is_replaced_and_no_job_waits_for_the_poll(
-    queue: jobqueue.Queue, registry: runner.Registry, run_worker: typing.Any, database_url: str
+    queue: jobqueue.Queue,
+    registry: runner.Registry,
+    run_worker: typing.Any,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The worker's LISTEN connection goes half-open (a relay in between stops passing
     anything, closing nothing: a frozen proxy, a lost NAT entry): the worker notices within
-    ten seconds, listens again, and a job enqueued meanwhile starts long before its next
+    ten seconds and listens again, and a job enqueued meanwhile starts long before the next
     poll (a minute away)."""
     ran: dict[str, float] = {}
 
     @jobqueue.handler("noted", registry=registry)
     async def noted(payload: dict[str, str], job: types.Job) -> None:
-        ran[payload["name"]] = asyncio.get_running_loop().time()
+        ran[payload["name"]] = time.time()
 
     relay = node.Forwarder(("127.0.0.1", 0), node.database_address(database_url))
     host, port = relay.address
     relayed = psycopg.conninfo.make_conninfo(database_url, host=host, port=port)
+    caplog.set_level(logging.INFO, logger="jobqueue.worker")
+
+    def listens() -> list[float]:
+        return [r.created for r in caplog.records if "Listening for new jobs" in r.message]
+
     try:
         worker = run_worker(listen_url=relayed, poll_interval=60.0)
         await waiting.eventually(lambda: _now(worker.listening), what="the worker listening")
         await queue.enqueue_job("noted", {"name": "before"})
         await waiting.eventually(lambda: _now("before" in ran), what="a job started by NOTIFY")
         relay.freeze()
-        frozen_at = asyncio.get_running_loop().time()
+        frozen_at = time.time()
         await queue.enqueue_job("noted", {"name": "during"})
+        await waiting.eventually(lambda: _now(len(listens()) > 1), timeout=25, what="re-listened")
+        assert listens()[-1] - frozen_at < 15  # ~10 s: two checks, a cancellation, reconnecting
         await waiting.eventually(lambda: _now("during" in ran), timeout=25, what="the next job")
-        assert ran["during"] - frozen_at < 15  # not the poll's minute
+        assert ran["during"] - frozen_at < 20  # not the poll's minute
     finally:
         relay.close()
 

@@ -36,8 +36,9 @@ _BATCH: int = 1000
 SCHEDULES_MAX_WAIT = 30.0
 SCHEDULES_MIN_WAIT = 0.2
 # How often the LISTEN connection proves it is alive, and how long the proof may take: a
-# silently dead one is replaced within twice this.
-LISTEN_CHECK_INTERVAL = 5.0
+# silently dead one is replaced within about twice this, and the 5 s psycopg then spends
+# trying to cancel the stuck proof on the server: 10 s.
+LISTEN_CHECK_INTERVAL = 2.5
 # The row of a worker that died without saying so (``announce_worker``) is deleted by the
 # others once it is this old.
 WORKERS_FORGOTTEN_AFTER = 86_400.0
@@ -48,9 +49,28 @@ ErrorReport = collections.abc.Callable[[str, BaseException], None]
 """Told of a database error that will be retried: the operation's name and the error."""
 
 
+def stop_if_cancelled() -> None:
+    """Raise CancelledError when this task was asked to stop: a cancellation that arrives
+    while psycopg waits on the server can be taken by it (it cancels the statement, which
+    may then end either way), and a loop would otherwise go on as if never told."""
+    with contextlib.suppress(RuntimeError):  # no running loop: no task to stop
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
+
+
+async def pause(seconds: float) -> None:
+    """``asyncio.sleep`` for a loop between database calls, unless it was cancelled meanwhile."""
+    stop_if_cancelled()
+    await asyncio.sleep(seconds)
+
+
 def retryable(error: BaseException) -> bool:
     """Whether a failed database call is worth repeating: the database is unavailable for
-    now, or misconfigured in a way someone may fix while we wait."""
+    now, or misconfigured in a way someone may fix while we wait. A task asked to stop while
+    it waited on the database gets its CancelledError back instead: psycopg may report the
+    statement it cancelled then as QueryCanceled, an error a loop would otherwise retry."""
+    stop_if_cancelled()
     return db.classify_error(error) is not None
 
 
@@ -134,7 +154,7 @@ class OutcomeWriter:
                     if not retryable(error):
                         raise
                     self._report("complete", error)
-                    await asyncio.sleep(self._backoff.next())
+                    await pause(self._backoff.next())
             self._unwritten -= len(batch)
             if not self._unwritten:
                 self._all_written.set()
@@ -268,7 +288,7 @@ class Listener:
                         raise
                     self.listening = False
                     self._report("listen", error)
-                    await asyncio.sleep(self._backoff.next())
+                    await pause(self._backoff.next())
         finally:
             self.listening = False
 
@@ -316,7 +336,7 @@ async def rescue_stale_jobs(
     """Now and then, rescue the queue's stale jobs (a killed worker's), one process at a
     time per queue; ``rescued`` is told what each round rescued."""
     while True:
-        await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+        await pause(interval * random.uniform(0.8, 1.2))
         try:
             found = await queue.rescue_stale_jobs(
                 threshold, queue=queue_name, only_one_rescuer=True, now=clock()
@@ -335,7 +355,7 @@ async def compact_counts(
     """Fold the statistics' deltas now and then, so they stay a few rows however many jobs
     pass and however rarely anyone reads the stats (one process at a time does)."""
     while True:
-        await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+        await pause(interval * random.uniform(0.8, 1.2))
         try:
             await queue.compact_counts()
         except Exception as error:
@@ -371,7 +391,7 @@ async def announce_worker(
             if not retryable(error):
                 raise
             report("announce", error)
-        await asyncio.sleep(interval)
+        await pause(interval)
 
 
 async def run_schedules(
@@ -396,11 +416,11 @@ async def run_schedules(
             if not retryable(error):
                 raise
             report("schedules", error)
-            await asyncio.sleep(backoff.next())
+            await pause(backoff.next())
             continue
         backoff.reset()
         declared = run.declared
         until_due = SCHEDULES_MAX_WAIT
         if run.next_run_at is not None:
             until_due = (run.next_run_at - run.now).total_seconds()
-        await asyncio.sleep(min(SCHEDULES_MAX_WAIT, max(SCHEDULES_MIN_WAIT, until_due)))
+        await pause(min(SCHEDULES_MAX_WAIT, max(SCHEDULES_MIN_WAIT, until_due)))

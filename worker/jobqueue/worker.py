@@ -699,7 +699,7 @@ class Worker:
 
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(self.config.heartbeat_interval)
+            await loops.pause(self.config.heartbeat_interval)
             held = self._held.keys() - self._abandoned.keys()
             if held:
                 sent = time.monotonic()
@@ -821,7 +821,7 @@ class Worker:
                     )
                     break
                 self._database_error("release", error)
-                await asyncio.sleep(backoff.next())
+                await loops.pause(backoff.next())
                 continue
             for job in released:
                 self._metrics.job_finished(job.type, "released")
