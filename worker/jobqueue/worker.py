@@ -83,6 +83,11 @@ def _from_environment(setting: settings.Setting) -> typing.Any:
     return dataclasses.field(default_factory=setting.from_env, metadata={"setting": setting})
 
 
+# The longest a stopping worker waits to say so (``Worker._forget``): a pod's grace period
+# is for its jobs, not for a database that is away.
+_FORGET_WITHIN: typing.Final = 2.0
+
+
 @dataclasses.dataclass(frozen=True)
 class WorkerConfig:
     """How a worker runs. Each field is a setting of ``jobqueue.settings`` (its help says
@@ -690,7 +695,7 @@ class Worker:
         """Say this worker has stopped (``Queue.list_workers`` no longer shows it). Not
         worth waiting for: unsaid, the worker's row is taken for dead once it is stale."""
         try:
-            async with asyncio.timeout(self.config.heartbeat_interval):
+            async with asyncio.timeout(min(self.config.heartbeat_interval, _FORGET_WITHIN)):
                 await self.queue.forget_worker(self.worker_id)
         except Exception as error:  # the database may be why the worker stops
             logger.info("[Worker] Could not say worker %s stopped: %s", self.worker_id, error)
