@@ -93,7 +93,7 @@ logfile = {folder / "pgbouncer.log"}
 pidfile = {folder / "pgbouncer.pid"}
 """
     )
-    command = [program, str(config)]
+    command = [program, "-q", str(config)]  # -q: its log goes to its logfile only
     if os.geteuid() == 0:  # PgBouncer will not run as root
         owner = _unprivileged_user()
         os.chown(folder, owner.pw_uid, owner.pw_gid)
