@@ -72,10 +72,17 @@ class WorkerSummary:
         return types.fields_as_json(self, dataclasses.fields(self))
 
 
-def _stale_after(value: float | None) -> float:
-    if value is None:
-        return DEFAULT_STALE_AFTER
-    return checks.check_seconds(value, "stale_after", allow_zero=False)
+def _reading(
+    queue: str | None, stale_after: float | None, now: datetime.datetime | None
+) -> dict[str, typing.Any]:
+    """The parameters of a reading of one queue (or all) and its live workers."""
+    return {
+        "queue": None if queue is None else checks.check_name(queue, "queue"),
+        "stale_after": DEFAULT_STALE_AFTER
+        if stale_after is None
+        else checks.check_seconds(stale_after, "stale_after", allow_zero=False),
+        "now": checks.check_time(now, "now"),
+    }
 
 
 async def queue_overview(
@@ -88,11 +95,7 @@ async def queue_overview(
     """Every queue that has had jobs, been paused or has live workers (or just ``name``),
     by name. A worker is live when it was seen within ``stale_after`` seconds (default:
     the stale threshold)."""
-    params = {
-        "queue": None if name is None else checks.check_name(name, "queue"),
-        "stale_after": _stale_after(stale_after),
-        "now": checks.check_time(now, "now"),
-    }
+    params = _reading(name, stale_after, now)
     statuses = [status.value for status in types.JobStatus]
     return [
         QueueSummary(
@@ -118,12 +121,7 @@ async def list_workers(
     now: datetime.datetime | None = None,
 ) -> list[WorkerSummary]:
     """The live workers (of ``queue``, or all), each with the jobs it is running."""
-    params = {
-        "queue": None if queue is None else checks.check_name(queue, "queue"),
-        "stale_after": _stale_after(stale_after),
-        "now": checks.check_time(now, "now"),
-    }
-    rows = await statements.rows(self.pool, "worker_list", params)
+    rows = await statements.rows(self.pool, "worker_list", _reading(queue, stale_after, now))
     return [
         WorkerSummary(
             worker_id=row[0],

@@ -70,6 +70,12 @@ class Action(typing.NamedTuple):
     statuses: tuple[str, ...]
     done: str
 
+    def narrow(self, job_filter: jobqueue.JobFilter) -> jobqueue.JobFilter | None:
+        """``job_filter`` kept to the statuses this action changes; ``None`` when it names
+        none of them."""
+        statuses = [s for s in self.statuses if not job_filter.statuses or s in job_filter.statuses]
+        return dataclasses.replace(job_filter, statuses=statuses) if statuses else None
+
 
 JOB_ACTIONS: typing.Final = {
     "retry": Action("retry", ("failed", "cancelled"), "retried"),
@@ -641,17 +647,16 @@ class UI:
             what = f"{len(ids)} selected job{'s' if len(ids) != 1 else ''}"
         else:
             self._check_redacted(form_filter.job_filter)
-            statuses = [
-                s
-                for s in action.statuses
-                if not form_filter.job_filter.statuses or s in form_filter.job_filter.statuses
-            ]
-            if not statuses:
+            narrowed = action.narrow(form_filter.job_filter)
+            if narrowed is None:
                 raise filters.FilterError(
                     f"{name} changes only {', '.join(action.statuses)} jobs; this filter names none"
                 )
-            job_filter = dataclasses.replace(form_filter.job_filter, statuses=statuses)
-            what = f"every {' or '.join(statuses)} job matching {form_filter.describe()}"
+            job_filter = narrowed
+            what = (
+                f"every {' or '.join(narrowed.statuses or ())} job matching"
+                f" {form_filter.describe()}"
+            )
         count = await self._queue.count_jobs(job_filter, limit=COUNT_LIMIT)
         return {
             "action": name,
@@ -766,10 +771,10 @@ class UI:
         else:
             given = filters.from_json(body["filter"])
             self._check_redacted(given)
-            statuses = [s for s in action.statuses if not given.statuses or s in given.statuses]
-            if not statuses:
+            narrowed = action.narrow(given)
+            if narrowed is None:
                 return {"changed": 0, "audit_id": None}
-            job_filter = dataclasses.replace(given, statuses=statuses)
+            job_filter = narrowed
             what = "every job matching the filter"
         entry = await self._act(
             identity, {"action": name, "scope": "api", "job_filter": job_filter, "what": what}
