@@ -8,10 +8,11 @@ in pgqueuer 1.6.0 with the typer it installs (its ``--log-level`` parser hands
 ``setup_fancy_logger`` a string where an enum is expected, even for the default).
 
 - jobqueue: the built-in ``jobqueue.noop`` handler (registered here, since ``--no-plugins``
-  leaves it out), and ``bench.pickup``.
+  leaves it out), ``bench.pickup`` and ``bench.soak`` (``bench/soak.py``).
 - PgQueuer: ``pgq_worker``, the factory ``pgqueuer.run`` calls: a ``QueueManager`` over one
-  asyncpg connection (PgQueuer's default driver) with the entrypoints ``noop`` and
-  ``pickup``. PgQueuer is imported only when the factory runs (it is a bench-only package).
+  asyncpg connection (PgQueuer's default driver) with the entrypoints ``noop``,
+  ``pickup`` and ``soak``. PgQueuer is imported only when the factory runs (it is a
+  bench-only package).
 
 The pickup handlers send the ``time.monotonic()`` at which they started, with the job's
 sequence number, in one UDP datagram to ``127.0.0.1:$BENCH_VERSUS_PICKUP_PORT``. Linux's
@@ -61,6 +62,12 @@ async def pickup(payload: typing.Any, job: jobqueue.Job) -> None:
     report_start(str(payload["seq"]), started)
 
 
+@jobqueue.handler("bench.soak")
+async def soak(payload: typing.Any, job: jobqueue.Job) -> None:
+    """``bench/soak.py``'s job: its payload is the monotonic time it was enqueued at."""
+    report_start(repr(payload["t"]), time.monotonic())
+
+
 # --- PgQueuer ---------------------------------------------------------------------------
 
 
@@ -71,6 +78,10 @@ async def pgq_noop(job: typing.Any) -> None:
 async def pgq_pickup(job: typing.Any) -> None:
     started = time.monotonic()
     report_start(bytes(job.payload).decode(), started)
+
+
+async def pgq_soak(job: typing.Any) -> None:
+    report_start(bytes(job.payload).decode(), time.monotonic())
 
 
 @contextlib.asynccontextmanager
@@ -89,6 +100,7 @@ async def pgq_worker() -> collections.abc.AsyncIterator[typing.Any]:
 
         manager.entrypoint("noop")(pgq_noop)
         manager.entrypoint("pickup")(pgq_pickup)
+        manager.entrypoint("soak")(pgq_soak)
         yield manager
     finally:
         await connection.close()

@@ -13,7 +13,8 @@ Deployment starts at 0 replicas: the daemon raises it only after the migrations 
 level-based, from what it reads: the Secret's URL → the queue's depth → ``policy.decide`` →
 on a scale-down, the worker pods' ``pod-deletion-cost`` from the jobs each runs (so the
 ReplicaSet controller removes idle pods first) → the Deployment's replicas → stale-job
-rescue → the retention purge → status, Events and metrics. A missing Secret or an
+rescue → the retention purge → the database's vacuum health (at most every
+``VACUUM_READ_INTERVAL`` seconds) → status, Events and metrics. A missing Secret or an
 unreachable database sets ``DatabaseReachable=False`` with an Event, leaves the replicas as
 they are (never zero for lack of data), backs off and recovers by itself. The daemon's
 monitor (pool and LISTEN) is closed when the ``JobQueue`` is deleted or the operator stops.
@@ -45,6 +46,9 @@ logger = logging.getLogger("jobqueue_operator")
 MAX_BACKOFF: typing.Final = 15.0
 # NOTIFYs come in bursts (one per enqueue): reconciles are at least this far apart.
 MIN_RECONCILE_GAP: typing.Final = 0.25
+# The database's vacuum health is read at most this often: its statistics move slowly, and
+# with a short poll interval or a burst of NOTIFYs reconciles come many times a minute.
+VACUUM_READ_INTERVAL: typing.Final = 30.0
 
 READY = "Ready"
 DATABASE_REACHABLE = "DatabaseReachable"
@@ -387,6 +391,7 @@ async def reconcile(runtime: Runtime, state: QueueState, body: kopf.Body, spec: 
             done_older_than=float(retention.get("doneSeconds", 604_800)),
             failed_older_than=float(retention.get("failedSeconds", 2_592_000)),
         )
+        vacuum = await queue.vacuum_health(every=VACUUM_READ_INTERVAL)
     if rescued:
         state.rescued += len(rescued)
         runtime.metrics.rescued(owner.namespace, owner.name, len(rescued))
@@ -402,6 +407,8 @@ async def reconcile(runtime: Runtime, state: QueueState, body: kopf.Body, spec: 
     if purged:
         state.purged += purged
         runtime.metrics.pruned(owner.namespace, owner.name, purged)
+    if vacuum is not None:
+        runtime.metrics.vacuum_health(owner.namespace, owner.name, vacuum)
 
     current = int(deployment["spec"].get("replicas", 0))
     runtime.metrics.observe(

@@ -1,6 +1,7 @@
 """The operator's metrics (K4), once per ``JobQueue`` rather than from every worker: the
 queue's jobs by state and type and its oldest ready job (the core's ``QueueDepthCollector``,
-labelled by namespace and JobQueue), desired and current replicas, scale events, rescued and
+labelled by namespace and JobQueue), the vacuum health of its database (the core's
+``VacuumHealthCollector``, likewise), desired and current replicas, scale events, rescued and
 purged jobs, and reconcile duration and errors. Names are the constants of
 ``jobqueue.metrics``; objects are made against the registry given."""
 
@@ -25,6 +26,8 @@ class OperatorMetrics:
         self.registry = registry or prometheus_client.REGISTRY
         self.depth = names.QueueDepthCollector(source_labels=_SOURCE)
         self.registry.register(self.depth)
+        self.vacuum = names.VacuumHealthCollector(source_labels=_SOURCE)
+        self.registry.register(self.vacuum)
         self.desired = prometheus_client.Gauge(
             names.OPERATOR_DESIRED_REPLICAS,
             "Worker replicas the scaling policy wants.",
@@ -89,6 +92,9 @@ class OperatorMetrics:
         if maximum is not None:
             self.maximum.labels(namespace, name).set(maximum)
 
+    def vacuum_health(self, namespace: str, name: str, health: jobqueue.VacuumHealth) -> None:
+        self.vacuum.update(health, (namespace, name))
+
     def scaled(self, namespace: str, name: str, direction: str) -> None:
         self.scale_events.labels(namespace, name, direction).inc()
 
@@ -115,6 +121,7 @@ class OperatorMetrics:
     def forget(self, namespace: str, name: str) -> None:
         """A deleted JobQueue's series go away."""
         self.depth.forget((namespace, name))
+        self.vacuum.forget((namespace, name))
         families: list[tuple[prometheus_client.metrics.MetricWrapperBase, tuple[str, ...]]] = [
             (family, (namespace, name))
             for family in (

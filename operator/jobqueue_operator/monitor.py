@@ -5,7 +5,8 @@ A ``QueueMonitor`` holds a small pool to the queue's database. ``open`` applies 
 migrations first (under the core's advisory lock, so it is safe beside workers and other
 operators), so the schema exists before the first worker starts. With ``on_ready`` it also
 keeps a LISTEN connection: every NOTIFY that jobs of its queue are ready calls it, so a
-queue at zero replicas wakes in about a second instead of at the next poll.
+queue at zero replicas wakes in about a second instead of at the next poll. It also reads,
+now and then, whether vacuum keeps the queue's tables in shape (``vacuum_health``).
 
 Errors are the core's: a database that cannot be reached raises what
 ``jobqueue``'s classification calls transient; a wrong password or an unknown database,
@@ -19,12 +20,14 @@ import collections.abc
 import contextlib
 import dataclasses
 import logging
+import time
 
 import jobqueue
 
 logger = logging.getLogger("jobqueue_operator.monitor")
 
-# Connections per monitor: depth, rescue and prune run one after another; LISTEN has its own.
+# Connections per monitor: depth, rescue, prune and vacuum health run one after another;
+# LISTEN has its own.
 _POOL_SIZE = 2
 # Batches of the retention purge per reconcile, so one pass stays short; the next goes on.
 PRUNE_BATCHES = 10
@@ -85,6 +88,8 @@ class QueueMonitor:
         self._listener: jobqueue.ReadyListener | None = None
         self._opened = False
         self._declared: list[jobqueue.Schedule] | None = None  # as last written
+        self._vacuum_read_at: float | None = None  # time.monotonic() of the last reading
+        self._warned_unseen_sessions = False
 
     async def open(self) -> None:
         """Migrate, open the pool, and start listening (with ``on_ready``). Raises what
@@ -200,6 +205,25 @@ class QueueMonitor:
     async def running_by_worker(self) -> dict[str, int]:
         """Running jobs per worker id (the pod name, as the operator's Deployment sets it)."""
         return await jobqueue.running_by_worker(self._queue, name=self.queue_name)
+
+    async def vacuum_health(self, *, every: float) -> jobqueue.VacuumHealth | None:
+        """The database's vacuum health, read at most once every ``every`` seconds (the
+        statistics behind it change slowly, and a reconcile may come every quarter second);
+        ``None`` when the last reading is more recent. The first call reads."""
+        now = time.monotonic()
+        if self._vacuum_read_at is not None and now - self._vacuum_read_at < every:
+            return None
+        health = await self._queue.vacuum_health()
+        self._vacuum_read_at = now
+        if not health.sees_all_sessions and not self._warned_unseen_sessions:
+            self._warned_unseen_sessions = True
+            logger.warning(
+                "The database role of queue %s cannot see when other roles' transactions"
+                " began: the oldest transaction age covers its own sessions and prepared"
+                " transactions only (grant it pg_monitor or pg_read_all_stats)",
+                self.queue_name,
+            )
+        return health
 
     async def close(self) -> None:
         for task in self._tasks:

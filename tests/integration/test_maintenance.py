@@ -1,16 +1,23 @@
-"""The maintenance API the operator uses: queue depth, retention, migrate() (issue 9, part 4)."""
+"""The maintenance API the operator uses: queue depth, retention, migrate() (issue 9, part 4),
+vacuum health (issue 24, part 4)."""
 
 from __future__ import annotations
 
 import asyncio
+import collections.abc
+import contextlib
 import datetime
 import typing
+import uuid
 
 import psycopg
+import psycopg.conninfo
 import pytest
+import waiting
 from test_cli import run
 
 import jobqueue
+from jobqueue import maintenance
 
 UTC = datetime.UTC
 T0 = datetime.datetime(2030, 1, 1, 12, tzinfo=UTC)
@@ -141,3 +148,131 @@ def test_depth_and_prune_from_the_shell(database_url: str) -> None:
     assert table[1].split()[:8] == ["default", "a", "1", "0", "0", "0", "0", "1"]
     pruned = run("db", "prune", "--older-than", "1d", database_url=database_url)
     assert pruned.stdout.strip() == "deleted 0 finished jobs"
+
+
+# --- vacuum health (issue 24, part 4) -----------------------------------------------------------
+
+
+async def vacuum_of(queue: jobqueue.Queue, table: str) -> jobqueue.TableVacuum:
+    (found,) = [each for each in (await queue.vacuum_health()).tables if each.table == table]
+    return found
+
+
+@contextlib.asynccontextmanager
+async def repeatable_read(url: str) -> collections.abc.AsyncIterator[None]:
+    """A REPEATABLE READ transaction of another session, its snapshot taken: it holds the
+    database's xmin horizon until the block ends."""
+    async with await psycopg.AsyncConnection.connect(url) as holder:
+        await holder.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
+        await holder.execute("SELECT 1")
+        yield
+        # Ended before the block ends: closing alone does not wait for the server to end it.
+        await holder.rollback()
+
+
+async def test_vacuum_health_counts_dead_rows_and_vacuums(
+    queue: jobqueue.Queue, conn: psycopg.AsyncConnection[typing.Any], database_url: str
+) -> None:
+    # Only this test's vacuums: an autovacuum could remove the dead rows before they are seen.
+    await conn.execute("ALTER TABLE jobs SET (autovacuum_enabled = false)")
+    fresh = await queue.vacuum_health()
+    assert [table.table for table in fresh.tables] == sorted(maintenance.CHURNING_TABLES)
+    jobs = fresh.tables[[table.table for table in fresh.tables].index("jobs")]
+    assert (jobs.vacuums, jobs.autovacuums, jobs.last_vacuum_age) == (0, 0, None)
+    assert jobs.table_bytes > 0  # a page at least, empty
+    assert jobs.index_bytes > 0
+    await queue.enqueue_jobs(jobqueue.NewJob("a") for _ in range(200))
+
+    # The statistics arrive from each backend within about a second: waited for.
+    async def live() -> jobqueue.TableVacuum | None:
+        found = await vacuum_of(queue, "jobs")
+        return found if found.live_tuples >= 200 else None
+
+    filled = await waiting.eventually(live, what="200 live rows in the statistics")
+    assert filled.table_bytes > jobs.table_bytes
+    await conn.execute("DELETE FROM jobs WHERE id IN (SELECT id FROM jobs LIMIT 150)")
+
+    async def dead() -> jobqueue.TableVacuum | None:
+        found = await vacuum_of(queue, "jobs")
+        return found if found.dead_tuples >= 150 else None
+
+    deleted = await waiting.eventually(dead, what="150 dead rows in the statistics")
+    assert deleted.live_tuples < filled.live_tuples
+
+    # A snapshot older than the deletes keeps the dead rows through a vacuum...
+    async with repeatable_read(database_url):
+        await conn.execute("DELETE FROM jobs WHERE id IN (SELECT id FROM jobs LIMIT 10)")
+        # Its count of deletes reaches the statistics now, not after the vacuums below, which
+        # would count these dead rows twice.
+        await conn.execute("SELECT pg_stat_force_next_flush()")
+        await conn.execute("VACUUM jobs")
+        kept = await vacuum_of(queue, "jobs")
+        assert kept.vacuums == 1
+        assert kept.dead_tuples >= 10
+    # ... and without it, the next vacuum removes them all.
+    await conn.execute("VACUUM jobs")
+    vacuumed = await vacuum_of(queue, "jobs")
+    assert (vacuumed.vacuums, vacuumed.dead_tuples) == (2, 0)
+    assert vacuumed.last_vacuum_age is not None
+    assert 0 <= vacuumed.last_vacuum_age < 60
+    later = await queue.vacuum_health(now=datetime.datetime.now(UTC) + datetime.timedelta(hours=1))
+    (moved,) = [table for table in later.tables if table.table == "jobs"]
+    assert moved.last_vacuum_age == pytest.approx(3600, abs=60)
+
+
+async def test_the_xmin_horizon_follows_a_held_transaction(
+    queue: jobqueue.Queue, database_url: str
+) -> None:
+    async with repeatable_read(database_url):
+        for _ in range(5):  # a transaction id each, after the held snapshot
+            await queue.enqueue_job("a")
+        held = await queue.vacuum_health()
+        assert held.sees_all_sessions  # the tests' role is a superuser
+        assert held.horizon_age >= 5
+        assert held.oldest_transaction_age > 0
+        for _ in range(5):
+            await queue.enqueue_job("a")
+        older = await queue.vacuum_health()
+        assert older.horizon_age >= held.horizon_age + 5
+        assert older.oldest_transaction_age > held.oldest_transaction_age
+        hour_on = await queue.vacuum_health(
+            now=datetime.datetime.now(UTC) + datetime.timedelta(hours=1)
+        )
+        assert hour_on.oldest_transaction_age >= 3600
+
+    async def released() -> jobqueue.VacuumHealth | None:
+        health = await queue.vacuum_health()
+        falls = health.horizon_age < older.horizon_age
+        return health if falls and health.oldest_transaction_age < 1 else None
+
+    await waiting.eventually(released, what="the horizon released")
+
+
+async def test_without_pg_read_all_stats_only_the_age_in_transactions_sees_other_roles(
+    queue: jobqueue.Queue, conn: psycopg.AsyncConnection[typing.Any], database_url: str
+) -> None:
+    role = f"watcher_{uuid.uuid4().hex[:8]}"
+    await conn.execute(f"CREATE ROLE {role} LOGIN")  # no grant on anything
+    watcher_url = psycopg.conninfo.make_conninfo(database_url, user=role)
+    try:
+        async with repeatable_read(database_url), jobqueue.Queue(watcher_url) as watcher:
+            # The superuser's transaction is another role's, to the watcher.
+            for _ in range(3):
+                await queue.enqueue_job("a")
+            blind = await watcher.vacuum_health()
+            assert not blind.sees_all_sessions
+            assert blind.horizon_age >= 3
+            assert blind.oldest_transaction_age == 0
+            assert "jobs" in [table.table for table in blind.tables]
+            await conn.execute(f"GRANT pg_read_all_stats TO {role}")
+            seeing = await watcher.vacuum_health()
+            assert seeing.sees_all_sessions
+            assert seeing.oldest_transaction_age > 0
+    finally:
+        await conn.execute(f"DROP ROLE {role}")
+
+
+def test_vacuum_health_through_the_sync_facade(database_url: str) -> None:
+    with jobqueue.SyncQueue(database_url) as queue:
+        health = queue.vacuum_health()
+    assert [table.table for table in health.tables] == sorted(maintenance.CHURNING_TABLES)

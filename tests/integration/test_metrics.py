@@ -99,6 +99,29 @@ async def test_queue_depth_collector_exports_the_maintenance_query(
     assert age >= 0
 
 
+async def test_vacuum_health_collector_exports_a_reading(queue: jobqueue.Queue) -> None:
+    registry = prometheus_client.registry.CollectorRegistry()
+    collector = metrics.VacuumHealthCollector()
+    registry.register(collector)
+    text = prometheus_client.generate_latest(registry).decode()
+    assert f"# TYPE {metrics.DATABASE_TABLE_DEAD_TUPLES} gauge" in text  # families, no series
+    assert f"{metrics.DATABASE_TABLE_DEAD_TUPLES}{{" not in text
+    collector.update(await maintenance.vacuum_health(queue))
+    text = prometheus_client.generate_latest(registry).decode()
+    assert f"# TYPE {metrics.DATABASE_TABLE_VACUUMS}_total counter" in text
+    for table in maintenance.CHURNING_TABLES:
+        labels = {"table": table}
+        assert registry.get_sample_value(metrics.DATABASE_TABLE_DEAD_TUPLES, labels) == 0
+        assert registry.get_sample_value(metrics.DATABASE_TABLE_INDEX_SIZE, labels) is not None
+        for kind in ("manual", "auto"):
+            counted = {**labels, "kind": kind}
+            vacuums = metrics.DATABASE_TABLE_VACUUMS + "_total"
+            assert registry.get_sample_value(vacuums, counted) == 0
+    assert registry.get_sample_value(metrics.DATABASE_XMIN_HORIZON_AGE, {}) is not None
+    collector.forget()
+    assert registry.get_sample_value(metrics.DATABASE_XMIN_HORIZON_AGE, {}) is None
+
+
 def test_every_metric_name_is_documented() -> None:
     text = README.read_text()
     names: list[typing.Any] = [

@@ -1,6 +1,6 @@
 """The operator's database side (``jobqueue_operator.monitor``) on a real PostgreSQL: it
-migrates before anything else, measures the backlog, rescues, purges, ranks workers, and
-wakes up on NOTIFY."""
+migrates before anything else, measures the backlog, rescues, purges, ranks workers, reads
+the database's vacuum health now and then, and wakes up on NOTIFY."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ import asyncio
 import datetime
 import itertools
 import socket
+import typing
 
+import prometheus_client
 import psycopg
 import pytest
 import waiting
 
 import jobqueue
-from jobqueue_operator import monitor, schedules
+from jobqueue import metrics as names
+from jobqueue_operator import metrics, monitor, schedules
 
 UTC = datetime.UTC
 
@@ -119,6 +122,40 @@ async def test_the_specs_schedules_are_enqueued_a_poll_ahead_and_declared_again(
         assert [state.name for state in await queue.list_schedules()] == ["pulse"]
     finally:
         await watcher.close()
+
+
+async def test_vacuum_health_is_read_at_most_every_interval_and_exported(
+    queue: jobqueue.Queue, conn: psycopg.AsyncConnection[typing.Any], database_url: str
+) -> None:
+    await conn.execute("ALTER TABLE jobs SET (autovacuum_enabled = false)")  # ours alone
+    await queue.enqueue_jobs(jobqueue.NewJob("a") for _ in range(20))
+    await conn.execute("DELETE FROM jobs")
+    watcher = monitor.QueueMonitor(database_url, "default")
+    await watcher.open()
+    try:
+        assert await watcher.vacuum_health(every=3600) is not None  # the first call reads
+        assert await watcher.vacuum_health(every=3600) is None  # read a moment ago
+
+        async def deleted() -> jobqueue.VacuumHealth | None:
+            health = await watcher.vacuum_health(every=0)  # reads every time
+            assert health is not None
+            (jobs,) = [table for table in health.tables if table.table == "jobs"]
+            return health if jobs.dead_tuples >= 20 else None
+
+        reading = await waiting.eventually(deleted, what="the deletes in the statistics")
+    finally:
+        await watcher.close()
+    registry = prometheus_client.CollectorRegistry()
+    metrics.OperatorMetrics(registry).vacuum_health("ns", "books", reading)
+    value = registry.get_sample_value
+    jobs = {"namespace": "ns", "jobqueue": "books", "table": "jobs"}
+    assert value(names.DATABASE_TABLE_DEAD_TUPLES, jobs) == 20
+    assert value(names.DATABASE_TABLE_SIZE, jobs) > 0
+    for table in ("job_counts", "job_workers", "job_schedules"):
+        assert value(names.DATABASE_TABLE_LIVE_TUPLES, {**jobs, "table": table}) is not None
+    source = {"namespace": "ns", "jobqueue": "books"}
+    assert value(names.DATABASE_XMIN_HORIZON_AGE, source) is not None
+    assert value(names.DATABASE_OLDEST_TRANSACTION_AGE, source) is not None
 
 
 async def test_a_notify_wakes_the_operator(queue: jobqueue.Queue, database_url: str) -> None:

@@ -72,6 +72,15 @@ def test_the_panels_of_the_issue() -> None:
         "scale events": "jobqueue_operator_scale_events_total",
         "stale jobs rescued": "jobqueue_operator_rescued_jobs_total",
         "oldest ready age": "jobqueue_queue_oldest_ready_age_seconds",
+        # Issue 24, part 4: vacuum health.
+        "dead vs live rows by table": "jobqueue_database_table_dead_tuples",
+        "table and index size": "jobqueue_database_table_index_size_bytes",
+        "time since last vacuum": "jobqueue_database_table_last_vacuum_age_seconds",
+        "vacuums by table": "jobqueue_database_table_vacuums_total",
+        "oldest transaction holding back the xmin horizon": (
+            "jobqueue_database_oldest_transaction_age_seconds"
+        ),
+        "xmin horizon age in transactions": "jobqueue_database_xmin_horizon_age_transactions",
     }
     titles = {
         panel["title"].lower(): {name for t in panel["targets"] for name in _names(t["expr"])}

@@ -62,3 +62,37 @@ def test_a_jobqueues_counters_start_at_zero_before_its_first_reconcile() -> None
     for direction in ("up", "down"):
         labels = {**source, "direction": direction}
         assert registry.get_sample_value(names.OPERATOR_SCALE_EVENTS + "_total", labels) == 0
+
+
+def vacuum(dead: int, last_vacuum_age: float | None) -> jobqueue.VacuumHealth:
+    jobs = jobqueue.TableVacuum("jobs", 100, dead, 8192, 16384, last_vacuum_age, 1, 4)
+    return jobqueue.VacuumHealth((jobs,), 12, 30.5, sees_all_sessions=True)
+
+
+def test_vacuum_health_series_per_jobqueue_and_table_gone_with_the_jobqueue() -> None:
+    registry = prometheus_client.CollectorRegistry()
+    exported = metrics.OperatorMetrics(registry)
+    value = registry.get_sample_value
+    source = {"namespace": "ns1", "jobqueue": "books"}
+    table = {**source, "table": "jobs"}
+    assert value(names.DATABASE_XMIN_HORIZON_AGE, source) is None  # nothing read yet
+    exported.vacuum_health("ns1", "books", vacuum(dead=7, last_vacuum_age=None))
+    exported.vacuum_health("ns2", "books", vacuum(dead=9, last_vacuum_age=60.0))
+    assert value(names.DATABASE_TABLE_DEAD_TUPLES, table) == 7
+    assert value(names.DATABASE_TABLE_LIVE_TUPLES, table) == 100
+    assert value(names.DATABASE_TABLE_SIZE, table) == 8192
+    assert value(names.DATABASE_TABLE_INDEX_SIZE, table) == 16384
+    assert value(names.DATABASE_TABLE_VACUUMS + "_total", {**table, "kind": "manual"}) == 1
+    assert value(names.DATABASE_TABLE_VACUUMS + "_total", {**table, "kind": "auto"}) == 4
+    assert value(names.DATABASE_XMIN_HORIZON_AGE, source) == 12
+    assert value(names.DATABASE_OLDEST_TRANSACTION_AGE, source) == 30.5
+    # Never vacuumed: no age rather than a made-up one.
+    assert value(names.DATABASE_TABLE_LAST_VACUUM_AGE, table) is None
+    other = {"namespace": "ns2", "jobqueue": "books", "table": "jobs"}
+    assert value(names.DATABASE_TABLE_LAST_VACUUM_AGE, other) == 60
+    exported.vacuum_health("ns1", "books", vacuum(dead=3, last_vacuum_age=5.0))  # a new reading
+    assert value(names.DATABASE_TABLE_DEAD_TUPLES, table) == 3
+    exported.forget("ns1", "books")
+    assert value(names.DATABASE_TABLE_DEAD_TUPLES, table) is None
+    assert value(names.DATABASE_XMIN_HORIZON_AGE, source) is None
+    assert value(names.DATABASE_TABLE_DEAD_TUPLES, other) == 9

@@ -52,7 +52,7 @@ def test_code_and_query_file_agree() -> None:
 def test_queries_are_named_entity_first() -> None:
     entities = (
         "job_", "queue_", "schedule_", "migration_", "schema_", "connection_", "book_",
-        "advisory_lock_", "worker_", "audit_",
+        "advisory_lock_", "worker_", "audit_", "database_",
     )  # fmt: skip
     assert [name for name in ALL_QUERIES if not name.startswith(entities)] == []
 

@@ -12,7 +12,15 @@ from jobqueue.audit import AuditEntry
 from jobqueue.db import ConfigurationError, ErrorKind, classify_error, describe_database_error
 from jobqueue.loops import READY_CHANNEL
 from jobqueue.loops import Listener as ReadyListener
-from jobqueue.maintenance import QueueDepth, prune_finished_jobs, queue_depth, running_by_worker
+from jobqueue.maintenance import (
+    QueueDepth,
+    TableVacuum,
+    VacuumHealth,
+    prune_finished_jobs,
+    queue_depth,
+    running_by_worker,
+    vacuum_health,
+)
 from jobqueue.migrations import MigrationError
 from jobqueue.migrations import migrate_database as migrate
 from jobqueue.overview import JobCount, QueueSummary, WorkerSummary
@@ -115,6 +123,8 @@ __all__ = [
     "SeedHandler",
     "Snooze",
     "SyncQueue",
+    "TableVacuum",
+    "VacuumHealth",
     "Worker",
     "WorkerConfig",
     "WorkerSummary",
@@ -152,4 +162,5 @@ __all__ = [
     "running_by_worker",
     "start_worker",
     "stop_worker",
+    "vacuum_health",
 ]

@@ -12,6 +12,11 @@ run from any number of processes at once. The rescue functions are also ``Queue`
   it took from whom. Workers run it themselves too.
 - ``prune_finished_jobs``: retention, deleting finished jobs older than a threshold in
   bounded batches (each its own short transaction), so it never holds many locks for long.
+- ``vacuum_health`` (also ``Queue.vacuum_health``): whether vacuum keeps the queue's tables
+  in shape: their dead and live rows, sizes and vacuums, and how far back the oldest
+  transaction, slot or prepared transaction holds the database's xmin horizon. Two
+  statements on the statistics views, readable by any role (one figure needs more: see
+  ``VacuumHealth``).
 """
 
 from __future__ import annotations
@@ -37,6 +42,10 @@ FINISHED: typing.Final = (
     types.JobStatus.CANCELLED.value,
 )
 _RESCUE_LOCK_KEY: typing.Final = 0x6A6F6271_72736375  # "jobqrscu", plus the queue's CRC32
+# The tables whose rows are updated or deleted as jobs run, so that vacuum has work on them:
+# jobs (claim, finish, prune), job_counts (deltas appended, then folded), job_workers (a row
+# renewed every few heartbeats) and job_schedules (advanced every tick). The others only grow.
+CHURNING_TABLES: typing.Final = ("jobs", "job_counts", "job_workers", "job_schedules")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -140,6 +149,65 @@ async def running_by_worker(queue: producer.Producer, *, name: str | None = None
         cursor = await conn.execute(sql.query("job_running_by_worker"), params)
         rows = await cursor.fetchall()
     return {str(worker): int(count) for worker, count in rows}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TableVacuum:
+    """One table's side of ``VacuumHealth``, from ``pg_stat_user_tables`` and the sizes.
+    ``table_bytes``: heap, TOAST, free space and visibility maps (``pg_table_size``);
+    ``index_bytes``: all its indexes. ``last_vacuum_age``: seconds since its last vacuum,
+    manual or automatic (``None``: none since the statistics were reset). ``vacuums`` and
+    ``autovacuums``: how many of each it had since then."""
+
+    table: str
+    live_tuples: int
+    dead_tuples: int
+    table_bytes: int
+    index_bytes: int
+    last_vacuum_age: float | None
+    vacuums: int
+    autovacuums: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VacuumHealth:
+    """Whether vacuum keeps a queue's database in shape. ``tables``: the queue's tables that
+    churn (``CHURNING_TABLES``, those the schema has). The xmin horizon is the oldest
+    transaction whose view vacuum must keep: a row deleted after it stays, dead, however
+    often vacuum runs. ``horizon_age``: how many transactions old it is (the oldest snapshot
+    or transaction id of a session, a replication slot's xmin, a prepared transaction; any
+    role sees all of these). ``oldest_transaction_age``: seconds since the oldest holder's
+    transaction began (0: none holds it back), which sees other roles' sessions only when
+    ``sees_all_sessions`` (the role is a member of ``pg_read_all_stats``, e.g. through
+    ``pg_monitor``)."""
+
+    tables: tuple[TableVacuum, ...]
+    horizon_age: int
+    oldest_transaction_age: float
+    sees_all_sessions: bool
+
+
+async def vacuum_health(
+    self: producer.Producer, *, now: datetime.datetime | None = None
+) -> VacuumHealth:
+    """The vacuum health of the queue's database (see ``VacuumHealth``): two reads of the
+    statistics views on one connection. ``now`` is the time the ages are measured at."""
+    params = {"tables": list(CHURNING_TABLES), "now": checks.check_time(now, "now")}
+    async with db.Lease(self.pool) as conn:
+        cursor = await conn.execute(sql.query("schema_vacuum_stats"), params)
+        tables = await cursor.fetchall()
+        cursor = await conn.execute(sql.query("database_xmin_horizon"), params)
+        horizon = await cursor.fetchone()
+    assert horizon is not None  # an aggregate: always one row
+    return VacuumHealth(
+        tables=tuple(
+            TableVacuum(name, int(live), int(dead), int(size), int(index), age, int(vac), int(auto))
+            for name, live, dead, size, index, age, vac, auto in tables
+        ),
+        horizon_age=int(horizon[0]),
+        oldest_transaction_age=float(horizon[1]),
+        sees_all_sessions=bool(horizon[2]),
+    )
 
 
 async def cleanup_stale_locks(

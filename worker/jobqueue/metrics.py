@@ -5,8 +5,8 @@ or an embedding application gets metrics of its own and nothing is registered at
 Worker metrics are served by ``probes`` on ``/metrics``. Queue-level gauges (how many jobs
 are ready, how old the oldest is) come from ``QueueDepthCollector``, fed with the
 maintenance query's rows by whoever exports them once per queue (the operator), rather than
-every worker counting the same table. Dashboards and alerts are checked against the names
-below.
+every worker counting the same table; the database's vacuum health likewise, from
+``VacuumHealthCollector``. Dashboards and alerts are checked against the names below.
 """
 
 from __future__ import annotations
@@ -45,6 +45,16 @@ OPERATOR_RESCUED_JOBS: typing.Final = "jobqueue_operator_rescued_jobs"  # ..._to
 OPERATOR_PRUNED_JOBS: typing.Final = "jobqueue_operator_pruned_jobs"  # ..._total
 OPERATOR_RECONCILE_DURATION: typing.Final = "jobqueue_operator_reconcile_duration_seconds"
 OPERATOR_RECONCILE_ERRORS: typing.Final = "jobqueue_operator_reconcile_errors"  # ..._total
+# Vacuum health of a queue's database (``VacuumHealthCollector``), per table where a table
+# label says so; the operator's carry namespace and jobqueue.
+DATABASE_TABLE_LIVE_TUPLES: typing.Final = "jobqueue_database_table_live_tuples"
+DATABASE_TABLE_DEAD_TUPLES: typing.Final = "jobqueue_database_table_dead_tuples"
+DATABASE_TABLE_SIZE: typing.Final = "jobqueue_database_table_size_bytes"
+DATABASE_TABLE_INDEX_SIZE: typing.Final = "jobqueue_database_table_index_size_bytes"
+DATABASE_TABLE_LAST_VACUUM_AGE: typing.Final = "jobqueue_database_table_last_vacuum_age_seconds"
+DATABASE_TABLE_VACUUMS: typing.Final = "jobqueue_database_table_vacuums"  # ..._total
+DATABASE_XMIN_HORIZON_AGE: typing.Final = "jobqueue_database_xmin_horizon_age_transactions"
+DATABASE_OLDEST_TRANSACTION_AGE: typing.Final = "jobqueue_database_oldest_transaction_age_seconds"
 
 # The label values a worker's counters take, each series made at zero when the worker starts:
 # rate() and increase() see a counter's first step only if a sample came before it, so a
@@ -279,7 +289,27 @@ class _LoopCounter(prometheus_client.registry.Collector):
         yield family
 
 
-class QueueDepthCollector(prometheus_client.registry.Collector):
+_Reading = typing.TypeVar("_Reading")
+
+
+class _PerSource(prometheus_client.registry.Collector, typing.Generic[_Reading]):
+    """A collector of the latest reading of each source (a database, named by the values
+    of ``source_labels``), which ``collect`` turns into families."""
+
+    def __init__(self, source_labels: collections.abc.Sequence[str] = ()) -> None:
+        self.source_labels = tuple(source_labels)
+        self._readings: dict[tuple[str, ...], _Reading] = {}
+
+    def _keep(self, reading: _Reading, source: collections.abc.Sequence[str]) -> None:
+        if len(source) != len(self.source_labels):
+            raise ValueError(f"source must give {len(self.source_labels)} label values")
+        self._readings[tuple(source)] = reading
+
+    def forget(self, source: collections.abc.Sequence[str] = ()) -> None:
+        self._readings.pop(tuple(source), None)
+
+
+class QueueDepthCollector(_PerSource[list[maintenance.QueueDepth]]):
     """Queue-level gauges from the latest ``maintenance.queue_depth`` rows: register it once
     (``registry.register(collector)``) and ``update`` it after each query. Between updates
     a scrape sees the last rows; before the first, nothing.
@@ -298,21 +328,12 @@ class QueueDepthCollector(prometheus_client.registry.Collector):
         "cancelled",
     )
 
-    def __init__(self, source_labels: collections.abc.Sequence[str] = ()) -> None:
-        self.source_labels = tuple(source_labels)
-        self._rows: dict[tuple[str, ...], list[maintenance.QueueDepth]] = {}
-
     def update(
         self,
         rows: collections.abc.Iterable[maintenance.QueueDepth],
         source: collections.abc.Sequence[str] = (),
     ) -> None:
-        if len(source) != len(self.source_labels):
-            raise ValueError(f"source must give {len(self.source_labels)} label values")
-        self._rows[tuple(source)] = list(rows)
-
-    def forget(self, source: collections.abc.Sequence[str] = ()) -> None:
-        self._rows.pop(tuple(source), None)
+        self._keep(list(rows), source)
 
     def collect(self) -> collections.abc.Iterator[prometheus_client.core.Metric]:
         jobs = prometheus_client.core.GaugeMetricFamily(
@@ -326,7 +347,7 @@ class QueueDepthCollector(prometheus_client.registry.Collector):
             "How long the longest-waiting ready job of a queue and type has been due.",
             labels=[*self.source_labels, "queue", "type"],
         )
-        for source, rows in list(self._rows.items()):
+        for source, rows in list(self._readings.items()):
             for row in rows:
                 for state in self.STATES:
                     jobs.add_metric([*source, row.queue, row.type, state], getattr(row, state))
@@ -334,3 +355,85 @@ class QueueDepthCollector(prometheus_client.registry.Collector):
                     oldest.add_metric([*source, row.queue, row.type], row.oldest_ready_age)
         yield jobs
         yield oldest
+
+
+class VacuumHealthCollector(_PerSource[maintenance.VacuumHealth]):
+    """Vacuum health gauges from the latest ``maintenance.vacuum_health`` reading, used like
+    ``QueueDepthCollector``: register it once, ``update`` each source (a database, by the
+    ``source_labels`` values) after each reading, ``forget`` a source that is gone. The
+    vacuum counts are counters: PostgreSQL's own, which start again from zero when its
+    statistics are reset (``rate`` and ``increase`` take that for a counter reset)."""
+
+    def update(
+        self, health: maintenance.VacuumHealth, source: collections.abc.Sequence[str] = ()
+    ) -> None:
+        self._keep(health, source)
+
+    def collect(self) -> collections.abc.Iterator[prometheus_client.core.Metric]:
+        per_table = [*self.source_labels, "table"]
+        gauge = prometheus_client.core.GaugeMetricFamily
+        live = gauge(
+            DATABASE_TABLE_LIVE_TUPLES,
+            "Live rows of a queue table (pg_stat_user_tables.n_live_tup, an estimate).",
+            labels=per_table,
+        )
+        dead = gauge(
+            DATABASE_TABLE_DEAD_TUPLES,
+            "Dead row versions of a queue table that vacuum has not removed yet"
+            " (pg_stat_user_tables.n_dead_tup, an estimate).",
+            labels=per_table,
+        )
+        size = gauge(
+            DATABASE_TABLE_SIZE,
+            "Size of a queue table without its indexes: heap, TOAST, free space and"
+            " visibility maps (pg_table_size).",
+            labels=per_table,
+        )
+        index_size = gauge(
+            DATABASE_TABLE_INDEX_SIZE,
+            "Size of all the indexes of a queue table (pg_indexes_size).",
+            labels=per_table,
+        )
+        last_vacuum = gauge(
+            DATABASE_TABLE_LAST_VACUUM_AGE,
+            "Seconds since the last vacuum of a queue table, manual or automatic, as of the"
+            " last reading; no series for a table not vacuumed since the statistics were"
+            " reset.",
+            labels=per_table,
+        )
+        vacuums = prometheus_client.core.CounterMetricFamily(
+            DATABASE_TABLE_VACUUMS,
+            "Vacuums of a queue table since the statistics were reset, by kind: manual"
+            " (VACUUM) or auto (autovacuum).",
+            labels=[*per_table, "kind"],
+        )
+        horizon = gauge(
+            DATABASE_XMIN_HORIZON_AGE,
+            "Transactions between the database's xmin horizon (the oldest snapshot or"
+            " transaction id of a session, replication slot xmin or prepared transaction;"
+            " vacuum keeps every row version deleted after it) and the next transaction"
+            " id. Needs no privilege.",
+            labels=list(self.source_labels),
+        )
+        oldest = gauge(
+            DATABASE_OLDEST_TRANSACTION_AGE,
+            "Seconds since the oldest transaction holding back the database's xmin horizon"
+            " began (a session's or a prepared transaction's; 0: none). Other roles'"
+            " sessions count only if the reading role is a member of pg_read_all_stats"
+            " (e.g. through pg_monitor).",
+            labels=list(self.source_labels),
+        )
+        for source, health in list(self._readings.items()):
+            for table in health.tables:
+                labels = [*source, table.table]
+                live.add_metric(labels, table.live_tuples)
+                dead.add_metric(labels, table.dead_tuples)
+                size.add_metric(labels, table.table_bytes)
+                index_size.add_metric(labels, table.index_bytes)
+                if table.last_vacuum_age is not None:
+                    last_vacuum.add_metric(labels, table.last_vacuum_age)
+                vacuums.add_metric([*labels, "manual"], table.vacuums)
+                vacuums.add_metric([*labels, "auto"], table.autovacuums)
+            horizon.add_metric(list(source), health.horizon_age)
+            oldest.add_metric(list(source), health.oldest_transaction_age)
+        yield from (live, dead, size, index_size, last_vacuum, vacuums, horizon, oldest)

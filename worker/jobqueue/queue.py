@@ -3,8 +3,8 @@
 ``Queue`` is the producer API (``producer``: enqueue, status, statistics) plus, as methods,
 the worker's session (``session``: claim, heartbeat, complete, fail, release), job control
 (``control``: list, cancel, retry, delete, pause), periodic schedules (``schedules``), the
-stale-job rescue (``maintenance``), what operators look at (``overview``: queues, workers,
-counts) and the audit trail of their actions (``audit``).
+stale-job rescue and vacuum health (``maintenance``), what operators look at (``overview``:
+queues, workers, counts) and the audit trail of their actions (``audit``).
 Each method is declared once, where its work is done; the class only gathers them. The
 module-level functions (``enqueue_job`` and friends, as in the seed) use a default
 ``Queue`` configured from ``DATABASE_URL``, one per event loop.
@@ -37,6 +37,7 @@ class Queue(producer.Producer):
     next_run_at = session.next_run_at
     rescue_stale_jobs = maintenance.rescue_stale_jobs
     cleanup_stale_locks = maintenance.cleanup_stale_locks
+    vacuum_health = maintenance.vacuum_health
     list_jobs = control.list_jobs
     cancel_job = control.cancel_job
     cancel_jobs = control.cancel_jobs

@@ -30,12 +30,16 @@ async def claim_jobs(
     types_: collections.abc.Collection[str] | None = None,
     now: datetime.datetime | None = None,
     job_factory: collections.abc.Callable[..., types.Job] = types.Job,
+    after: tuple[int, datetime.datetime] | None = None,
 ) -> list[types.Job]:
     """Claim up to ``limit`` ready jobs for ``worker_id`` in one statement (priority,
     then ``run_at`` order). Each returned job is ``running``, locked by the worker, with
     ``attempts`` already counting this run. ``types_`` limits the job types claimed.
     ``job_factory`` builds each job from its columns: the worker builds the ``RunningJob``
-    its handler gets, with no copy."""
+    its handler gets, with no copy. With ``after=(priority, run_at)`` only jobs of a higher
+    priority, and jobs of that priority due at ``run_at`` or later, are claimed: the place
+    of an earlier claim, from which the index is read without the entries before it (see
+    the query ``job_claim_after``)."""
     params = {
         "worker_id": checks.check_name(worker_id, "worker id"),
         "limit": checks.check_int(limit, "limit", minimum=1, maximum=10_000),
@@ -43,9 +47,12 @@ async def claim_jobs(
         "types": None if types_ is None else [checks.check_name(t, "job type") for t in types_],
         "now": checks.check_time(now, "now"),
     }
-    jobs = await statements.jobs(
-        self.pool, "job_claim", params, make=job_factory, times_in_range=True
-    )
+    query = "job_claim"
+    if after is not None:
+        query = "job_claim_after"
+        params["after_priority"] = checks.check_int(after[0], "priority", minimum=-checks.INT32_MAX)
+        params["after_run_at"] = checks.check_time(after[1], "run_at")
+    jobs = await statements.jobs(self.pool, query, params, make=job_factory, times_in_range=True)
     if jobs and logger.isEnabledFor(logging.INFO):
         logs.info_lines(
             logger,

@@ -89,6 +89,7 @@ class SyncQueue:
     fail_job = _blocking(queue_module.Queue.fail_job)
     cleanup_stale_locks = _blocking(queue_module.Queue.cleanup_stale_locks)
     rescue_stale_jobs = _blocking(queue_module.Queue.rescue_stale_jobs)
+    vacuum_health = _blocking(queue_module.Queue.vacuum_health)
     list_jobs = _blocking(queue_module.Queue.list_jobs)
     cancel_job = _blocking(queue_module.Queue.cancel_job)
     cancel_jobs = _blocking(queue_module.Queue.cancel_jobs)

@@ -83,9 +83,102 @@ def _from_environment(setting: settings.Setting) -> typing.Any:
     return dataclasses.field(default_factory=setting.from_env, metadata={"setting": setting})
 
 
+# Claims slower than this put a worker into claiming after its last claim's place
+# (``Worker._claim``): a claim of a hundred jobs takes a few milliseconds, one that reads past
+# hundreds of thousands of dead index entries (vacuum held back by a long transaction) takes
+# tenths of a second. There, a full claim still runs now and then, taking at most this share
+# of the time, at most once a second; the place keeps this much of a margin before it.
+SLOW_CLAIM_SECONDS: typing.Final = 0.05
+FULL_CLAIM_SHARE: typing.Final = 0.05
+FULL_CLAIM_INTERVAL: typing.Final = 1.0
+CLAIM_MARGIN: typing.Final = datetime.timedelta(seconds=1)
+
 # The longest a stopping worker waits to say so (``Worker._forget``): a pod's grace period
 # is for its jobs, not for a database that is away.
 _FORGET_WITHIN: typing.Final = 2.0
+
+
+class Claimer:
+    """How a worker claims its jobs. Normally with a full claim (``job_claim``). When one
+    takes longer than SLOW_CLAIM_SECONDS, the index it reads is full of dead entries at its
+    head (a long transaction holds vacuum back, or vacuum lags): then claims start at the
+    place of the last one (``job_claim_after``), and a full claim, which also finds what lies
+    before that place (a job put back in line, a lower priority, a transaction that committed
+    late), runs once its turn comes: after at least FULL_CLAIM_INTERVAL, and 1 /
+    FULL_CLAIM_SHARE times as long as the last one took. A fast full claim ends it."""
+
+    def __init__(
+        self,
+        queue: queue_module.Queue,
+        worker_id: str,
+        *,
+        queue_name: str,
+        types_: collections.abc.Collection[str] | None,
+        clock: Clock,
+        job_factory: collections.abc.Callable[..., types.Job] = types.Job,
+    ) -> None:
+        self.queue = queue
+        self.worker_id = worker_id
+        self.queue_name = queue_name
+        self.types = types_
+        self.clock = clock
+        self.job_factory = job_factory
+        # While claims are slow: where the next one starts, and when a full one is due.
+        self.after: tuple[int, datetime.datetime] | None = None
+        self.full_claim_due = 0.0
+
+    async def claim(self, limit: int, sent: float | None = None) -> list[types.Job]:
+        """Up to ``limit`` jobs; ``sent``: the monotonic time the caller began at."""
+        sent = time.monotonic() if sent is None else sent
+        full = self.after is None or sent >= self.full_claim_due
+        jobs = await self.queue.claim_jobs(
+            self.worker_id,
+            limit=limit,
+            queue=self.queue_name,
+            types_=self.types,
+            now=self.clock(),
+            job_factory=self.job_factory,
+            after=None if full else self.after,
+        )
+        place = _place_of(jobs)
+        if not full:
+            self.after = place or self.after
+            return jobs
+        took = time.monotonic() - sent
+        if took < SLOW_CLAIM_SECONDS:
+            if self.after is not None:
+                logger.info("[Worker] Claims are fast again (%.0f ms): full claims", took * 1000)
+            self.after = None
+            return jobs
+        every = max(FULL_CLAIM_INTERVAL, took / FULL_CLAIM_SHARE)
+        if self.after is None:
+            logger.warning(
+                "[Worker] A claim took %.0f ms (dead index entries: is a long transaction"
+                " holding vacuum back?): claiming after the last claim's place, with a full"
+                " claim every %.1f s",
+                took * 1000,
+                every,
+            )
+        self.full_claim_due = time.monotonic() + every
+        # Nothing claimed: from now on, at the default priority.
+        now = self.clock() or datetime.datetime.now(datetime.UTC)
+        self.after = place or (0, now - CLAIM_MARGIN)
+        return jobs
+
+    def full_claim_in(self) -> float | None:
+        """While claims start at a place: the seconds until the next full claim is due."""
+        return None if self.after is None else self.full_claim_due - time.monotonic()
+
+
+def _place_of(jobs: collections.abc.Sequence[types.Job]) -> tuple[int, datetime.datetime] | None:
+    """Where a claim ended: its lowest priority, and the earliest due time of its jobs of
+    that priority less CLAIM_MARGIN (a job committed a little after it was due lands just
+    before the place of jobs claimed meanwhile)."""
+    if not jobs:
+        return None
+    lowest = min(job.priority for job in jobs)
+    earliest = min(job.run_at for job in jobs if job.priority == lowest)
+    return lowest, earliest - CLAIM_MARGIN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,6 +349,14 @@ class Worker:
         # Claimed rows become the jobs handlers get, with no copy per job.
         self._running_job = functools.partial(
             runner.RunningJob, pool=queue.pool, cancels=self._cancels
+        )
+        self._claimer = Claimer(
+            queue,
+            self.worker_id,
+            queue_name=self.config.queue,
+            types_=self.types,
+            clock=self.clock,
+            job_factory=self._running_job,
         )
 
     # --- state ----------------------------------------------------------------------------
@@ -479,13 +580,8 @@ class Worker:
             if free > 0:
                 sent = time.monotonic()
                 try:
-                    jobs = await self.queue.claim_jobs(
-                        self.worker_id,
-                        limit=free,
-                        queue=self.config.queue,
-                        types_=self.types,
-                        now=self.clock(),
-                        job_factory=self._running_job,
+                    jobs = typing.cast(
+                        list[runner.RunningJob], await self._claimer.claim(free, sent)
                     )
                 except Exception as error:
                     if not loops.retryable(error):
@@ -496,7 +592,7 @@ class Worker:
                 self.last_claim_ok = True
                 backoff.reset()
                 self._metrics.claim_batch.observe(len(jobs))
-                self._start(typing.cast(list[runner.RunningJob], jobs), sent)
+                self._start(jobs, sent)
                 if len(jobs) == free:
                     continue  # there may be more ready: claim again once a slot frees
                 # Burst ends once nothing is ready and every outcome is written (a retry
@@ -511,8 +607,12 @@ class Worker:
 
     async def _idle_timeout(self) -> float:
         """How long to sleep when no job is ready: the jittered poll interval, or less when
-        a delayed job falls due sooner."""
+        a delayed job falls due sooner. While claims are slow, until the next full claim is
+        due instead of asking when the next job falls due: that question reads the same
+        dead index entries."""
         poll = self.config.poll_interval * random.uniform(0.8, 1.0)
+        if (full_claim_in := self._claimer.full_claim_in()) is not None:
+            return max(0.0, min(poll, full_claim_in))
         try:
             due = await self.queue.next_run_at(queue=self.config.queue, types_=self.types)
         except Exception as error:

@@ -239,6 +239,64 @@ RETURNING jobs.id, jobs.type, jobs.status, jobs.payload, jobs.result, jobs.attem
     jobs.updated_at, jobs.queue, jobs.priority, jobs.heartbeat_at, jobs.cancel_requested_at,
     jobs.unique_key;
 
+-- name: job_claim_after
+-- job_claim for a worker whose claims got slow (see worker.Claimer): dead index entries of
+-- jobs claimed since the oldest open snapshot (a long transaction holds vacuum back) pile
+-- up at the head of jobs_ready_idx, and job_claim reads every one of them, heap and all,
+-- before it reaches a pending job. This one starts where the worker's last claim was:
+-- at priority %(after_priority)s, from %(after_run_at)s on (the caller leaves a margin),
+-- after the jobs of higher priority, which it reads from the head as job_claim does. The
+-- btree descends straight to that place; what lies before it is left to job_claim, which the
+-- worker still runs now and then (jobs put back in line, lower priorities).
+WITH higher AS (
+    SELECT ctid, priority, run_at, id
+    FROM jobs
+    WHERE status = 'pending'
+      AND queue = %(queue)s
+      AND priority > %(after_priority)s
+      AND run_at <= coalesce(%(now)s, now())
+      AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+      AND NOT EXISTS (
+          SELECT FROM job_queues WHERE name = %(queue)s AND paused_at IS NOT NULL
+      )
+    ORDER BY priority DESC, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), level AS (
+    SELECT ctid, priority, run_at, id
+    FROM jobs
+    WHERE status = 'pending'
+      AND queue = %(queue)s
+      AND priority = %(after_priority)s
+      AND run_at >= %(after_run_at)s
+      AND run_at <= coalesce(%(now)s, now())
+      AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+      AND NOT EXISTS (
+          SELECT FROM job_queues WHERE name = %(queue)s AND paused_at IS NOT NULL
+      )
+    ORDER BY run_at, id
+    LIMIT greatest(%(limit)s - (SELECT count(*) FROM higher), 0)
+    FOR UPDATE SKIP LOCKED
+), ready AS (
+    SELECT ctid FROM higher UNION ALL SELECT ctid FROM level
+)
+UPDATE jobs
+SET status = 'running',
+    attempts = jobs.attempts + 1,
+    locked_at = coalesce(%(now)s, now()),
+    locked_by = %(worker_id)s,
+    heartbeat_at = coalesce(%(now)s, now()),
+    updated_at = coalesce(%(now)s, now())
+FROM ready
+WHERE jobs.ctid = ready.ctid
+RETURNING jobs.id, jobs.type, jobs.status, jobs.payload, jobs.result, jobs.attempts,
+    jobs.max_attempts,
+    least(greatest(jobs.run_at, '0001-01-02 00:00+00'), '9999-12-30 00:00+00') AS run_at,
+    jobs.locked_at, jobs.locked_by, jobs.error,
+    least(greatest(jobs.created_at, '0001-01-02 00:00+00'), '9999-12-30 00:00+00') AS created_at,
+    jobs.updated_at, jobs.queue, jobs.priority, jobs.heartbeat_at, jobs.cancel_requested_at,
+    jobs.unique_key;
+
 -- name: job_complete
 -- Only a job still in play can be completed. With %(worker_id)s set, only while that worker
 -- holds it: a worker whose job was rescued must not overwrite the next run's outcome. A job
@@ -317,7 +375,8 @@ SET status = CASE WHEN jobs.cancel_requested_at IS NULL THEN 'done' ELSE 'cancel
     heartbeat_at = NULL,
     updated_at = coalesce(%(now)s, now())
 FROM unnest(%(ids)b::uuid[], %(results)s::text[]) AS batch (id, result)
-WHERE jobs.id = batch.id AND jobs.status = 'running' AND jobs.locked_by = %(worker_id)s
+-- (SELECT 'running'): read by id only, never through jobs_running_idx (see job_heartbeat).
+WHERE jobs.id = batch.id AND jobs.status = (SELECT 'running') AND jobs.locked_by = %(worker_id)s
 RETURNING jobs.id;
 
 -- name: job_release
@@ -339,7 +398,8 @@ SET status = CASE WHEN jobs.cancel_requested_at IS NOT NULL THEN 'cancelled'
     locked_by = NULL,
     heartbeat_at = NULL,
     updated_at = coalesce(%(now)s, now())
-WHERE id = ANY(%(ids)b::uuid[]) AND status = 'running' AND locked_by = %(worker_id)s
+-- (SELECT 'running'): read by id only, never through jobs_running_idx (see job_heartbeat).
+WHERE id = ANY(%(ids)b::uuid[]) AND status = (SELECT 'running') AND locked_by = %(worker_id)s
 RETURNING *;
 
 -- name: job_next_run_at
@@ -599,9 +659,15 @@ SELECT 1;
 -- name: job_heartbeat
 -- Refreshes the locks a live worker holds; returns the ids it still holds, and whether each
 -- one's cancellation was requested (the way a worker hears of it when NOTIFY cannot reach it).
+-- The jobs are read by id alone: status is compared with (SELECT 'running'), a value the
+-- planner does not see, so it cannot combine the primary key with the running jobs' partial
+-- index. It would, with statistics from when few jobs ran (a new table), and that index
+-- holds an entry for every job that ran since the last vacuum: at a few thousand jobs a
+-- second, hundreds of thousands of dead entries read by every heartbeat and completion, and
+-- a bitmap scan never marks them dead for the next one (bench/soak.py found it).
 UPDATE jobs
 SET heartbeat_at = coalesce(%(now)s, now())
-WHERE id = ANY(%(ids)b::uuid[]) AND status = 'running' AND locked_by = %(worker_id)s
+WHERE id = ANY(%(ids)b::uuid[]) AND status = (SELECT 'running') AND locked_by = %(worker_id)s
 RETURNING id, cancel_requested_at IS NOT NULL;
 
 -- name: job_rescue_stale
@@ -725,6 +791,58 @@ GROUP BY queue, type
 HAVING (sum(pending), sum(running), sum(failed), sum(done), sum(cancelled), sum(enqueued),
         sum(finished))
        <> (0, 0, 0, 0, 0, 0, 0);
+
+-- name: schema_vacuum_stats
+-- Vacuum health of the queue's tables that churn (%(tables)s, found on the search path as
+-- every other query finds them; a table not there is left out): live and dead row versions
+-- from the statistics, the size of the table (heap, TOAST, free space and visibility maps)
+-- and of its indexes, the seconds since its last vacuum of either kind (NULL: none since the
+-- statistics were reset), and how many vacuums, manual and automatic, it had. Any role may
+-- read all of it.
+SELECT tables.name, coalesce(stats.n_live_tup, 0), coalesce(stats.n_dead_tup, 0),
+       pg_table_size(pg_class.oid), pg_indexes_size(pg_class.oid),
+       extract(epoch FROM coalesce(%(now)s, now())
+                          - greatest(stats.last_vacuum, stats.last_autovacuum))::double precision,
+       coalesce(stats.vacuum_count, 0), coalesce(stats.autovacuum_count, 0)
+FROM unnest(%(tables)s::text[]) AS tables (name)
+JOIN pg_class ON pg_class.oid = to_regclass(tables.name)
+LEFT JOIN pg_stat_user_tables AS stats ON stats.relid = pg_class.oid
+ORDER BY tables.name;
+
+-- name: database_xmin_horizon
+-- What holds back vacuum in this database: no vacuum removes a row version deleted after the
+-- oldest xmin some holder still needs (the horizon). Returns how many transactions old the
+-- horizon is, the seconds since the oldest holder's transaction began (0: none seen), and
+-- whether this role may see when every session's transaction began.
+-- The holders, as vacuum counts them: the snapshot (backend_xmin) of a session of this
+-- database, or of none (a walsender relaying a standby's feedback); the transaction id
+-- (backend_xid) of a session of any database, which every snapshot taken here must respect;
+-- a replication slot's xmin (its catalog_xmin holds back the catalogs only); a prepared
+-- transaction. A running lazy vacuum holds back nothing (pg_stat_progress_vacuum lists it).
+-- pg_current_snapshot's xmin, the oldest transaction id still running, needs no privilege;
+-- nor do pg_stat_activity's backend_xid and backend_xmin, but it shows xact_start of other
+-- roles' sessions only to members of pg_read_all_stats (pg_monitor is one): without it, the
+-- seconds miss their transactions.
+WITH sessions AS (
+    SELECT greatest(age(backend_xid),
+                    CASE WHEN datname = current_database() OR datname IS NULL
+                         THEN age(backend_xmin) END) AS xids,
+           xact_start
+    FROM pg_stat_activity AS activity
+    WHERE pid <> pg_backend_pid()
+      AND NOT EXISTS (SELECT FROM pg_stat_progress_vacuum AS running
+                      WHERE running.pid = activity.pid)
+), holders (xids, started) AS (
+    SELECT xids, xact_start FROM sessions WHERE xids IS NOT NULL
+    UNION ALL
+    SELECT age(xmin), NULL FROM pg_replication_slots WHERE xmin IS NOT NULL
+    UNION ALL
+    SELECT age(transaction), prepared FROM pg_prepared_xacts
+)
+SELECT greatest(age(pg_snapshot_xmin(pg_current_snapshot())::xid), max(xids)),
+       greatest(extract(epoch FROM coalesce(%(now)s, now()) - min(started)), 0)::double precision,
+       pg_has_role('pg_read_all_stats', 'USAGE')
+FROM holders;
 
 -- name: advisory_lock_try
 -- For chores one process at a time should do (compacting counts, rescuing stale jobs): the
