@@ -115,10 +115,9 @@ async def test_a_worker_whose_claims_are_slow_still_runs_every_job(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Every claim counts as slow here: the worker claims after its last place, and its
-    full claims, every FULL_CLAIM_INTERVAL, find what lies before the place: a job put back
-    in line long ago and a job of a lower priority."""
-    monkeypatch.setattr(worker_module, "SLOW_CLAIM_SECONDS", 0.0)
+    """Every claim counts as slow here (``slow_claim=0``): the worker claims after its
+    last place, and its full claims, every FULL_CLAIM_INTERVAL, find what lies before the
+    place: a job put back in line long ago and a job of a lower priority."""
     monkeypatch.setattr(worker_module, "FULL_CLAIM_INTERVAL", 0.2)
 
     @jobqueue.handler("t", registry=registry)
@@ -126,7 +125,7 @@ async def test_a_worker_whose_claims_are_slow_still_runs_every_job(
         return None
 
     first = await queue.enqueue_jobs(jobqueue.NewJob("t") for _ in range(20))
-    run_worker(concurrency=4, poll_interval=5.0)
+    run_worker(concurrency=4, poll_interval=5.0, slow_claim=0.0)
     for job in first:
         await waiting.until_status(queue, job.id, "done")
     assert "claiming after the last claim's place" in caplog.text

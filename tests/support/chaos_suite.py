@@ -5,14 +5,17 @@ A private embedded PostgreSQL gets ``jobs`` (plain work, work that fails once, w
 always fails, work that snoozes once, and poisoned payloads written by raw SQL). Worker
 processes run them while a fault schedule, drawn from a seeded random generator, does one
 thing at a time: ``kill -9`` a worker, SIGTERM one, SIGTERM one twice, restart the
-database, or make the whole server read-only for a moment; or, as an operator would, cancel
+database, make the whole server read-only for a moment, or hold a REPEATABLE READ
+transaction open for a few seconds (vacuum held back); or, as an operator would, cancel
 a few pending and running jobs, or retry the failed ones and pause the queue for a moment
 (both through the web UI's API, a ``jobqueue ui`` process: each confirmed action must be in
 its audit trail, and a pause must always be undone); or enqueue jobs whose unique keys
 collide. Meanwhile every worker runs a periodic schedule ticking each second (with catch-up:
-no tick may be missed, none enqueued twice). A killed or stopped worker is replaced at
-once. When the faults end the workers are replaced by ones without the schedule (a graceful
-rollout), and the database is left alone until every job has ended.
+no tick may be missed, none enqueued twice), and every other worker claims after its last
+claim's place (``--slow-claim 0``: as workers whose claims turned slow do, with a full claim
+each second). A killed or stopped worker is replaced at once. When the faults end the
+workers are replaced by ones without the schedule (a graceful rollout), and the database
+is left alone until every job has ended.
 
 Each execution's start and end is appended by the handler to a file of its own process
 (``jobqueue_chaos_handlers``), then loaded into the ``chaos_executions`` table, where the
@@ -50,6 +53,7 @@ import waiting
 import jobqueue
 from cluster import children
 from jobqueue import embedded
+from jobqueue import settings as core_settings
 
 JOBQUEUE: typing.Final = str(pathlib.Path(sys.executable).with_name("jobqueue"))
 SUPPORT: typing.Final = str(pathlib.Path(__file__).parent)
@@ -63,6 +67,7 @@ FAULTS: typing.Final = (
     "retry",
     "unique",
     "pause",
+    "hold",
 )
 # How many pending or running jobs one "cancel" fault cancels.
 CANCELS_AT_ONCE: typing.Final = 12
@@ -320,6 +325,10 @@ class Chaos:
                     "0.5",
                     "--grace-timeout",
                     "1",
+                    # Every other worker claims after its last claim's place, as workers
+                    # whose claims turned slow do, with a full claim every second.
+                    "--slow-claim",
+                    "0" if self.started % 2 else str(core_settings.SLOW_CLAIM.default),
                     "--log-level",
                     "warning",
                 ],
@@ -359,6 +368,13 @@ class Chaos:
         elif kind == "restart":
             self.stop_server()
             self.start_server()
+        elif kind == "hold":
+            # An analytics query: a REPEATABLE READ snapshot held open, so that nothing
+            # claimed or finished meanwhile can be vacuumed (the fault lasts this long).
+            with self.admin() as conn, conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                conn.execute("SELECT count(*) FROM jobs")
+                time.sleep(self.random.uniform(1.0, 4.0))
         elif kind == "read_only":
             with self.admin() as conn:
                 conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")

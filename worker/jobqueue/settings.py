@@ -409,6 +409,18 @@ RESCUE_INTERVAL = Setting(
     maximum=DAY,
     zero="never",
 )
+SLOW_CLAIM = Setting(
+    "slow_claim",
+    "JOBQUEUE_SLOW_CLAIM",
+    Kind.DURATION,
+    "a claim slower than this (dead index entries: a long transaction holds vacuum back)"
+    " makes the worker claim after its last claim's place, with a full claim now and then,"
+    " until a full claim is fast again",
+    default=0.05,
+    minimum=0.001,
+    maximum=10.0,
+    zero="always",
+)
 MAX_BACKOFF = Setting(
     "max_backoff",
     "JOBQUEUE_MAX_BACKOFF",
@@ -501,6 +513,7 @@ CORE: typing.Final[tuple[Setting, ...]] = (
     JOB_TIMEOUT,
     STALE_THRESHOLD,
     RESCUE_INTERVAL,
+    SLOW_CLAIM,
     MAX_BACKOFF,
     STATS_INTERVAL,
     RETRY_DELAY,
@@ -563,6 +576,7 @@ WORKER_COMMAND: typing.Final = (
     JOB_TIMEOUT,
     STALE_THRESHOLD,
     RESCUE_INTERVAL,
+    SLOW_CLAIM,
     MAX_BACKOFF,
     STATS_INTERVAL,
     POOL_SIZE,

@@ -83,12 +83,11 @@ def _from_environment(setting: settings.Setting) -> typing.Any:
     return dataclasses.field(default_factory=setting.from_env, metadata={"setting": setting})
 
 
-# Claims slower than this put a worker into claiming after its last claim's place
-# (``Worker._claim``): a claim of a hundred jobs takes a few milliseconds, one that reads past
-# hundreds of thousands of dead index entries (vacuum held back by a long transaction) takes
-# tenths of a second. There, a full claim still runs now and then, taking at most this share
-# of the time, at most once a second; the place keeps this much of a margin before it.
-SLOW_CLAIM_SECONDS: typing.Final = 0.05
+# A worker whose claims are slow (``Claimer``; settings.SLOW_CLAIM: a claim of a hundred
+# jobs takes a few milliseconds, one that reads past hundreds of thousands of dead index
+# entries, vacuum held back by a long transaction, tenths of a second) claims after its last
+# claim's place. A full claim still runs now and then, taking at most this share of the
+# time, at most once a second; the place keeps this much of a margin before it.
 FULL_CLAIM_SHARE: typing.Final = 0.05
 FULL_CLAIM_INTERVAL: typing.Final = 1.0
 CLAIM_MARGIN: typing.Final = datetime.timedelta(seconds=1)
@@ -100,12 +99,13 @@ _FORGET_WITHIN: typing.Final = 2.0
 
 class Claimer:
     """How a worker claims its jobs. Normally with a full claim (``job_claim``). When one
-    takes longer than SLOW_CLAIM_SECONDS, the index it reads is full of dead entries at its
-    head (a long transaction holds vacuum back, or vacuum lags): then claims start at the
-    place of the last one (``job_claim_after``), and a full claim, which also finds what lies
-    before that place (a job put back in line, a lower priority, a transaction that committed
-    late), runs once its turn comes: after at least FULL_CLAIM_INTERVAL, and 1 /
-    FULL_CLAIM_SHARE times as long as the last one took. A fast full claim ends it."""
+    takes ``slow_claim`` seconds or longer (0: every one), the index it reads is full of
+    dead entries at its head (a long transaction holds vacuum back, or vacuum lags): then
+    claims start at the place of the last one (``job_claim_after``), and a full claim,
+    which also finds what lies before that place (a job put back in line, a lower
+    priority, a transaction that committed late), runs once its turn comes: after at least
+    FULL_CLAIM_INTERVAL, and 1 / FULL_CLAIM_SHARE times as long as the last one took. A
+    fast full claim ends it."""
 
     def __init__(
         self,
@@ -116,8 +116,12 @@ class Claimer:
         types_: collections.abc.Collection[str] | None,
         clock: Clock,
         job_factory: collections.abc.Callable[..., types.Job] = types.Job,
+        slow_claim: float | None = None,
     ) -> None:
         self.queue = queue
+        self.slow_claim = typing.cast(
+            float, settings.SLOW_CLAIM.default if slow_claim is None else slow_claim
+        )
         self.worker_id = worker_id
         self.queue_name = queue_name
         self.types = types_
@@ -145,7 +149,7 @@ class Claimer:
             self.after = place or self.after
             return jobs
         took = time.monotonic() - sent
-        if took < SLOW_CLAIM_SECONDS:
+        if took < self.slow_claim:
             if self.after is not None:
                 logger.info("[Worker] Claims are fast again (%.0f ms): full claims", took * 1000)
             self.after = None
@@ -206,6 +210,7 @@ class WorkerConfig:
     job_timeout: float | None = _from_environment(settings.JOB_TIMEOUT)
     stale_threshold: float = _from_environment(settings.STALE_THRESHOLD)
     rescue_interval: float = _from_environment(settings.RESCUE_INTERVAL)
+    slow_claim: float = _from_environment(settings.SLOW_CLAIM)
     max_backoff: float = _from_environment(settings.MAX_BACKOFF)
     stats_interval: float = _from_environment(settings.STATS_INTERVAL)
     pool_size: int | None = _from_environment(settings.POOL_SIZE)
@@ -357,6 +362,7 @@ class Worker:
             types_=self.types,
             clock=self.clock,
             job_factory=self._running_job,
+            slow_claim=self.config.slow_claim,
         )
 
     # --- state ----------------------------------------------------------------------------
