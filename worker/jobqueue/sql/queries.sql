@@ -275,10 +275,14 @@ WITH higher AS (
           SELECT FROM job_queues WHERE name = %(queue)s AND paused_at IS NOT NULL
       )
     ORDER BY run_at, id
-    LIMIT greatest(%(limit)s - (SELECT count(*) FROM higher), 0)
+    LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), ready AS (
-    SELECT ctid FROM higher UNION ALL SELECT ctid FROM level
+    -- Higher priorities first. A limit known when the statement is planned, in each branch:
+    -- one computed from the other branch's count leaves the planner guessing at how many
+    -- rows to read (it then sorted every pending job); the rows of this level locked past
+    -- the limit are let go when the statement ends, and left pending.
+    (SELECT ctid FROM higher UNION ALL SELECT ctid FROM level) LIMIT %(limit)s
 )
 UPDATE jobs
 SET status = 'running',
@@ -375,8 +379,10 @@ SET status = CASE WHEN jobs.cancel_requested_at IS NULL THEN 'done' ELSE 'cancel
     heartbeat_at = NULL,
     updated_at = coalesce(%(now)s, now())
 FROM unnest(%(ids)b::uuid[], %(results)s::text[]) AS batch (id, result)
--- (SELECT 'running'): read by id only, never through jobs_running_idx (see job_heartbeat).
-WHERE jobs.id = batch.id AND jobs.status = (SELECT 'running') AND jobs.locked_by = %(worker_id)s
+-- Not (SELECT 'running') as in job_heartbeat: here the InitPlan made draining three times
+-- slower (bench/worker.py, 2 x 100). A stale plan through jobs_running_idx is a plain index
+-- scan that marks the dead entries it meets, so the next one skips them.
+WHERE jobs.id = batch.id AND jobs.status = 'running' AND jobs.locked_by = %(worker_id)s
 RETURNING jobs.id;
 
 -- name: job_release

@@ -5,10 +5,10 @@
 -- that column, each heartbeat writes a new entry into every index of the table. Without it,
 -- and with room on the row's page (the fillfactor below), PostgreSQL keeps the new version on
 -- the same page and writes no index entry at all. The running set is small, so stale-lock
--- rescue reads a queue's running rows and checks their heartbeats there; locked_by in the
--- index lets "jobs per worker" (the operator's scale-down ranking) read the index alone.
+-- rescue reads a queue's running rows and checks their heartbeats there. locked_at, a
+-- claim's time, is set once: new entries go to the index's right edge, as they did before.
 DROP INDEX jobs_running_idx;
-CREATE INDEX jobs_running_idx ON jobs (queue, locked_by) WHERE status = 'running';
+CREATE INDEX jobs_running_idx ON jobs (queue, locked_at) WHERE status = 'running';
 
 -- Room on each page for a row's next versions, so heartbeats stay on their page; and
 -- vacuum soon and unthrottled. The defaults wait for a fifth of the table to be dead, which on
