@@ -140,3 +140,25 @@ async def test_a_worker_whose_claims_are_slow_still_runs_every_job(
     for job in later:
         done = await waiting.until_status(queue, job.id, "done")
         assert done.attempts == 1
+
+
+async def test_a_claim_after_a_place_that_finds_nothing_moves_the_place_on(
+    queue: jobqueue.Queue,
+) -> None:
+    """An idle worker claiming after its place would otherwise read, at every wake-up,
+    every entry claimed by others since its last job; what it moved past is the full
+    claim's to find."""
+    clock = [at(0)]
+    claimer = worker_module.Claimer(
+        queue, "w", queue_name="default", types_=None, clock=lambda: clock[0], slow_claim=0.0
+    )
+    assert await claimer.claim(10) == []  # full, and "slow": from now on after a place
+    assert claimer.after == (0, at(0) - worker_module.CLAIM_MARGIN)
+    clock[0] = at(60)
+    assert await claimer.claim(10) == []
+    assert claimer.after == (0, at(60) - worker_module.CLAIM_MARGIN)
+    behind = await queue.enqueue_job("t", None, run_at=at(30), now=at(30))
+    clock[0] = at(61)
+    assert await claimer.claim(10) == []  # before the place: not this claim's to find
+    claimer.full_claim_due = 0.0  # the full claim's turn
+    assert [job.id for job in await claimer.claim(10)] == [behind.id]

@@ -87,7 +87,9 @@ def _from_environment(setting: settings.Setting) -> typing.Any:
 # jobs takes a few milliseconds, one that reads past hundreds of thousands of dead index
 # entries, vacuum held back by a long transaction, tenths of a second) claims after its last
 # claim's place. A full claim still runs now and then, taking at most this share of the
-# time, at most once a second; the place keeps this much of a margin before it.
+# time, at most once a second; the place keeps this much of a margin before it (and after an
+# empty claim moves to the worker's clock less it: a clock further behind the database's than
+# that leaves new jobs to the full claims).
 FULL_CLAIM_SHARE: typing.Final = 0.05
 FULL_CLAIM_INTERVAL: typing.Final = 1.0
 CLAIM_MARGIN: typing.Final = datetime.timedelta(seconds=1)
@@ -146,7 +148,9 @@ class Claimer:
         )
         place = _place_of(jobs)
         if not full:
-            self.after = place or self.after
+            # Nothing of this priority from the place on was ready: what comes later is due
+            # from now on, so the next claim need not read again what this one read past.
+            self.after = place or self._moved_on(self.after)
             return jobs
         took = time.monotonic() - sent
         if took < self.slow_claim:
@@ -168,6 +172,15 @@ class Claimer:
         now = self.clock() or datetime.datetime.now(datetime.UTC)
         self.after = place or (0, now - CLAIM_MARGIN)
         return jobs
+
+    def _moved_on(
+        self, after: tuple[int, datetime.datetime] | None
+    ) -> tuple[int, datetime.datetime] | None:
+        """``after`` moved up to now less CLAIM_MARGIN at its priority (never back)."""
+        if after is None:
+            return None
+        now = self.clock() or datetime.datetime.now(datetime.UTC)
+        return after[0], max(after[1], now - CLAIM_MARGIN)
 
     def full_claim_in(self) -> float | None:
         """While claims start at a place: the seconds until the next full claim is due."""
