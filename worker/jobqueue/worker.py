@@ -88,7 +88,7 @@ def _from_environment(setting: settings.Setting) -> typing.Any:
 # entries, vacuum held back by a long transaction, tenths of a second) claims after its last
 # claim's place. A full claim still runs now and then, taking at most this share of the
 # time, at most once a second; the place keeps this much of a margin before it (and after an
-# empty claim moves to the worker's clock less it: a clock further behind the database's than
+# empty claim moves to the worker's clock less it: a clock further ahead of the database's than
 # that leaves new jobs to the full claims).
 FULL_CLAIM_SHARE: typing.Final = 0.05
 FULL_CLAIM_INTERVAL: typing.Final = 1.0
