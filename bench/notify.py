@@ -103,7 +103,6 @@ PICKUP_TIMEOUT_SECONDS: typing.Final = 10.0
 DRAIN_TIMEOUT_SECONDS: typing.Final = 120.0
 PROBE_CONCURRENCY: typing.Final = 8
 DRAIN_CONCURRENCY: typing.Final = 32
-DISTURBED_SHARE: typing.Final = 0.10
 CONNECTIONS_SPARE: typing.Final = 20  # the benchmark's own, the worker's, superusers'
 SERVER_SETTINGS: typing.Final = (
     "server_version",
@@ -526,14 +525,14 @@ class Bench:
             probing = group.create_task(probe.run(variant, self.seconds)) if probe else None
             try:
                 results = [json.loads(await read_result(child.process)) for child in children]
+                # counted as the producers stop, before the probe has seen its last pickup
+                backlog = await _common.count(self.conn, UNFINISHED) if drain else None
             finally:
                 stop.set()
         lock_waiters, wal_waiters = sampling.result()
         after_commit, from_start = probing.result() if probing else ([], [])
         await meter.stop(self.conn)
-        backlog = None
         if drain:
-            backlog = await _common.count(self.conn, UNFINISHED)
             await self.wait_drained(probe.workers if probe else [])
         latencies = [value for result in results for value in result["latencies_ms"]]
         jobs = sum(int(result["jobs"]) for result in results)
@@ -723,16 +722,6 @@ def report_json(args: argparse.Namespace, server: str, outcome: dict[str, typing
     )
 
 
-def _cell(value: float | None, width: int, spec: str) -> str:
-    return f"{'-':>{width}}" if value is None else f"{value:>{width}{spec}}"
-
-
-def _other(share: float | None) -> str:
-    if share is None:
-        return f"{'-':>6}"
-    return f"{share * 100:>5.0f}%" + ("!" if share > DISTURBED_SHARE else " ")
-
-
 def report_table(args: argparse.Namespace, server: str, outcome: dict[str, typing.Any]) -> str:
     facts = outcome["facts"]
     before, after = outcome["load_before"], outcome["load_after"]
@@ -776,17 +765,17 @@ def throughput_table(args: argparse.Namespace, measured: list[Measurement]) -> l
             ratio = None if base is None or rate is None else rate / base
             lines.append(
                 f"{producers:>4} {key:>3}  "
-                + _cell(rate, 8, ",.0f")
-                + _cell(ratio, 6, ".2f")
-                + _cell(row["p50_ms"], 8, ".2f")
-                + _cell(row["p99_ms"], 8, ".2f")
-                + _cell(row["lock_waiters"], 11, ".1f")
-                + _cell(row["wal_waiters"], 10, ".1f")
-                + _cell(row["notifies_per_job"], 12, ".2f")
-                + _cell(row["client_cpu_us"], 11, ",.0f")
-                + _cell(row["server_cpu_us"], 7, ",.0f")
-                + "  "
-                + _other(row["other_share"])
+                + worker._cell(rate, 8, ",.0f")
+                + worker._cell(ratio, 6, ".2f")
+                + worker._cell(row["p50_ms"], 8, ".2f")
+                + worker._cell(row["p99_ms"], 8, ".2f")
+                + worker._cell(row["lock_waiters"], 11, ".1f")
+                + worker._cell(row["wal_waiters"], 10, ".1f")
+                + worker._cell(row["notifies_per_job"], 12, ".2f")
+                + worker._cell(row["client_cpu_us"], 11, ",.0f")
+                + worker._cell(row["server_cpu_us"], 7, ",.0f")
+                + "   "
+                + worker._other(row["other_share"])
             )
     lines += [
         "p50/p99: the enqueue call, its commit included (d: and its pg_notify call)",
@@ -816,14 +805,14 @@ def pickup_table(args: argparse.Namespace, measured: list[Measurement]) -> list[
         after_commit, from_start = item.pickup_after_commit_ms, item.pickup_from_start_ms
         lines.append(
             f"{item.producers:>4} {item.variant:>3}  {len(after_commit):>6}"
-            + _cell(_common.percentile(after_commit, 0.5), 16, ".2f")
-            + _cell(_common.percentile(after_commit, 0.99), 7, ".2f")
-            + _cell(max(after_commit), 7, ".2f")
-            + _cell(_common.percentile(from_start, 0.5), 16, ".2f")
-            + _cell(_common.percentile(from_start, 0.99), 7, ".2f")
-            + _cell(item.jobs_per_second, 14, ",.0f")
-            + "  "
-            + _other(item.other_share)
+            + worker._cell(_common.percentile(after_commit, 0.5), 16, ".2f")
+            + worker._cell(_common.percentile(after_commit, 0.99), 7, ".2f")
+            + worker._cell(max(after_commit), 7, ".2f")
+            + worker._cell(_common.percentile(from_start, 0.5), 16, ".2f")
+            + worker._cell(_common.percentile(from_start, 0.99), 7, ".2f")
+            + worker._cell(item.jobs_per_second, 14, ",.0f")
+            + "   "
+            + worker._other(item.other_share)
             + ("" if item.backlog is None else f"{item.backlog:>9,}")
         )
     lines.append(
