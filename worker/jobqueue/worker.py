@@ -66,6 +66,11 @@ def _database_clock() -> None:
     return None
 
 
+def _time_by(clock: Clock) -> datetime.datetime:
+    """The time ``clock`` gives, or this machine's when it leaves it to the database."""
+    return clock() or datetime.datetime.now(datetime.UTC)
+
+
 _CANCELLED_WHILE_RUNNING: typing.Final = "cancelled while running"
 
 
@@ -169,7 +174,7 @@ class Claimer:
             )
         self.full_claim_due = time.monotonic() + every
         # Nothing claimed: from now on, at the default priority.
-        now = self.clock() or datetime.datetime.now(datetime.UTC)
+        now = _time_by(self.clock)
         self.after = place or (0, now - CLAIM_MARGIN)
         return jobs
 
@@ -179,7 +184,7 @@ class Claimer:
         """``after`` moved up to now less CLAIM_MARGIN at its priority (never back)."""
         if after is None:
             return None
-        now = self.clock() or datetime.datetime.now(datetime.UTC)
+        now = _time_by(self.clock)
         return after[0], max(after[1], now - CLAIM_MARGIN)
 
     def full_claim_in(self) -> float | None:
@@ -651,7 +656,7 @@ class Worker:
                 await self._wakeup.wait()
 
     def _now(self) -> datetime.datetime:
-        return self.clock() or datetime.datetime.now(datetime.UTC)
+        return _time_by(self.clock)
 
     def _database_error(self, operation: str, error: BaseException) -> None:
         self.last_claim_ok = self.last_claim_ok and operation != "claim"
