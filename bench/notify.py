@@ -2,20 +2,26 @@
 """Does the wake-up NOTIFY serialise the commits of single enqueues? (issue 24, part 5)
 
 Every statement that leaves jobs pending fires ``jobs_record_change`` (migration 0008),
-which calls ``pg_notify('jobqueue_ready', queue)`` once per queue. At commit PostgreSQL
+which calls ``pg_notify('jobqueue_ready', queue)`` once per queue (since migration 0010,
+unless the statement is a producer's own enqueue, whose producer notifies after the
+commit). At commit PostgreSQL
 queues a transaction's notifications under one heavyweight lock for the whole server
 (``PreCommit_Notify``: "database 0", access exclusive), held until the transaction has
 ended, so across the commit record's flush: notifying committers cannot share an fsync.
 
 Producers are ``Queue.enqueue_job`` calls of a no-op job, each its own transaction, one
 after another, as an application does: ``--producers`` (1, 8 and 32) asyncio tasks at
-once, each with a ``Queue`` of its own (so each always uses its kept connection), spread
+once, each with a ``Queue`` of its own (so each always uses its own connection), spread
 over ``--processes`` (2) producer processes (one Python process alone would be the limit:
 the question is the database's side). Each measurement runs them for ``--seconds`` (2) and
 reports jobs/s and the enqueue call's latency (its commit included) p50/p99, for these
 variants of the same scratch database, switched between measurements:
 
-- ``a``: the schema as shipped: the trigger notifies, per statement;
+- ``s``: as shipped (migration 0010): the producer's own enqueue is quiet in the trigger
+  and the producer sends the notification after the commit, coalesced (variant ``e``
+  made part of ``Queue``); every other variant enqueues in an application's transaction
+  (``conn=``, an autocommit connection of its own), where the trigger notifies;
+- ``a``: the trigger notifies, per statement: single enqueues before migration 0010;
 - ``b``: no NOTIFY at all: ``jobs_record_change`` made again from the migration's own text
   (read from the migration file at run time, not copied here) with the ``pg_notify`` loop
   cut out; what any change to the NOTIFY could gain at most;
@@ -27,7 +33,7 @@ variants of the same scratch database, switched between measurements:
   connection, one per job. That transaction writes no WAL, so its commit does not wait for
   a flush: the lock is held for microseconds. Correct by construction: the job is visible
   before the notification is sent;
-- ``e`` (prototype): as ``d``, but coalesced per producer process: one notifier task
+- ``e`` (the prototype of ``s``): as ``d``, but coalesced per producer process: one notifier task
   sends the next ``pg_notify`` as soon as the last one is done whenever a commit has
   finished since that one started; a job's commit is always followed by a notification
   that started after it.
@@ -157,7 +163,7 @@ class Variant:
     key: str
     label: str
     schema: typing.Literal["shipped", "quiet", "at_commit"]
-    notify: typing.Literal["none", "after", "coalesced"]
+    notify: typing.Literal["none", "after", "coalesced", "producer"]
 
     @property
     def wakes_workers(self) -> bool:
@@ -167,7 +173,8 @@ class Variant:
 VARIANTS: typing.Final = {
     variant.key: variant
     for variant in (
-        Variant("a", "as shipped: trigger NOTIFY per statement", "shipped", "none"),
+        Variant("s", "as shipped: the producer's coalesced wake-up", "shipped", "producer"),
+        Variant("a", "trigger NOTIFY per statement (before 0010)", "shipped", "none"),
         Variant("b", "no NOTIFY", "quiet", "none"),
         Variant("c", "NOTIFY once per transaction, at commit", "at_commit", "none"),
         Variant("d", "NOTIFY after the commit, per job", "quiet", "after"),
@@ -260,11 +267,13 @@ class Coalescer:
 
 @dataclasses.dataclass(slots=True)
 class Enqueuer:
-    """One producer: a ``Queue`` of its own (its single enqueues always use the kept
-    connection) and, for variant d, a connection for the notifications after the commit."""
+    """One producer: its process's ``Queue`` (variant s: shared as an application's tasks
+    share one, its pool as large as they are many, its wake-ups coalesced across them) and
+    a connection of its own the other variants enqueue on (``conn=``: the trigger notifies
+    unless the variant's schema cut that out) and variant d notifies on after the commit."""
 
     queue: queue_module.Queue
-    notify_conn: Connection
+    conn: Connection
     coalescer: Coalescer
     queue_name: str
     notifies: int = 0
@@ -272,9 +281,12 @@ class Enqueuer:
     async def enqueue(
         self, variant: Variant, type_name: str = NOOP, payload: typing.Any = None
     ) -> None:
-        await self.queue.enqueue_job(type_name, payload, queue=self.queue_name)
+        if variant.notify == "producer":
+            await self.queue.enqueue_job(type_name, payload, queue=self.queue_name)
+            return
+        await self.queue.enqueue_job(type_name, payload, queue=self.queue_name, conn=self.conn)
         if variant.notify == "after":
-            await self.notify_conn.execute(NOTIFY, [self.queue_name], prepare=True)
+            await self.conn.execute(NOTIFY, [self.queue_name], prepare=True)
             self.notifies += 1
         elif variant.notify == "coalesced":
             self.coalescer.poke()
@@ -288,17 +300,22 @@ async def enqueuers(
     every statement past psycopg's prepare threshold."""
     async with contextlib.AsyncExitStack() as stack:
         coalescer = Coalescer(await stack.enter_async_context(await db.connect(url)), queue_name)
+        # Its own enqueues: one on the kept connection and the others' leases at once, and
+        # the wake-up's lease.
+        pool = db.make_pool(url, min_size=count + 2, max_size=count + 2)
+        await pool.open(wait=True)
+        stack.push_async_callback(pool.close)
+        queue = await stack.enter_async_context(queue_module.Queue(pool=pool))
         made = []
         for _ in range(count):
-            queue = await stack.enter_async_context(queue_module.Queue(url, pool_max_size=2))
             conn = await stack.enter_async_context(await db.connect(url))
             made.append(Enqueuer(queue, conn, coalescer, queue_name))
         notifier = asyncio.create_task(coalescer.run())
         try:
             for _ in range(WARM_UP_CALLS):
-                for enqueuer in made:
-                    await enqueuer.enqueue(VARIANTS["d"])
-                    coalescer.poke()
+                await asyncio.gather(*(enqueuer.enqueue(VARIANTS["d"]) for enqueuer in made))
+                await asyncio.gather(*(enqueuer.enqueue(VARIANTS["s"]) for enqueuer in made))
+                coalescer.poke()
             yield made, coalescer
         finally:
             notifier.cancel()
@@ -313,7 +330,12 @@ async def produce(
     time from the start to the last one's end, each call's milliseconds."""
     latencies: list[float] = []
     ends: list[float] = []
-    sent_before = coalescer.sent + sum(producer.notifies for producer in producers)
+
+    def sent() -> int:
+        wake_ups = producers[0].queue._wake_ups.sent  # the process's one Queue
+        return coalescer.sent + wake_ups + sum(producer.notifies for producer in producers)
+
+    sent_before = sent()
     started = time.monotonic()
     deadline = started + seconds
 
@@ -325,12 +347,12 @@ async def produce(
         ends.append(time.monotonic())
 
     await asyncio.gather(*(one(producer) for producer in producers))
-    sent = coalescer.sent + sum(producer.notifies for producer in producers) - sent_before
+    notifies = sent() - sent_before
     return {
         "jobs": len(latencies),
         "elapsed": max(ends) - started,
         "latencies_ms": latencies,
-        "notifies": sent,
+        "notifies": notifies,
     }
 
 
@@ -645,7 +667,7 @@ async def run(args: argparse.Namespace, server_url: str) -> dict[str, typing.Any
             await check_shipped(conn, texts)
             await conn.execute(AT_COMMIT_FUNCTION)
             facts = await _common.server_settings(conn, SERVER_SETTINGS)
-            needed = 2 * max(args.producers) + CONNECTIONS_SPARE
+            needed = 2 * max(args.producers) + 3 * args.processes + CONNECTIONS_SPARE
             if int(facts["max_connections"]) < needed:
                 raise SystemExit(
                     f"max_connections is {facts['max_connections']}; {needed} are needed"
@@ -842,8 +864,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--variants",
         nargs="+",
         choices=sorted(VARIANTS),
-        default=sorted(VARIANTS),
-        help="a shipped, b no NOTIFY, c at commit, d after commit, e after commit coalesced",
+        default=list(VARIANTS),
+        help="s shipped (the producer wakes), a trigger per statement, b no NOTIFY, c at commit,"
+        " d after commit, e after commit coalesced",
     )
     parser.add_argument("--seconds", type=float, default=2.0, help="a measurement's length")
     parser.add_argument(

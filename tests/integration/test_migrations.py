@@ -219,5 +219,6 @@ async def test_a_history_from_before_components_is_adopted(empty_database_url: s
             "0007_job_schedules",
             "0008_operating_queues",
             "0009_vacuum_friendly",
+            "0010_producer_wake_ups",
         ]
         assert await migrations.verify(conn) == []

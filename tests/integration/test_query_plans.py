@@ -116,6 +116,7 @@ async def plan_of(conn: psycopg.AsyncConnection[typing.Any], name: str, params: 
                 "unique_keys": ["k"],
                 "unique_fors": [None],
                 "now": None,
+                "wake_up": "producer",
             },
             "jobs_unique_idx",
         ),

@@ -8,6 +8,7 @@ only enqueues needs nothing more; ``jobqueue.Queue`` adds the worker's claim/fin
 
 from __future__ import annotations
 
+import asyncio
 import collections.abc
 import datetime
 import logging
@@ -43,6 +44,15 @@ _CANNOT_WRITE: typing.Final = (
 
 # How often an enqueue with a unique key looks again for a holder that appeared and vanished.
 _UNIQUE_TRIES: typing.Final = 5
+
+# Who wakes the workers for an enqueue's jobs (migration 0010): the trigger at the commit of
+# an enqueue in the application's transaction, the producer after its own statement commits.
+_WAKE_UP_AT_COMMIT: typing.Final = "commit"
+_WAKE_UP_BY_PRODUCER: typing.Final = "producer"
+
+
+def _wake_up_by(conn: psycopg.AsyncConnection[typing.Any] | None) -> str:
+    return _WAKE_UP_AT_COMMIT if conn is not None else _WAKE_UP_BY_PRODUCER
 
 
 def _duplicate(job: types.Job) -> types.DuplicateJob:
@@ -257,6 +267,56 @@ async def _send(copy: psycopg.AsyncCopy, lines: list[str]) -> None:
         lines.clear()
 
 
+class _WakeUps:
+    """The notifications that wake the workers of the queues this producer's enqueues made
+    jobs ready in, sent after those enqueues committed (migration 0010) rather than by the
+    trigger at their commit, where every notifying commit in the server waits its turn for
+    one lock across its flush. One notification at a time, for every queue enqueued into
+    since the last one started: under load one wakes the workers for many commits, and a
+    commit is always followed by a notification that started after it, when its job was
+    visible. A failed one is logged and the workers find the jobs at their next poll: the
+    jobs are committed whatever happens here."""
+
+    __slots__ = ("_pool", "_queues", "_sending", "sent")
+
+    def __init__(self, pool: statements.Pool) -> None:
+        self._pool = pool
+        self._queues: set[str] = set()
+        self._sending: asyncio.Task[None] | None = None
+        self.sent = 0  # notifying statements, for the benchmarks
+
+    def after_commit(self, queues: collections.abc.Iterable[str]) -> None:
+        """Jobs of ``queues`` have committed: wake their workers, soon."""
+        self._queues.update(queues)
+        if self._sending is None:
+            self._sending = asyncio.get_running_loop().create_task(self._send())
+
+    async def _send(self) -> None:
+        try:
+            # What arrives while one is sent goes in the next one; a poke finds the task
+            # either before this test (and is sent) or finished (and starts another).
+            while self._queues:
+                queues, self._queues = sorted(self._queues), set()
+                try:
+                    await statements.rows(self._pool, "queue_wake_up", {"queues": queues})
+                    self.sent += 1
+                except psycopg.Error as error:
+                    logger.warning(
+                        "[Queue] Could not wake the workers of %s (they find the jobs at their"
+                        " next poll): %s",
+                        ", ".join(queues),
+                        str(error).strip(),
+                    )
+        finally:
+            self._sending = None
+
+    async def flush(self) -> None:
+        """Wait until the notifications for the enqueues so far are sent."""
+        sending = self._sending
+        if sending is not None:
+            await asyncio.shield(sending)
+
+
 class Producer:
     """The producer API over one database. Use as ``async with Producer(url) as queue: ...``,
     or call ``open()``/``close()``. ``queue`` is the default queue name for enqueue and claim;
@@ -297,6 +357,7 @@ class Producer:
         )
         # Single enqueues, one after another, keep a connection (see ``enqueue_job``).
         self._kept = db.KeptConnection(self.pool)
+        self._wake_ups = _WakeUps(self.pool)
 
     async def open(self) -> typing.Self:
         if self._owns_pool:
@@ -311,6 +372,7 @@ class Producer:
         return self
 
     async def close(self) -> None:
+        await self._wake_ups.flush()  # the last enqueues' workers woken before the pool goes
         await self._kept.release()  # a shared pool gets it back too
         if self._owns_pool:
             await self.pool.close()
@@ -355,8 +417,10 @@ class Producer:
                 logger.info("[Queue] Enqueued job %s (type: %s)", job.id, job.type)
             return job
         query = sql.query("job_insert")
+        params["wake_up"] = _wake_up_by(conn)
         if conn is None:
             row = await self._kept.fetchone(query, params)
+            self._wake_ups.after_commit((params["queue"],))
         else:
             row = await db.fetchone_plainly(conn, query, params)
         assert row is not None  # an INSERT ... RETURNING of one row
@@ -408,6 +472,7 @@ class Producer:
             return in_order
         params: dict[str, typing.Any] = self._columns(checked, ids)
         params["now"] = checks.check_time(now, "now")
+        params["wake_up"] = _wake_up_by(conn)
         rows = await statements.jobs(
             self.pool,
             "job_insert_many",
@@ -415,6 +480,8 @@ class Producer:
             conn,
             times_in_range=True,  # its times are checked ones or now()
         )
+        if conn is None:
+            self._wake_ups.after_commit(params["queues"])
         stored = {job.id: job for job in rows}
         in_order = [stored[job_id] for job_id in ids]
         for job in in_order:
@@ -456,7 +523,10 @@ class Producer:
                 name: [values[index] for index in todo] for name, values in columns.items()
             }
             params["now"] = checked_now
+            params["wake_up"] = _wake_up_by(conn)
             rows = await statements.jobs(self.pool, "job_insert_many_unique", params, conn)
+            if conn is None:
+                self._wake_ups.after_commit(params["queues"])
             by_id = {job.id: job for job in rows}
             # Who holds each key (with its scope): added now, or before.
             holders = {(job.unique_key, job.unique_period_start is None): job for job in rows}

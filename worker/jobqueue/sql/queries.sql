@@ -5,28 +5,32 @@
 -- name: job_insert
 -- Returns what the caller cannot know: the rest of the row is what it sent, the defaults
 -- (status pending, attempts 0) and the clock (created_at; updated_at, and run_at when
--- neither it nor now is given, are the same now()).
+-- neither it nor now is given, are the same now()). %(wake_up)s: who wakes the workers,
+-- 'commit' (the trigger's notification, at commit) or 'producer' (after it; migration 0010),
+-- for the rest of the transaction; the setting is made before the trigger reads it, at the
+-- statement's end.
 INSERT INTO jobs (id, type, payload, run_at, max_attempts, queue, priority)
-VALUES (
-    %(id)s,
-    %(type)s,
-    %(payload)s::jsonb,
-    coalesce(%(run_at)s, %(now)s, now()),
-    coalesce(%(max_attempts)s, 3),
-    %(queue)s,
-    %(priority)s
-)
+SELECT %(id)s::uuid,
+       %(type)s::text,
+       %(payload)s::jsonb,
+       coalesce(%(run_at)s::timestamptz, %(now)s::timestamptz, now()),
+       coalesce(%(max_attempts)s::integer, 3),
+       %(queue)s::text,
+       %(priority)s::integer
+FROM (SELECT set_config('jobqueue.wake_up', %(wake_up)s, true)) AS wake_up
 RETURNING max_attempts, created_at;
 
 -- name: job_insert_many
 -- One statement for a whole batch: each parameter is an array, one element a job.
+-- %(wake_up)s as for job_insert.
 INSERT INTO jobs (id, type, payload, run_at, max_attempts, queue, priority)
 SELECT id, type, payload::jsonb, coalesce(run_at, %(now)s, now()), coalesce(max_attempts, 3),
        queue, priority
 FROM unnest(
     %(ids)b::uuid[], %(types)s::text[], %(payloads)s::text[], %(run_ats)s::timestamptz[],
     %(max_attempts)s::integer[], %(queues)s::text[], %(priorities)s::integer[]
-) AS batch (id, type, payload, run_at, max_attempts, queue, priority)
+) AS batch (id, type, payload, run_at, max_attempts, queue, priority),
+     (SELECT set_config('jobqueue.wake_up', %(wake_up)s, true)) AS wake_up
 RETURNING *;
 
 -- name: job_insert_many_unique
@@ -34,7 +38,7 @@ RETURNING *;
 -- those whose key is held are skipped, and the jobs holding their keys come back with the
 -- inserted ones; the holders are found through jobs_unique_idx, in its own terms. (A key
 -- held by a job of the same batch, or by an insert not yet committed, comes back with
--- neither: the caller looks again.)
+-- neither: the caller looks again.) %(wake_up)s as for job_insert.
 WITH batch AS (
     SELECT id, type, payload, run_at, max_attempts, queue, priority, unique_key,
            to_timestamp(floor(extract(epoch FROM coalesce(%(now)s, now())) / unique_for)
@@ -44,7 +48,8 @@ WITH batch AS (
         %(max_attempts)s::integer[], %(queues)s::text[], %(priorities)s::integer[],
         %(unique_keys)s::text[], %(unique_fors)s::double precision[]
     ) AS given (id, type, payload, run_at, max_attempts, queue, priority, unique_key,
-                unique_for)
+                unique_for),
+         (SELECT set_config('jobqueue.wake_up', %(wake_up)s, true)) AS wake_up
 ), inserted AS (
     INSERT INTO jobs (id, type, payload, run_at, max_attempts, queue, priority, unique_key,
                       unique_period_start)
@@ -180,7 +185,7 @@ SET status = 'pending',
     updated_at = coalesce(%(now)s, now())
 WHERE jobs.id = ANY (ARRAY(SELECT id FROM target))
   AND jobs.status IN ('failed', 'cancelled')
-RETURNING jobs.*;
+RETURNING *;
 
 -- name: job_delete
 -- Deletes up to %(limit)s finished (done, failed, cancelled) jobs the filter names; pending
@@ -437,6 +442,12 @@ WITH resumed AS (
     RETURNING name
 )
 SELECT pg_notify('jobqueue_ready', name) FROM resumed;
+
+-- name: queue_wake_up
+-- The workers of these queues woken after a producer's enqueues into them have committed
+-- (migration 0010): a transaction that writes nothing, so it holds the notifications' lock
+-- for no flush.
+SELECT count(pg_notify('jobqueue_ready', name)) FROM unnest(%(queues)s::text[]) AS name;
 
 -- name: queue_paused_list
 -- The paused queues (all, or %(queue)s), with when each was paused.
