@@ -4,18 +4,19 @@ ran, ran to an end, and never ran twice at once.
 A private embedded PostgreSQL gets ``jobs`` (plain work, work that fails once, work that
 always fails, work that snoozes once, and poisoned payloads written by raw SQL). Worker
 processes run them while a fault schedule, drawn from a seeded random generator, does one
-thing at a time: ``kill -9`` a worker, SIGTERM one, SIGTERM one twice, restart the
-database, make the whole server read-only for a moment, or hold a REPEATABLE READ
-transaction open for a few seconds (vacuum held back); or, as an operator would, cancel
-a few pending and running jobs, or retry the failed ones and pause the queue for a moment
-(both through the web UI's API, a ``jobqueue ui`` process: each confirmed action must be in
-its audit trail, and a pause must always be undone); or enqueue jobs whose unique keys
-collide. Meanwhile every worker runs a periodic schedule ticking each second (with catch-up:
-no tick may be missed, none enqueued twice), and every other worker claims after its last
-claim's place (``--slow-claim 0``: as workers whose claims turned slow do, with a full claim
-each second). A killed or stopped worker is replaced at once. When the faults end the
-workers are replaced by ones without the schedule (a graceful rollout), and the database
-is left alone until every job has ended.
+thing at a time: ``kill -9`` a worker, SIGTERM one, SIGTERM one twice, restart the database,
+make the whole server read-only for a moment, or hold a REPEATABLE READ transaction open for
+a few seconds (vacuum held back); or, as an operator would, cancel a few pending and running
+jobs, or retry the failed ones and pause the queue for a moment (both through the web UI's
+API, a ``jobqueue ui`` process: each confirmed action must be in its audit trail, and a
+pause must always be undone); or, as producers would, enqueue jobs whose unique keys collide
+and single jobs from a few threads at once (each woken by the producer after its commit).
+Meanwhile every worker runs a periodic schedule ticking each second (with catch-up: no tick
+may be missed, none enqueued twice), and every other worker claims after its last claim's
+place (``--slow-claim 0``: as workers whose claims turned slow do, with a full claim each
+second). A killed or stopped worker is replaced at once. When the faults end the workers are
+replaced by ones without the schedule (a graceful rollout), and the database is left alone
+until every job has ended.
 
 Each execution's start and end is appended by the handler to a file of its own process
 (``jobqueue_chaos_handlers``), then loaded into the ``chaos_executions`` table, where the
@@ -30,6 +31,7 @@ chaos``) runs the long form and prints the figures.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import json
@@ -65,14 +67,17 @@ FAULTS: typing.Final = (
     "read_only",
     "cancel",
     "retry",
-    "unique",
+    "produce",
     "pause",
     "hold",
 )
 # How many pending or running jobs one "cancel" fault cancels.
 CANCELS_AT_ONCE: typing.Final = 12
-# The "unique" fault's keys are held for a day: longer than any run.
+# The "produce" fault's unique keys are held for a day: longer than any run.
 UNIQUE_FOR: typing.Final = 86_400.0
+# Its single enqueues: threads at once, jobs each.
+PRODUCERS: typing.Final = 4
+SINGLES_EACH: typing.Final = 5
 # The schedule every worker runs during the faults (``jobqueue_chaos_handlers``): a tick a
 # second, and enough catch-up that a database outage misses none.
 SCHEDULE_ENV: typing.Final = "CHAOS_SCHEDULE"
@@ -349,7 +354,7 @@ class Chaos:
 
     def fault(self, kind: str) -> None:
         self.faults[kind] += 1
-        if kind in ("cancel", "retry", "unique"):
+        if kind in ("cancel", "retry", "produce"):
             self.operate(kind)
             return
         if kind == "pause":
@@ -389,9 +394,20 @@ class Chaos:
     def operate(self, kind: str) -> None:
         """What an operator does meanwhile: cancel a few pending and running jobs, or put
         the failed ones back to run again; or what producers do: enqueue jobs whose unique
-        keys collide (held for the whole run: one job each, however often enqueued)."""
-        with jobqueue.SyncQueue(self.url, pool_max_size=2) as queue:
-            if kind == "unique":
+        keys collide (held for the whole run: one job each, however often enqueued), and
+        single jobs from a few threads at once, each woken by the producer after its commit
+        (coalesced), the last ones as the producer closes."""
+        with jobqueue.SyncQueue(self.url, pool_max_size=PRODUCERS + 2) as queue:
+            if kind == "produce":
+                with concurrent.futures.ThreadPoolExecutor(PRODUCERS) as producers:
+                    list(
+                        producers.map(
+                            lambda _: queue.enqueue_job(
+                                "chaos.work", {"ms": self.settings.work_ms}
+                            ),
+                            range(PRODUCERS * SINGLES_EACH),
+                        )
+                    )
                 self.unique_rounds += 1
                 keys = [f"chaos-{self.unique_rounds}-{n}" for n in range(5)]
                 for _ in range(2):

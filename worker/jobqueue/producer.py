@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import contextlib
 import datetime
 import logging
 import os
@@ -45,14 +46,10 @@ _CANNOT_WRITE: typing.Final = (
 # How often an enqueue with a unique key looks again for a holder that appeared and vanished.
 _UNIQUE_TRIES: typing.Final = 5
 
-# Who wakes the workers for an enqueue's jobs (migration 0010): the trigger at the commit of
-# an enqueue in the application's transaction, the producer after its own statement commits.
+# Who wakes the workers for an enqueue's jobs (migration 0010): the trigger at the commit, or
+# the producer after it (``_WakeUps``).
 _WAKE_UP_AT_COMMIT: typing.Final = "commit"
 _WAKE_UP_BY_PRODUCER: typing.Final = "producer"
-
-
-def _wake_up_by(conn: psycopg.AsyncConnection[typing.Any] | None) -> str:
-    return _WAKE_UP_AT_COMMIT if conn is not None else _WAKE_UP_BY_PRODUCER
 
 
 def _duplicate(job: types.Job) -> types.DuplicateJob:
@@ -268,22 +265,46 @@ async def _send(copy: psycopg.AsyncCopy, lines: list[str]) -> None:
 
 
 class _WakeUps:
-    """The notifications that wake the workers of the queues this producer's enqueues made
-    jobs ready in, sent after those enqueues committed (migration 0010) rather than by the
-    trigger at their commit, where every notifying commit in the server waits its turn for
-    one lock across its flush. One notification at a time, for every queue enqueued into
-    since the last one started: under load one wakes the workers for many commits, and a
-    commit is always followed by a notification that started after it, when its job was
-    visible. A failed one is logged and the workers find the jobs at their next poll: the
+    """Who wakes the workers for this producer's enqueues (migration 0010). At its commit
+    the trigger's notification waits its turn for one lock of the whole server, held across
+    the flush: notifying commits cannot share a flush. So while this producer has other
+    enqueues or a notification in flight, an enqueue leaves it to the producer, which sends
+    it after the commit, one at a time, for every queue enqueued into since the last one
+    started: under load one wakes the workers for many commits, and a commit is always
+    followed by a notification that started after it, when its job was visible. An enqueue
+    alone lets the trigger notify: nothing shares its flush, and it costs no statement more.
+    A failed notification is logged and the workers find the jobs at their next poll: the
     jobs are committed whatever happens here."""
 
-    __slots__ = ("_pool", "_queues", "_sending", "sent")
+    __slots__ = ("_in_flight", "_pool", "_queues", "_sending", "sent")
 
     def __init__(self, pool: statements.Pool) -> None:
         self._pool = pool
+        self._in_flight = 0  # enqueues of this producer under way, on its own connections
         self._queues: set[str] = set()
         self._sending: asyncio.Task[None] | None = None
         self.sent = 0  # notifying statements, for the benchmarks
+
+    @contextlib.contextmanager
+    def enqueue(
+        self,
+        conn: psycopg.AsyncConnection[typing.Any] | None,
+        queues: collections.abc.Iterable[str],
+    ) -> collections.abc.Iterator[str]:
+        """Around one enqueue statement into ``queues``: gives who wakes the workers (its
+        ``wake_up`` parameter), and wakes them after it returned if that is the producer.
+        With ``conn`` (the application's transaction) the trigger does, at its commit."""
+        if conn is not None:
+            yield _WAKE_UP_AT_COMMIT
+            return
+        alone = not self._in_flight and self._sending is None
+        self._in_flight += 1
+        try:
+            yield _WAKE_UP_AT_COMMIT if alone else _WAKE_UP_BY_PRODUCER
+        finally:
+            self._in_flight -= 1
+        if not alone:
+            self.after_commit(queues)
 
     def after_commit(self, queues: collections.abc.Iterable[str]) -> None:
         """Jobs of ``queues`` have committed: wake their workers, soon."""
@@ -417,12 +438,11 @@ class Producer:
                 logger.info("[Queue] Enqueued job %s (type: %s)", job.id, job.type)
             return job
         query = sql.query("job_insert")
-        params["wake_up"] = _wake_up_by(conn)
-        if conn is None:
-            row = await self._kept.fetchone(query, params)
-            self._wake_ups.after_commit((params["queue"],))
-        else:
-            row = await db.fetchone_plainly(conn, query, params)
+        with self._wake_ups.enqueue(conn, (params["queue"],)) as params["wake_up"]:
+            if conn is None:
+                row = await self._kept.fetchone(query, params)
+            else:
+                row = await db.fetchone_plainly(conn, query, params)
         assert row is not None  # an INSERT ... RETURNING of one row
         max_attempts, created_at = row
         run_at = params["run_at"] or now
@@ -472,16 +492,14 @@ class Producer:
             return in_order
         params: dict[str, typing.Any] = self._columns(checked, ids)
         params["now"] = checks.check_time(now, "now")
-        params["wake_up"] = _wake_up_by(conn)
-        rows = await statements.jobs(
-            self.pool,
-            "job_insert_many",
-            params,
-            conn,
-            times_in_range=True,  # its times are checked ones or now()
-        )
-        if conn is None:
-            self._wake_ups.after_commit(params["queues"])
+        with self._wake_ups.enqueue(conn, params["queues"]) as params["wake_up"]:
+            rows = await statements.jobs(
+                self.pool,
+                "job_insert_many",
+                params,
+                conn,
+                times_in_range=True,  # its times are checked ones or now()
+            )
         stored = {job.id: job for job in rows}
         in_order = [stored[job_id] for job_id in ids]
         for job in in_order:
@@ -523,10 +541,8 @@ class Producer:
                 name: [values[index] for index in todo] for name, values in columns.items()
             }
             params["now"] = checked_now
-            params["wake_up"] = _wake_up_by(conn)
-            rows = await statements.jobs(self.pool, "job_insert_many_unique", params, conn)
-            if conn is None:
-                self._wake_ups.after_commit(params["queues"])
+            with self._wake_ups.enqueue(conn, params["queues"]) as params["wake_up"]:
+                rows = await statements.jobs(self.pool, "job_insert_many_unique", params, conn)
             by_id = {job.id: job for job in rows}
             # Who holds each key (with its scope): added now, or before.
             holders = {(job.unique_key, job.unique_period_start is None): job for job in rows}
