@@ -96,7 +96,14 @@ async def test_a_claim_after_a_place_reads_past_the_dead_entries_a_long_transact
         while batch := await queue.claim_jobs("w", limit=1000):
             await queue.complete_jobs("w", [(job.id, None) for job in batch])
         await queue.enqueue_jobs([jobqueue.NewJob("t")] * 10)
-        params = {"queue": "default", "types": None, "limit": 10, "worker_id": "w", "now": None}
+        params = {
+            "queue": "default",
+            "types": None,
+            "limit": 10,
+            "worker_id": "w",
+            "now": None,
+            "after_key": None,
+        }
         since = datetime.datetime.now(UTC) - worker_module.CLAIM_MARGIN
         async with await psycopg.AsyncConnection.connect(database_url) as conn:
             full = await entries_read(conn, "job_claim", params)

@@ -578,7 +578,14 @@ async def test_pause_while_a_claim_is_in_flight(queue: jobqueue.Queue, database_
     async with claimer:
         cursor = await claimer.execute(
             sql.query("job_claim"),
-            {"queue": "default", "limit": 1, "types": None, "now": None, "worker_id": "w"},
+            {
+                "queue": "default",
+                "limit": 1,
+                "types": None,
+                "now": None,
+                "worker_id": "w",
+                "after_key": None,
+            },
         )
         claimed = await cursor.fetchall()
         await queue.pause_queue()

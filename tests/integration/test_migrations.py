@@ -35,6 +35,7 @@ ADDED_COLUMNS: typing.Final = {
     "unique_key": ("text", False, None),
     "unique_period_start": ("timestamp with time zone", False, None),
     "follow_ups": ("uuid[]", False, None),
+    "concurrency_key": ("text", False, None),
 }
 
 
@@ -220,5 +221,6 @@ async def test_a_history_from_before_components_is_adopted(empty_database_url: s
             "0008_operating_queues",
             "0009_vacuum_friendly",
             "0010_producer_wake_ups",
+            "0011_concurrency_limits",
         ]
         assert await migrations.verify(conn) == []

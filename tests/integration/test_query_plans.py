@@ -18,7 +18,14 @@ from jobqueue import checks, sql
 
 Plan = dict[str, typing.Any]
 SOME_IDS = [uuid.uuid4() for _ in range(3)]
-CLAIM = {"queue": "default", "types": None, "limit": 32, "worker_id": "w", "now": None}
+CLAIM = {
+    "queue": "default",
+    "types": None,
+    "limit": 32,
+    "worker_id": "w",
+    "now": None,
+    "after_key": None,
+}
 
 
 def control(**job_filter: typing.Any) -> Plan:
@@ -115,6 +122,7 @@ async def plan_of(conn: psycopg.AsyncConnection[typing.Any], name: str, params: 
                 "priorities": [0],
                 "unique_keys": ["k"],
                 "unique_fors": [None],
+                "concurrency_keys": [None],
                 "now": None,
                 "wake_up": "producer",
             },

@@ -11,6 +11,8 @@ jobs, or retry the failed ones and pause the queue for a moment (both through th
 API, a ``jobqueue ui`` process: each confirmed action must be in its audit trail, and a
 pause must always be undone); or, as producers would, enqueue jobs whose unique keys collide
 and single jobs from a few threads at once (each woken by the producer after its commit).
+A quarter of the jobs run on behalf of seven tenants (concurrency keys), at most three of a
+tenant's at once and one of tenant-0's, checked from the executions.
 Meanwhile every worker runs a periodic schedule ticking each second (with catch-up: no tick
 may be missed, none enqueued twice), and every other worker claims after its last claim's
 place (``--slow-claim 0``: as workers whose claims turned slow do, with a full claim each
@@ -75,6 +77,10 @@ FAULTS: typing.Final = (
 CANCELS_AT_ONCE: typing.Final = 12
 # The "produce" fault's unique keys are held for a day: longer than any run.
 UNIQUE_FOR: typing.Final = 86_400.0
+# The concurrency keys of a quarter of the jobs, and how many of each may run at once (one
+# for tenant-0).
+TENANTS: typing.Final = 7
+PER_TENANT: typing.Final = 3
 # Its single enqueues: threads at once, jobs each.
 PRODUCERS: typing.Final = 4
 SINGLES_EACH: typing.Final = 5
@@ -114,6 +120,9 @@ class Report:
     failed_without_reason: int = 0
     wrong_outcome: int = 0
     overlaps: int = 0
+    # Per concurrency key, the most of its executions at once; keys that ran over its limit.
+    most_at_once: dict[str, int] = dataclasses.field(default_factory=dict)
+    over_limit: int = 0
     runs_after_cancel: int = 0
     unique_keys: int = 0
     duplicate_holders: int = 0
@@ -142,6 +151,8 @@ class Report:
             f" unfinished {self.unfinished}; retried {self.retried};"
             f" faults {self.faults}; re-runs after {self.reruns};"
             f" overlaps {self.overlaps}, runs after a cancel {self.runs_after_cancel},"
+            f" most at once per tenant {dict(sorted(self.most_at_once.items()))} (over its"
+            f" limit: {self.over_limit}),"
             f" unique keys {self.unique_keys} (held twice: {self.duplicate_holders}),"
             f" schedule ticks {self.ticks} (missed: {self.missed_ticks}),"
             f" UI actions {self.ui_actions} (unaudited: {self.unaudited_actions}, refused"
@@ -219,8 +230,12 @@ class Chaos:
                 payload["fail"] = "first"
             elif index % 10 == 5:
                 payload["snooze"] = True
-            plan.append(jobqueue.NewJob("chaos.work", payload, max_attempts=3))
+            # A quarter of the jobs run on behalf of tenants, each limited.
+            key = f"tenant-{index % TENANTS}" if index % 4 == 3 else None
+            plan.append(jobqueue.NewJob("chaos.work", payload, max_attempts=3, concurrency_key=key))
         with jobqueue.SyncQueue(self.url) as queue:
+            queue.limit_concurrency(PER_TENANT, per_key=True)
+            queue.limit_concurrency(1, key="tenant-0")
             queue.enqueue_jobs(plan)
         with self.admin() as conn:
             poisoned = max(1, self.settings.jobs // 100)
@@ -626,6 +641,35 @@ class Chaos:
             ).fetchall()
             report.reruns = dict(reasons)
             report.unexplained_reruns = report.reruns.get("none", 0)
+            # Each tenant's executions at once, swept over their starts and ends (an end
+            # before a start at the same moment; no end and no kill: until the end of time),
+            # against its limit.
+            report.most_at_once = dict(
+                conn.execute(
+                    """
+                    WITH spans AS (
+                        SELECT jobs.concurrency_key AS key, e.started_at AS at, 1 AS change
+                        FROM chaos_executions e JOIN jobs ON jobs.id = e.job_id
+                        WHERE jobs.concurrency_key IS NOT NULL
+                        UNION ALL
+                        SELECT jobs.concurrency_key,
+                               coalesce(e.ended_at, e.killed_at, 'infinity'), -1
+                        FROM chaos_executions e JOIN jobs ON jobs.id = e.job_id
+                        WHERE jobs.concurrency_key IS NOT NULL
+                    )
+                    SELECT key, max(at_once) FROM (
+                        SELECT key, sum(change) OVER (PARTITION BY key ORDER BY at, change)
+                                        AS at_once
+                        FROM spans
+                    ) AS swept
+                    GROUP BY key
+                    """
+                ).fetchall()
+            )
+            report.over_limit = sum(
+                most > (1 if key == "tenant-0" else PER_TENANT)
+                for key, most in report.most_at_once.items()
+            )
             # Every action the UI confirmed is in the audit trail, complete.
             report.unaudited_actions = report.ui_actions - count_of(
                 conn,

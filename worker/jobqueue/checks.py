@@ -162,6 +162,7 @@ def check_job_arguments(
     unique_for = options.get("unique_for")
     if unique_for is not None and unique_key is None:
         raise ValueError("unique_for needs a unique_key")
+    concurrency_key = options.get("concurrency_key")
     return {
         "type": check_name(type, "job type"),
         "payload": to_json_text(payload, "payload"),
@@ -175,6 +176,9 @@ def check_job_arguments(
         "unique_for": None
         if unique_for is None
         else check_seconds(unique_for, "unique_for", allow_zero=False),
+        "concurrency_key": None
+        if concurrency_key is None
+        else check_name(concurrency_key, "concurrency_key"),
     }
 
 

@@ -166,7 +166,9 @@ class _CopyBatch:
         self._ids = _job_ids()
         self._fresh_ids: list[int] = []
         # Jobs with a unique key, checked, with their place in ``ids``: COPY cannot skip a
-        # key that is held, so they are inserted after it, by the unique enqueue.
+        # key that is held, so they are inserted after it, by the unique enqueue; so are jobs
+        # with a concurrency key (a column COPY's lines leave out: they cost the many
+        # without one nothing).
         self.unique: list[tuple[int, dict[str, typing.Any]]] = []
 
     def _name(self, value: object, what: str) -> str:
@@ -199,7 +201,7 @@ class _CopyBatch:
                 return
         if options and not options.keys() <= _SIMPLE_OPTIONS:
             column = checks.check_new_job(job)  # the rare options, and the errors, as usual
-            if column["unique_key"] is not None:
+            if column["unique_key"] is not None or column["concurrency_key"] is not None:
                 self.unique.append((len(self.ids), column))
                 self._next_id()
                 return
@@ -463,6 +465,7 @@ class Producer:
             created_at,  # updated_at
             params["queue"],
             params["priority"],
+            concurrency_key=params["concurrency_key"],
         )
         logger.info("[Queue] Enqueued job %s (type: %s)", job.id, job.type)
         return job
@@ -519,6 +522,7 @@ class Producer:
             "max_attempts": [job["max_attempts"] for job in checked],
             "queues": [job["queue"] or self.queue for job in checked],
             "priorities": [job["priority"] for job in checked],
+            "concurrency_keys": [job["concurrency_key"] for job in checked],
         }
 
     async def _enqueue_unique_jobs(

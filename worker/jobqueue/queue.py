@@ -2,9 +2,10 @@
 
 ``Queue`` is the producer API (``producer``: enqueue, status, statistics) plus, as methods,
 the worker's session (``session``: claim, heartbeat, complete, fail, release), job control
-(``control``: list, cancel, retry, delete, pause), periodic schedules (``schedules``), the
-stale-job rescue and vacuum health (``maintenance``), what operators look at (``overview``:
-queues, workers, counts) and the audit trail of their actions (``audit``).
+(``control``: list, cancel, retry, delete, pause), concurrency limits (``limits``),
+periodic schedules (``schedules``), the stale-job rescue and vacuum health
+(``maintenance``), what operators look at (``overview``: queues, workers, counts) and the
+audit trail of their actions (``audit``).
 Each method is declared once, where its work is done; the class only gathers them. The
 module-level functions (``enqueue_job`` and friends, as in the seed) use a default
 ``Queue`` configured from ``DATABASE_URL``, one per event loop.
@@ -18,7 +19,7 @@ import functools
 import typing
 import weakref
 
-from jobqueue import audit, control, maintenance, overview, producer, schedules, session
+from jobqueue import audit, control, limits, maintenance, overview, producer, schedules, session
 
 
 class Queue(producer.Producer):
@@ -47,6 +48,9 @@ class Queue(producer.Producer):
     pause_queue = control.pause_queue
     resume_queue = control.resume_queue
     paused_queues = control.paused_queues
+    limit_concurrency = limits.limit_concurrency
+    remove_limit = limits.remove_limit
+    list_limits = limits.list_limits
     declare_schedules = schedules.declare_schedules
     run_schedules = schedules.run_schedules
     list_schedules = schedules.list_schedules
@@ -162,4 +166,7 @@ delete_jobs = _on_default_queue(Queue.delete_jobs)
 pause_queue = _on_default_queue(Queue.pause_queue)
 resume_queue = _on_default_queue(Queue.resume_queue)
 paused_queues = _on_default_queue(Queue.paused_queues)
+limit_concurrency = _on_default_queue(Queue.limit_concurrency)
+remove_limit = _on_default_queue(Queue.remove_limit)
+list_limits = _on_default_queue(Queue.list_limits)
 list_schedules = _on_default_queue(Queue.list_schedules)

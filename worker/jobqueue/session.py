@@ -31,6 +31,7 @@ async def claim_jobs(
     now: datetime.datetime | None = None,
     job_factory: collections.abc.Callable[..., types.Job] = types.Job,
     after: tuple[int, datetime.datetime] | None = None,
+    after_key: str | None = None,
 ) -> list[types.Job]:
     """Claim up to ``limit`` ready jobs for ``worker_id`` in one statement (priority,
     then ``run_at`` order). Each returned job is ``running``, locked by the worker, with
@@ -39,13 +40,15 @@ async def claim_jobs(
     its handler gets, with no copy. With ``after=(priority, run_at)`` only jobs of a higher
     priority, and jobs of that priority due at ``run_at`` or later, are claimed: the place
     of an earlier claim, from which the index is read without the entries before it (see
-    the query ``job_claim_after``)."""
+    the query ``job_claim_after``). In a queue with limits, the claim takes turns between
+    concurrency keys from the one after ``after_key`` (the last one served) on."""
     params = {
         "worker_id": checks.check_name(worker_id, "worker id"),
         "limit": checks.check_int(limit, "limit", minimum=1, maximum=10_000),
         "queue": checks.check_name(queue, "queue") if queue is not None else self.queue,
         "types": None if types_ is None else [checks.check_name(t, "job type") for t in types_],
         "now": checks.check_time(now, "now"),
+        "after_key": None if after_key is None else checks.check_name(after_key, "after_key"),
     }
     query = "job_claim"
     if after is not None:

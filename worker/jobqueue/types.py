@@ -102,6 +102,8 @@ class Job:
     unique_period_start: datetime.datetime | None = None
     # The follow-up jobs its handler enqueued when it was done (None: none).
     follow_ups: list[uuid.UUID] | None = None
+    # The key it runs under: its concurrency limit and its turn (``job_limits``).
+    concurrency_key: str | None = None
 
     def to_json(self) -> dict[str, JsonValue]:
         """The job as JSON-ready values (ISO-8601 times, string id)."""
@@ -137,7 +139,9 @@ class JobOptions(typing.TypedDict, total=False):
     ``unique_key``, a name only one job may hold at a time: while it is pending or running,
     or, with ``unique_for`` seconds, for the period of that length (counted from the Unix
     epoch) in which it was enqueued. Enqueueing a key that is held adds nothing and returns
-    the job that holds it, as a ``DuplicateJob``."""
+    the job that holds it, as a ``DuplicateJob``. ``concurrency_key``, what the job runs on
+    behalf of (a tenant, an API account): the queue's limits per key cap how many of its jobs
+    run at once, and keys take turns (``Queue.limit_concurrency``)."""
 
     run_at: datetime.datetime | None
     max_attempts: int | None
@@ -145,6 +149,30 @@ class JobOptions(typing.TypedDict, total=False):
     priority: int
     unique_key: str | None
     unique_for: float | None
+    concurrency_key: str | None
+
+
+class LimitScope(enum.StrEnum):
+    """What a concurrency limit counts: the queue's running jobs, one job type's, or each
+    concurrency key's."""
+
+    QUEUE = "queue"
+    TYPE = "type"
+    KEY = "key"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConcurrencyLimit:
+    """At most ``concurrency`` jobs of ``queue`` running at once, across every worker: of
+    the whole queue (scope ``queue``, ``name`` empty), of job type ``name`` (``type``), or
+    of concurrency key ``name`` (``key``; ``name`` empty: every key without a limit of its
+    own). ``None``: no limit (for ``key``, the queue still takes turns between keys)."""
+
+    queue: str
+    scope: LimitScope
+    name: str
+    concurrency: int | None
+    updated_at: datetime.datetime
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

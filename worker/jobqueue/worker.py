@@ -137,6 +137,9 @@ class Claimer:
         # While claims are slow: where the next one starts, and when a full one is due.
         self.after: tuple[int, datetime.datetime] | None = None
         self.full_claim_due = 0.0
+        # In a queue with limits: the concurrency key served last, where the next claim's
+        # turns start.
+        self.after_key: str | None = None
 
     async def claim(self, limit: int, sent: float | None = None) -> list[types.Job]:
         """Up to ``limit`` jobs; ``sent``: the monotonic time the caller began at."""
@@ -150,7 +153,9 @@ class Claimer:
             now=self.clock(),
             job_factory=self.job_factory,
             after=None if full else self.after,
+            after_key=self.after_key,
         )
+        self.after_key = _last_key_of(jobs, self.after_key)
         place = _place_of(jobs)
         if not full:
             # Nothing of this priority from the place on was ready: what comes later is due
@@ -190,6 +195,17 @@ class Claimer:
     def full_claim_in(self) -> float | None:
         """While claims start at a place: the seconds until the next full claim is due."""
         return None if self.after is None else self.full_claim_due - time.monotonic()
+
+
+def _last_key_of(jobs: collections.abc.Sequence[types.Job], after: str | None) -> str | None:
+    """The concurrency key a limited claim served last: it walks the keys in order from the
+    one after ``after`` to the last, then from the first around to ``after``. ``after`` if
+    no job had a key."""
+    keys = {job.concurrency_key for job in jobs if job.concurrency_key is not None}
+    if not keys:
+        return after
+    around = [key for key in keys if after is not None and key <= after]
+    return max(around or keys)
 
 
 def _place_of(jobs: collections.abc.Sequence[types.Job]) -> tuple[int, datetime.datetime] | None:

@@ -9,27 +9,29 @@
 -- 'commit' (the trigger's notification, at commit) or 'producer' (after it; migration 0010),
 -- for the rest of the transaction; the setting is made before the trigger reads it, at the
 -- statement's end.
-INSERT INTO jobs (id, type, payload, run_at, max_attempts, queue, priority)
+INSERT INTO jobs (id, type, payload, run_at, max_attempts, queue, priority, concurrency_key)
 SELECT %(id)s::uuid,
        %(type)s::text,
        %(payload)s::jsonb,
        coalesce(%(run_at)s::timestamptz, %(now)s::timestamptz, now()),
        coalesce(%(max_attempts)s::integer, 3),
        %(queue)s::text,
-       %(priority)s::integer
+       %(priority)s::integer,
+       %(concurrency_key)s::text
 FROM (SELECT set_config('jobqueue.wake_up', %(wake_up)s, true)) AS wake_up
 RETURNING max_attempts, created_at;
 
 -- name: job_insert_many
 -- One statement for a whole batch: each parameter is an array, one element a job.
 -- %(wake_up)s as for job_insert.
-INSERT INTO jobs (id, type, payload, run_at, max_attempts, queue, priority)
+INSERT INTO jobs (id, type, payload, run_at, max_attempts, queue, priority, concurrency_key)
 SELECT id, type, payload::jsonb, coalesce(run_at, %(now)s, now()), coalesce(max_attempts, 3),
-       queue, priority
+       queue, priority, concurrency_key
 FROM unnest(
     %(ids)b::uuid[], %(types)s::text[], %(payloads)s::text[], %(run_ats)s::timestamptz[],
-    %(max_attempts)s::integer[], %(queues)s::text[], %(priorities)s::integer[]
-) AS batch (id, type, payload, run_at, max_attempts, queue, priority),
+    %(max_attempts)s::integer[], %(queues)s::text[], %(priorities)s::integer[],
+    %(concurrency_keys)s::text[]
+) AS batch (id, type, payload, run_at, max_attempts, queue, priority, concurrency_key),
      (SELECT set_config('jobqueue.wake_up', %(wake_up)s, true)) AS wake_up
 RETURNING *;
 
@@ -42,19 +44,21 @@ RETURNING *;
 WITH batch AS (
     SELECT id, type, payload, run_at, max_attempts, queue, priority, unique_key,
            to_timestamp(floor(extract(epoch FROM coalesce(%(now)s, now())) / unique_for)
-                        * unique_for) AS unique_period_start
+                        * unique_for) AS unique_period_start, concurrency_key
     FROM unnest(
         %(ids)b::uuid[], %(types)s::text[], %(payloads)s::text[], %(run_ats)s::timestamptz[],
         %(max_attempts)s::integer[], %(queues)s::text[], %(priorities)s::integer[],
-        %(unique_keys)s::text[], %(unique_fors)s::double precision[]
+        %(unique_keys)s::text[], %(unique_fors)s::double precision[],
+        %(concurrency_keys)s::text[]
     ) AS given (id, type, payload, run_at, max_attempts, queue, priority, unique_key,
-                unique_for),
+                unique_for, concurrency_key),
          (SELECT set_config('jobqueue.wake_up', %(wake_up)s, true)) AS wake_up
 ), inserted AS (
     INSERT INTO jobs (id, type, payload, run_at, max_attempts, queue, priority, unique_key,
-                      unique_period_start)
+                      unique_period_start, concurrency_key)
     SELECT id, type, payload::jsonb, coalesce(run_at, %(now)s, now()),
-           coalesce(max_attempts, 3), queue, priority, unique_key, unique_period_start
+           coalesce(max_attempts, 3), queue, priority, unique_key, unique_period_start,
+           concurrency_key
     FROM batch
     ON CONFLICT DO NOTHING
     RETURNING *
@@ -208,7 +212,8 @@ RETURNING id;
 -- are skipped, never waited for, so no job is handed out twice. %(types)s NULL means any.
 -- The rows are found again by ctid, not id: the lock taken keeps each locked version where
 -- it is until this statement updates it, and a TID scan saves a primary-key lookup a job.
--- A paused queue gives nothing (one lookup a statement, not a row: an InitPlan).
+-- A paused queue gives nothing, and one with limits claims below (a lookup a statement
+-- each, not a row: InitPlans).
 WITH ready AS (
     SELECT ctid
     FROM jobs
@@ -217,32 +222,45 @@ WITH ready AS (
       AND run_at <= coalesce(%(now)s, now())
       AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
       AND NOT EXISTS (
-          SELECT FROM job_queues WHERE name = %(queue)s AND paused_at IS NOT NULL
+          SELECT FROM job_queues
+          WHERE name = %(queue)s AND (paused_at IS NOT NULL OR limited)
       )
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE jobs
+    SET status = 'running',
+        attempts = jobs.attempts + 1,
+        locked_at = coalesce(%(now)s, now()),
+        locked_by = %(worker_id)s,
+        heartbeat_at = coalesce(%(now)s, now()),
+        updated_at = coalesce(%(now)s, now())
+    FROM ready
+    WHERE jobs.ctid = ready.ctid
+    RETURNING jobs.*
+), got AS (
+    SELECT * FROM claimed
+    UNION ALL
+    -- A queue with limits (migration 0011) claims through jobs_claim_limited, after the
+    -- key %(after_key)s this worker served last; the function is called only for such a
+    -- queue (an InitPlan gates it), and ready above is empty for it.
+    SELECT *
+    FROM jobs_claim_limited(%(queue)s, %(worker_id)s, %(limit)s, %(types)s,
+                            coalesce(%(now)s, now()), %(after_key)s)
+    WHERE EXISTS (SELECT FROM job_queues WHERE name = %(queue)s AND limited)
 )
-UPDATE jobs
-SET status = 'running',
-    attempts = jobs.attempts + 1,
-    locked_at = coalesce(%(now)s, now()),
-    locked_by = %(worker_id)s,
-    heartbeat_at = coalesce(%(now)s, now()),
-    updated_at = coalesce(%(now)s, now())
-FROM ready
-WHERE jobs.ctid = ready.ctid
 -- Every time returned is one Python can hold in any timezone (checks.EARLIEST_TIME to
 -- LATEST_TIME), so the worker reads them with the driver's own loader, not the forgiving
 -- one in Python, a fifth of its CPU per job otherwise. The times this statement sets are in
 -- range already (%(now)s is checked); run_at and created_at may have come from raw SQL.
-RETURNING jobs.id, jobs.type, jobs.status, jobs.payload, jobs.result, jobs.attempts,
-    jobs.max_attempts,
-    least(greatest(jobs.run_at, '0001-01-02 00:00+00'), '9999-12-30 00:00+00') AS run_at,
-    jobs.locked_at, jobs.locked_by, jobs.error,
-    least(greatest(jobs.created_at, '0001-01-02 00:00+00'), '9999-12-30 00:00+00') AS created_at,
-    jobs.updated_at, jobs.queue, jobs.priority, jobs.heartbeat_at, jobs.cancel_requested_at,
-    jobs.unique_key;
+SELECT id, type, status, payload, result, attempts, max_attempts,
+    least(greatest(run_at, '0001-01-02 00:00+00'), '9999-12-30 00:00+00') AS run_at,
+    locked_at, locked_by, error,
+    least(greatest(created_at, '0001-01-02 00:00+00'), '9999-12-30 00:00+00') AS created_at,
+    updated_at, queue, priority, heartbeat_at, cancel_requested_at, unique_key,
+    concurrency_key
+FROM got;
 
 -- name: job_claim_after
 -- job_claim for a worker whose claims got slow (see worker.Claimer): dead index entries of
@@ -262,7 +280,8 @@ WITH higher AS (
       AND run_at <= coalesce(%(now)s, now())
       AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
       AND NOT EXISTS (
-          SELECT FROM job_queues WHERE name = %(queue)s AND paused_at IS NOT NULL
+          SELECT FROM job_queues
+          WHERE name = %(queue)s AND (paused_at IS NOT NULL OR limited)
       )
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
@@ -277,7 +296,8 @@ WITH higher AS (
       AND run_at <= coalesce(%(now)s, now())
       AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
       AND NOT EXISTS (
-          SELECT FROM job_queues WHERE name = %(queue)s AND paused_at IS NOT NULL
+          SELECT FROM job_queues
+          WHERE name = %(queue)s AND (paused_at IS NOT NULL OR limited)
       )
     ORDER BY run_at, id
     LIMIT %(limit)s
@@ -288,23 +308,33 @@ WITH higher AS (
     -- rows to read (it then sorted every pending job); the rows of this level locked past
     -- the limit are let go when the statement ends, and left pending.
     (SELECT ctid FROM higher UNION ALL SELECT ctid FROM level) LIMIT %(limit)s
+), claimed AS (
+    UPDATE jobs
+    SET status = 'running',
+        attempts = jobs.attempts + 1,
+        locked_at = coalesce(%(now)s, now()),
+        locked_by = %(worker_id)s,
+        heartbeat_at = coalesce(%(now)s, now()),
+        updated_at = coalesce(%(now)s, now())
+    FROM ready
+    WHERE jobs.ctid = ready.ctid
+    RETURNING jobs.*
+), got AS (
+    SELECT * FROM claimed
+    UNION ALL
+    -- As in job_claim (a limited claim has no place to start from).
+    SELECT *
+    FROM jobs_claim_limited(%(queue)s, %(worker_id)s, %(limit)s, %(types)s,
+                            coalesce(%(now)s, now()), %(after_key)s)
+    WHERE EXISTS (SELECT FROM job_queues WHERE name = %(queue)s AND limited)
 )
-UPDATE jobs
-SET status = 'running',
-    attempts = jobs.attempts + 1,
-    locked_at = coalesce(%(now)s, now()),
-    locked_by = %(worker_id)s,
-    heartbeat_at = coalesce(%(now)s, now()),
-    updated_at = coalesce(%(now)s, now())
-FROM ready
-WHERE jobs.ctid = ready.ctid
-RETURNING jobs.id, jobs.type, jobs.status, jobs.payload, jobs.result, jobs.attempts,
-    jobs.max_attempts,
-    least(greatest(jobs.run_at, '0001-01-02 00:00+00'), '9999-12-30 00:00+00') AS run_at,
-    jobs.locked_at, jobs.locked_by, jobs.error,
-    least(greatest(jobs.created_at, '0001-01-02 00:00+00'), '9999-12-30 00:00+00') AS created_at,
-    jobs.updated_at, jobs.queue, jobs.priority, jobs.heartbeat_at, jobs.cancel_requested_at,
-    jobs.unique_key;
+SELECT id, type, status, payload, result, attempts, max_attempts,
+    least(greatest(run_at, '0001-01-02 00:00+00'), '9999-12-30 00:00+00') AS run_at,
+    locked_at, locked_by, error,
+    least(greatest(created_at, '0001-01-02 00:00+00'), '9999-12-30 00:00+00') AS created_at,
+    updated_at, queue, priority, heartbeat_at, cancel_requested_at, unique_key,
+    concurrency_key
+FROM got;
 
 -- name: job_complete
 -- Only a job still in play can be completed. With %(worker_id)s set, only while that worker
@@ -442,6 +472,33 @@ WITH resumed AS (
     RETURNING name
 )
 SELECT pg_notify('jobqueue_ready', name) FROM resumed;
+
+-- name: job_limit_set
+-- Sets a concurrency limit (migration 0011) and wakes the queue's idle workers: a limit
+-- raised or lifted lets them claim more at once.
+WITH written AS (
+    INSERT INTO job_limits (queue, scope, name, concurrency, updated_at)
+    VALUES (%(queue)s, %(scope)s, %(name)s, %(concurrency)s, coalesce(%(now)s, now()))
+    ON CONFLICT (queue, scope, name) DO UPDATE
+    SET concurrency = excluded.concurrency, updated_at = excluded.updated_at
+    RETURNING *
+)
+SELECT written.*, pg_notify('jobqueue_ready', written.queue) FROM written;
+
+-- name: job_limit_delete
+-- Removes a limit and wakes the queue's idle workers. Returns a row if there was one.
+WITH removed AS (
+    DELETE FROM job_limits
+    WHERE queue = %(queue)s AND scope = %(scope)s AND name = %(name)s
+    RETURNING queue
+)
+SELECT pg_notify('jobqueue_ready', queue) FROM removed;
+
+-- name: job_limit_list
+SELECT queue, scope, name, concurrency, updated_at
+FROM job_limits
+WHERE %(queue)s::text IS NULL OR queue = %(queue)s
+ORDER BY queue, scope, name;
 
 -- name: queue_wake_up
 -- The workers of these queues woken after a producer's enqueues into them have committed

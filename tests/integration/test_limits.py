@@ -1,0 +1,134 @@
+"""Concurrency limits and turns between keys (migration 0011): what a claim takes under the
+limits of a queue, a job type and concurrency keys, in one process; the chaos suite
+checks them across worker processes under faults."""
+
+from __future__ import annotations
+
+import collections
+import typing
+
+import psycopg
+import pytest
+
+import jobqueue
+
+pytestmark = pytest.mark.asyncio
+
+
+def keys_of(jobs: list[jobqueue.Job]) -> collections.Counter[str | None]:
+    return collections.Counter(job.concurrency_key for job in jobs)
+
+
+async def enqueue(
+    queue: jobqueue.Queue, key: str | None, count: int, job_type: str = "t", **options: typing.Any
+) -> None:
+    await queue.enqueue_jobs(
+        [jobqueue.NewJob(job_type, concurrency_key=key, **options) for _ in range(count)]
+    )
+
+
+async def test_limits_are_set_listed_and_removed(queue: jobqueue.Queue) -> None:
+    assert await queue.list_limits() == []
+    every = await queue.limit_concurrency(2, per_key=True)
+    assert (every.queue, every.scope, every.name, every.concurrency) == ("default", "key", "", 2)
+    await queue.limit_concurrency(5, key="big", queue="other")
+    await queue.limit_concurrency(1, type="callApi")
+    await queue.limit_concurrency(10)
+    await queue.limit_concurrency(3, per_key=True)  # changed, not added
+    listed = [(lim.queue, lim.scope, lim.name, lim.concurrency) for lim in await queue.list_limits()]
+    assert listed == [
+        ("default", "key", "", 3),
+        ("default", "queue", "", 10),
+        ("default", "type", "callApi", 1),
+        ("other", "key", "big", 5),
+    ]
+    assert [lim.name for lim in await queue.list_limits("other")] == ["big"]
+    assert await queue.remove_limit(type="callApi") is True
+    assert await queue.remove_limit(type="callApi") is False
+    with pytest.raises(ValueError, match="one scope"):
+        await queue.limit_concurrency(1, type="a", key="b")
+    with pytest.raises(ValueError, match="concurrency"):
+        await queue.limit_concurrency(0)
+
+
+async def test_a_queue_is_marked_limited_however_its_limits_are_written(
+    queue: jobqueue.Queue, conn: psycopg.AsyncConnection[typing.Any]
+) -> None:
+    async def limited() -> list[tuple[str, bool]]:
+        cursor = await conn.execute("SELECT name, limited FROM job_queues ORDER BY name")
+        return await cursor.fetchall()
+
+    await conn.execute("INSERT INTO job_limits (queue, scope, name) VALUES ('raw', 'key', '')")
+    await queue.limit_concurrency(4)
+    assert await limited() == [("default", True), ("raw", True)]
+    await conn.execute("UPDATE job_limits SET queue = 'moved' WHERE queue = 'raw'")
+    assert await limited() == [("default", True), ("moved", True), ("raw", False)]
+    await queue.remove_limit()
+    await conn.execute("DELETE FROM job_limits")
+    assert await limited() == [("default", False), ("moved", False), ("raw", False)]
+
+
+async def test_a_key_runs_no_more_than_its_limit(queue: jobqueue.Queue) -> None:
+    await queue.limit_concurrency(2, per_key=True)
+    await queue.limit_concurrency(1, key="small")
+    await enqueue(queue, "a", 5)
+    await enqueue(queue, "b", 5)
+    await enqueue(queue, "small", 5)
+    await enqueue(queue, None, 3)
+    first = await queue.claim_jobs("w", limit=100)
+    assert keys_of(first) == {"a": 2, "b": 2, "small": 1, None: 3}
+    assert await queue.claim_jobs("w", limit=100) == []
+    done = next(job for job in first if job.concurrency_key == "a")
+    await queue.complete_job(done.id, None, worker_id="w")
+    assert keys_of(await queue.claim_jobs("w", limit=100)) == {"a": 1}
+    # Raised at run time: the next claim takes more.
+    await queue.limit_concurrency(3, per_key=True)
+    assert keys_of(await queue.claim_jobs("w", limit=100)) == {"a": 1, "b": 1}
+
+
+async def test_type_and_queue_limits(queue: jobqueue.Queue) -> None:
+    await queue.limit_concurrency(2, type="callApi")
+    await enqueue(queue, None, 5, "callApi")
+    await enqueue(queue, "k", 5, "callApi")
+    await enqueue(queue, None, 5, "other")
+    claimed = await queue.claim_jobs("w", limit=100)
+    assert collections.Counter(job.type for job in claimed) == {"callApi": 2, "other": 5}
+    await queue.limit_concurrency(8)  # the whole queue: 7 run already
+    assert len(await queue.claim_jobs("w", limit=100)) == 0  # callApi is full, others gone
+    await enqueue(queue, None, 5, "more")
+    assert len(await queue.claim_jobs("w", limit=100)) == 1
+
+
+async def test_keys_take_turns_so_a_backlog_does_not_starve_a_small_key(
+    queue: jobqueue.Queue,
+) -> None:
+    await queue.limit_concurrency(None, per_key=True)  # no limit: turns only
+    await enqueue(queue, "big", 500)
+    await enqueue(queue, "small", 5, priority=0)
+    claimed = await queue.claim_jobs("w", limit=10)
+    assert keys_of(claimed) == {"big": 5, "small": 5}
+
+
+async def test_turns_go_round_the_keys_from_the_last_one_served(queue: jobqueue.Queue) -> None:
+    await queue.limit_concurrency(1, per_key=True)
+    keys = [f"k{n:02}" for n in range(25)]
+    for key in keys:
+        await enqueue(queue, key, 2)
+    first = await queue.claim_jobs("w", limit=10)
+    assert sorted(keys_of(first)) == keys[:10]
+    second = await queue.claim_jobs("w", limit=10, after_key="k09")
+    assert sorted(keys_of(second)) == keys[10:20]
+    # Around: after k19, the last five, then the first keys again (those have room no more).
+    for job in first:
+        await queue.complete_job(job.id, None, worker_id="w")
+    third = await queue.claim_jobs("w", limit=10, after_key="k19")
+    assert sorted(keys_of(third)) == sorted(keys[20:] + keys[:5])
+
+
+async def test_a_paused_limited_queue_gives_nothing(queue: jobqueue.Queue) -> None:
+    await queue.limit_concurrency(2, per_key=True)
+    await enqueue(queue, "a", 3)
+    await queue.pause_queue()
+    assert await queue.claim_jobs("w", limit=10) == []
+    await queue.resume_queue()
+    assert len(await queue.claim_jobs("w", limit=10)) == 2

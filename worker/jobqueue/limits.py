@@ -1,0 +1,111 @@
+"""Concurrency limits (migration 0011): how many jobs of a queue, of a job type in it, or of
+each concurrency key in it may run at once, across every worker. Stored in ``job_limits``
+and read by every claim, so a change holds from the next claim on, with no restart; jobs
+already running go on. ``Queue`` has these as methods."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import typing
+
+from jobqueue import checks, producer, statements, types
+
+logger = logging.getLogger("jobqueue.queue")
+
+
+def _scope(
+    self: producer.Producer,
+    queue: str | None,
+    job_type: str | None,
+    key: str | None,
+    per_key: bool,
+) -> dict[str, typing.Any]:
+    """The row a limit is kept in: the queue's own, a type's, a key's or every key's."""
+    given = [name for name, value in (("type", job_type), ("key", key)) if value is not None]
+    if per_key:
+        given.append("per_key")
+    if len(given) > 1:
+        raise ValueError(f"a limit is of one scope: {' and '.join(given)} were given")
+    if job_type is not None:
+        scope, name = types.LimitScope.TYPE, checks.check_name(job_type, "job type")
+    elif key is not None:
+        scope, name = types.LimitScope.KEY, checks.check_name(key, "concurrency_key")
+    elif per_key:
+        scope, name = types.LimitScope.KEY, ""
+    else:
+        scope, name = types.LimitScope.QUEUE, ""
+    return {
+        "queue": self.queue if queue is None else checks.check_name(queue, "queue"),
+        "scope": scope.value,
+        "name": name,
+    }
+
+
+def _limit(row: typing.Sequence[typing.Any]) -> types.ConcurrencyLimit:
+    queue, scope, name, concurrency, updated_at = row[:5]
+    return types.ConcurrencyLimit(queue, types.LimitScope(scope), name, concurrency, updated_at)
+
+
+async def limit_concurrency(
+    self: producer.Producer,
+    concurrency: int | None,
+    *,
+    queue: str | None = None,
+    type: str | None = None,
+    key: str | None = None,
+    per_key: bool = False,
+    now: datetime.datetime | None = None,
+) -> types.ConcurrencyLimit:
+    """At most ``concurrency`` jobs of ``queue`` (default: this ``Queue``'s) running at once:
+    of the whole queue; of job ``type``; of concurrency ``key``; or, with ``per_key``, of
+    each key that has no limit of its own. With any limit by key (``concurrency`` ``None``
+    too) the queue's claims take turns between keys. Idle workers are woken to claim under
+    it. Returns the limit as stored."""
+    params = _scope(self, queue, type, key, per_key)
+    params["concurrency"] = (
+        None
+        if concurrency is None
+        else checks.check_int(concurrency, "concurrency", minimum=1, maximum=checks.INT32_MAX)
+    )
+    params["now"] = checks.check_time(now, "now")
+    (row,) = await statements.rows(self.pool, "job_limit_set", params)
+    limit = _limit(row)
+    logger.info(
+        "[Queue] Limit of queue %s, %s %r: %s at once",
+        limit.queue,
+        limit.scope,
+        limit.name,
+        "no limit" if limit.concurrency is None else limit.concurrency,
+    )
+    return limit
+
+
+async def remove_limit(
+    self: producer.Producer,
+    *,
+    queue: str | None = None,
+    type: str | None = None,
+    key: str | None = None,
+    per_key: bool = False,
+) -> bool:
+    """Remove a limit set by ``limit_concurrency`` (the same scope arguments); ``False`` when
+    there was none. A key without a limit of its own falls back to the ``per_key`` one."""
+    params = _scope(self, queue, type, key, per_key)
+    removed = bool(await statements.rows(self.pool, "job_limit_delete", params))
+    if removed:
+        logger.info(
+            "[Queue] Removed the limit of queue %s, %s %r",
+            params["queue"],
+            params["scope"],
+            params["name"],
+        )
+    return removed
+
+
+async def list_limits(
+    self: producer.Producer, queue: str | None = None
+) -> list[types.ConcurrencyLimit]:
+    """The limits of ``queue``, or of every queue."""
+    params = {"queue": None if queue is None else checks.check_name(queue, "queue")}
+    return [_limit(row) for row in await statements.rows(self.pool, "job_limit_list", params)]
