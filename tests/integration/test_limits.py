@@ -35,7 +35,8 @@ async def test_limits_are_set_listed_and_removed(queue: jobqueue.Queue) -> None:
     await queue.limit_concurrency(1, type="callApi")
     await queue.limit_concurrency(10)
     await queue.limit_concurrency(3, per_key=True)  # changed, not added
-    listed = [(lim.queue, lim.scope, lim.name, lim.concurrency) for lim in await queue.list_limits()]
+    limits = await queue.list_limits()
+    listed = [(lim.queue, lim.scope, lim.name, lim.concurrency) for lim in limits]
     assert listed == [
         ("default", "key", "", 3),
         ("default", "queue", "", 10),
