@@ -223,6 +223,30 @@ def test_queues_pause_resume_and_list(database_url: str) -> None:
     assert run("queues", "paused", database_url=database_url).stdout == ""
 
 
+def test_limits_set_ls_and_rm(database_url: str) -> None:
+    shown = run("limits", "set", "api", "2", "--per-key", database_url=database_url).stdout
+    assert shown.splitlines()[1].split()[:5] == ["api", "key", "every", "key", "2"]
+    run("limits", "set", "api", "5", "--key", "tenant-a", database_url=database_url)
+    run("limits", "set", "api", "none", "--type", "ping", database_url=database_url)
+    listed = json.loads(run("limits", "ls", "--json", database_url=database_url).stdout)
+    assert [(lim["scope"], lim["name"], lim["concurrency"]) for lim in listed] == [
+        ("key", "", 2),
+        ("key", "tenant-a", 5),
+        ("type", "ping", None),
+    ]
+    run(
+        "enqueue", "t", "--queue", "api", "--concurrency-key", "tenant-a", database_url=database_url
+    )
+    assert run("limits", "rm", "api", "--key", "tenant-a", database_url=database_url).stdout == (
+        "limit removed\n"
+    )
+    missing = run(
+        "limits", "rm", "api", "--key", "tenant-a", database_url=database_url, check=False
+    )
+    assert missing.returncode != 0
+    assert "no such limit" in missing.stderr
+
+
 def test_schedules_ls_shows_the_next_run_and_delete_forgets_one(database_url: str) -> None:
     async def declare() -> None:
         async with jobqueue.Queue(database_url) as queue:

@@ -308,6 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--max-attempts", type=int, metavar="N", help="default 3")
     enqueue.add_argument("--queue", metavar="NAME", help="queue name (default: default)")
     enqueue.add_argument("--priority", type=int, default=0, help="higher runs first")
+    enqueue.add_argument(
+        "--concurrency-key",
+        metavar="KEY",
+        help="what the job runs on behalf of (a tenant): its limit and its turn",
+    )
     enqueue.add_argument("--json", action="store_true", help="print the job as JSON")
 
     status = commands.add_parser("status", help="show one job", parents=[common])
@@ -375,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         action.add_argument("--json", action="store_true", help="print JSON")
 
+    add_limits_parser(commands, common)
     schedules = commands.add_parser(
         "schedules", help="list the periodic schedules, or delete one", parents=[common]
     )
@@ -539,6 +545,7 @@ async def run_command(args: argparse.Namespace) -> int:
                 max_attempts=args.max_attempts,
                 queue=args.queue,
                 priority=args.priority,
+                concurrency_key=args.concurrency_key,
             )
             if args.json:
                 _print_job(job, as_json=True)
@@ -577,6 +584,8 @@ async def run_command(args: argparse.Namespace) -> int:
             return await run_queues(args, queue)
         elif args.command == "schedules":
             return await run_schedules(args, queue)
+        elif args.command == "limits":
+            return await run_limits(args, queue)
         elif args.command == "cleanup-stale-locks":
             rescued = await queue.rescue_stale_jobs(args.threshold, queue=args.queue)
             for taken in rescued:
@@ -687,6 +696,81 @@ async def run_queues(args: argparse.Namespace, queue: queue_module.Queue) -> int
         for name, since in paused.items():
             print(f"queue {name} paused since {since.isoformat(timespec='seconds')}")
     return 0
+
+
+def add_limits_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    limits = commands.add_parser(
+        "limits",
+        help="how many jobs of a queue, job type or concurrency key run at once",
+        parents=[common],
+    )
+    actions = limits.add_subparsers(dest="limits_command", required=True, metavar="ACTION")
+    listing = actions.add_parser("ls", help="the limits", parents=[common])
+    listing.add_argument("--queue", metavar="NAME", help="one queue (default: all)")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    for name, what in (
+        ("set", "set a limit (from the next claim on; running jobs go on)"),
+        ("rm", "remove a limit"),
+    ):
+        action = actions.add_parser(name, help=what, parents=[common])
+        action.add_argument("queue", metavar="QUEUE", help="the queue")
+        if name == "set":
+            action.add_argument(
+                "concurrency",
+                metavar="N",
+                type=lambda text: None if text == "none" else int(text),
+                help="at most N at once; 'none': no limit (by key: keys still take turns)",
+            )
+        scope = action.add_mutually_exclusive_group()
+        scope.add_argument("--type", metavar="TYPE", help="of this job type")
+        scope.add_argument("--key", metavar="KEY", help="of this concurrency key")
+        scope.add_argument(
+            "--per-key", action="store_true", help="of each key without a limit of its own"
+        )
+
+
+async def run_limits(args: argparse.Namespace, queue: queue_module.Queue) -> int:
+    scope = {"queue": args.queue, "per_key": False}
+    if args.limits_command != "ls":
+        scope.update(type=args.type, key=args.key, per_key=args.per_key)
+    if args.limits_command == "set":
+        limit = await queue.limit_concurrency(args.concurrency, **scope)
+        found = [limit]
+    elif args.limits_command == "rm":
+        if not await queue.remove_limit(**scope):
+            raise UserError("no such limit")
+        print("limit removed")
+        return 0
+    else:
+        found = await queue.list_limits(args.queue)
+        if args.json:
+            print(json.dumps([_limit_json(limit) for limit in found], indent=2))
+            return 0
+    lines: list[tuple[str, ...]] = [("QUEUE", "OF", "NAME", "AT ONCE", "SET AT")]
+    lines += [
+        (
+            limit.queue,
+            limit.scope,
+            limit.name or ("every key" if limit.scope == "key" else "-"),
+            "no limit" if limit.concurrency is None else str(limit.concurrency),
+            limit.updated_at.isoformat(timespec="seconds"),
+        )
+        for limit in found
+    ]
+    print(_aligned(lines, left=len(lines[0])))
+    return 0
+
+
+def _limit_json(limit: types.ConcurrencyLimit) -> dict[str, object]:
+    return {
+        "queue": limit.queue,
+        "scope": limit.scope.value,
+        "name": limit.name,
+        "concurrency": limit.concurrency,
+        "updated_at": limit.updated_at.isoformat(),
+    }
 
 
 async def run_schedules(args: argparse.Namespace, queue: queue_module.Queue) -> int:
