@@ -231,7 +231,6 @@ class ClaimBench:
             "queue": checks.DEFAULT_QUEUE,
             "types": None,
             "now": None,
-            "after_key": None,
         }
 
     async def raw_claim(self, batch: int, *, complete: bool = False) -> Result:

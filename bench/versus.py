@@ -546,7 +546,6 @@ async def claim_and_complete(conn: Connection, worker_id: str, batch: int) -> in
         "queue": checks.DEFAULT_QUEUE,
         "types": None,
         "now": None,
-        "after_key": None,
     }
     cursor = await conn.execute(sql.query("job_claim"), params)
     ids = [row[0] for row in await cursor.fetchall()]

@@ -102,7 +102,6 @@ async def test_a_claim_after_a_place_reads_past_the_dead_entries_a_long_transact
             "limit": 10,
             "worker_id": "w",
             "now": None,
-            "after_key": None,
         }
         since = datetime.datetime.now(UTC) - worker_module.CLAIM_MARGIN
         async with await psycopg.AsyncConnection.connect(database_url) as conn:

@@ -584,7 +584,6 @@ async def test_pause_while_a_claim_is_in_flight(queue: jobqueue.Queue, database_
                 "types": None,
                 "now": None,
                 "worker_id": "w",
-                "after_key": None,
             },
         )
         claimed = await cursor.fetchall()

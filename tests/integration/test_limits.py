@@ -4,19 +4,29 @@ checks them across worker processes under faults."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import datetime
 import typing
 
 import psycopg
 import pytest
+import waiting
 
 import jobqueue
+from jobqueue import runner
 
 pytestmark = pytest.mark.asyncio
 
 
 def keys_of(jobs: list[jobqueue.Job]) -> collections.Counter[str | None]:
     return collections.Counter(job.concurrency_key for job in jobs)
+
+
+async def claim(
+    queue: jobqueue.Queue, limit: int, after_key: str | None = None
+) -> list[jobqueue.Job]:
+    return await queue.claim_jobs("w", limit=limit, limited=True, after_key=after_key)
 
 
 async def enqueue(
@@ -76,15 +86,15 @@ async def test_a_key_runs_no_more_than_its_limit(queue: jobqueue.Queue) -> None:
     await enqueue(queue, "b", 5)
     await enqueue(queue, "small", 5)
     await enqueue(queue, None, 3)
-    first = await queue.claim_jobs("w", limit=100)
+    first = await claim(queue, 100)
     assert keys_of(first) == {"a": 2, "b": 2, "small": 1, None: 3}
-    assert await queue.claim_jobs("w", limit=100) == []
+    assert await claim(queue, 100) == []
     done = next(job for job in first if job.concurrency_key == "a")
     await queue.complete_job(done.id, None, worker_id="w")
-    assert keys_of(await queue.claim_jobs("w", limit=100)) == {"a": 1}
+    assert keys_of(await claim(queue, 100)) == {"a": 1}
     # Raised at run time: the next claim takes more.
     await queue.limit_concurrency(3, per_key=True)
-    assert keys_of(await queue.claim_jobs("w", limit=100)) == {"a": 1, "b": 1}
+    assert keys_of(await claim(queue, 100)) == {"a": 1, "b": 1}
 
 
 async def test_type_and_queue_limits(queue: jobqueue.Queue) -> None:
@@ -92,12 +102,12 @@ async def test_type_and_queue_limits(queue: jobqueue.Queue) -> None:
     await enqueue(queue, None, 5, "callApi")
     await enqueue(queue, "k", 5, "callApi")
     await enqueue(queue, None, 5, "other")
-    claimed = await queue.claim_jobs("w", limit=100)
+    claimed = await claim(queue, 100)
     assert collections.Counter(job.type for job in claimed) == {"callApi": 2, "other": 5}
     await queue.limit_concurrency(8)  # the whole queue: 7 run already
-    assert len(await queue.claim_jobs("w", limit=100)) == 0  # callApi is full, others gone
+    assert len(await claim(queue, 100)) == 0  # callApi is full, others gone
     await enqueue(queue, None, 5, "more")
-    assert len(await queue.claim_jobs("w", limit=100)) == 1
+    assert len(await claim(queue, 100)) == 1
 
 
 async def test_keys_take_turns_so_a_backlog_does_not_starve_a_small_key(
@@ -106,7 +116,7 @@ async def test_keys_take_turns_so_a_backlog_does_not_starve_a_small_key(
     await queue.limit_concurrency(None, per_key=True)  # no limit: turns only
     await enqueue(queue, "big", 500)
     await enqueue(queue, "small", 5, priority=0)
-    claimed = await queue.claim_jobs("w", limit=10)
+    claimed = await claim(queue, 10)
     assert keys_of(claimed) == {"big": 5, "small": 5}
 
 
@@ -115,14 +125,14 @@ async def test_turns_go_round_the_keys_from_the_last_one_served(queue: jobqueue.
     keys = [f"k{n:02}" for n in range(25)]
     for key in keys:
         await enqueue(queue, key, 2)
-    first = await queue.claim_jobs("w", limit=10)
+    first = await claim(queue, 10)
     assert sorted(keys_of(first)) == keys[:10]
-    second = await queue.claim_jobs("w", limit=10, after_key="k09")
+    second = await claim(queue, 10, after_key="k09")
     assert sorted(keys_of(second)) == keys[10:20]
     # Around: after k19, the last five, then the first keys again (those have room no more).
     for job in first:
         await queue.complete_job(job.id, None, worker_id="w")
-    third = await queue.claim_jobs("w", limit=10, after_key="k19")
+    third = await claim(queue, 10, after_key="k19")
     assert sorted(keys_of(third)) == sorted(keys[20:] + keys[:5])
 
 
@@ -130,6 +140,49 @@ async def test_a_paused_limited_queue_gives_nothing(queue: jobqueue.Queue) -> No
     await queue.limit_concurrency(2, per_key=True)
     await enqueue(queue, "a", 3)
     await queue.pause_queue()
-    assert await queue.claim_jobs("w", limit=10) == []
+    assert await claim(queue, 10) == []
     await queue.resume_queue()
+    assert len(await claim(queue, 10)) == 2
+
+
+async def test_the_claims_in_order_give_nothing_in_a_limited_queue(queue: jobqueue.Queue) -> None:
+    await enqueue(queue, "a", 3)
+    await queue.limit_concurrency(1, per_key=True)
+    assert await queue.queue_has_limits() is True
+    assert await queue.claim_jobs("w", limit=10) == []
+    now = datetime.datetime.now(datetime.UTC)
+    assert await queue.claim_jobs("w", limit=10, after=(0, now - datetime.timedelta(1))) == []
+    assert len(await claim(queue, 10)) == 1
+    await queue.remove_limit(per_key=True)
+    assert await queue.queue_has_limits() is False
     assert len(await queue.claim_jobs("w", limit=10)) == 2
+
+
+async def test_a_worker_finds_the_limits_that_came_and_claims_within_them(
+    queue: jobqueue.Queue, registry: runner.Registry, run_worker: typing.Any
+) -> None:
+    running: collections.Counter[str] = collections.Counter()
+    most: collections.Counter[str] = collections.Counter()
+    release = asyncio.Event()
+
+    @jobqueue.handler("held", registry=registry)
+    async def held(payload: object, job: jobqueue.Job) -> None:
+        key = job.concurrency_key or ""
+        running[key] += 1
+        most[key] = max(most[key], running[key])
+        await release.wait()
+        running[key] -= 1
+
+    worker = run_worker(concurrency=20, poll_interval=600)
+    await waiting.until(lambda: worker.listening, what="worker listening")
+    await queue.limit_concurrency(2, per_key=True)
+    await enqueue(queue, "a", 5, "held")
+    await enqueue(queue, "b", 5, "held")
+    await waiting.until(lambda: sum(running.values()) == 4, what="four running")
+    release.set()
+    await waiting.eventually(lambda: _done(queue, 10), what="every job done", timeout=30)
+    assert most == {"a": 2, "b": 2}
+
+
+async def _done(queue: jobqueue.Queue, count: int) -> bool:
+    return (await queue.get_queue_stats())["done"] == count

@@ -24,7 +24,6 @@ CLAIM = {
     "limit": 32,
     "worker_id": "w",
     "now": None,
-    "after_key": None,
 }
 
 

@@ -36,6 +36,7 @@ class Queue(producer.Producer):
     snooze_job = session.snooze_job
     release_jobs = session.release_jobs
     next_run_at = session.next_run_at
+    queue_has_limits = session.queue_has_limits
     rescue_stale_jobs = maintenance.rescue_stale_jobs
     cleanup_stale_locks = maintenance.cleanup_stale_locks
     vacuum_health = maintenance.vacuum_health

@@ -31,6 +31,7 @@ async def claim_jobs(
     now: datetime.datetime | None = None,
     job_factory: collections.abc.Callable[..., types.Job] = types.Job,
     after: tuple[int, datetime.datetime] | None = None,
+    limited: bool = False,
     after_key: str | None = None,
 ) -> list[types.Job]:
     """Claim up to ``limit`` ready jobs for ``worker_id`` in one statement (priority,
@@ -40,18 +41,21 @@ async def claim_jobs(
     its handler gets, with no copy. With ``after=(priority, run_at)`` only jobs of a higher
     priority, and jobs of that priority due at ``run_at`` or later, are claimed: the place
     of an earlier claim, from which the index is read without the entries before it (see
-    the query ``job_claim_after``). In a queue with limits, the claim takes turns between
-    concurrency keys from the one after ``after_key`` (the last one served) on."""
+    the query ``job_claim_after``). A queue with limits (``queue_has_limits``) gives
+    nothing to these claims: ``limited=True`` claims within its limits, taking turns between
+    concurrency keys from the one after ``after_key`` (the last one served)."""
     params = {
         "worker_id": checks.check_name(worker_id, "worker id"),
         "limit": checks.check_int(limit, "limit", minimum=1, maximum=10_000),
         "queue": checks.check_name(queue, "queue") if queue is not None else self.queue,
         "types": None if types_ is None else [checks.check_name(t, "job type") for t in types_],
         "now": checks.check_time(now, "now"),
-        "after_key": None if after_key is None else checks.check_name(after_key, "after_key"),
     }
     query = "job_claim"
-    if after is not None:
+    if limited:
+        query = "job_claim_limited"
+        params["after_key"] = None if after_key is None else checks.check_name(after_key, "key")
+    elif after is not None:
         query = "job_claim_after"
         params["after_priority"] = checks.check_int(after[0], "priority", minimum=-checks.INT32_MAX)
         params["after_run_at"] = checks.check_time(after[1], "run_at")
@@ -65,6 +69,13 @@ async def claim_jobs(
             ],
         )
     return jobs
+
+
+async def queue_has_limits(self: producer.Producer, queue: str | None = None) -> bool:
+    """Whether ``queue`` (default: this ``Queue``'s) has concurrency limits: its workers
+    then claim with ``claim_jobs(limited=True)``."""
+    params = {"queue": self.queue if queue is None else checks.check_name(queue, "queue")}
+    return bool((await statements.rows(self.pool, "queue_limited", params))[0][0])
 
 
 async def _finish(

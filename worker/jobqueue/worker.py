@@ -137,12 +137,49 @@ class Claimer:
         # While claims are slow: where the next one starts, and when a full one is due.
         self.after: tuple[int, datetime.datetime] | None = None
         self.full_claim_due = 0.0
-        # In a queue with limits: the concurrency key served last, where the next claim's
-        # turns start.
+        # Whether the queue has limits (its jobs are then claimed within them, and the other
+        # claims give nothing), and the concurrency key served last: where the next limited
+        # claim's turns start.
+        self.limited = False
         self.after_key: str | None = None
 
     async def claim(self, limit: int, sent: float | None = None) -> list[types.Job]:
-        """Up to ``limit`` jobs; ``sent``: the monotonic time the caller began at."""
+        """Up to ``limit`` jobs; ``sent``: the monotonic time the caller began at. A claim
+        that finds nothing looks whether the queue's limits came or went, and if so claims
+        again the other way: no claim reads the flag while jobs come."""
+        for _ in range(2):
+            if self.limited:
+                jobs = await self.queue.claim_jobs(
+                    self.worker_id,
+                    limit=limit,
+                    queue=self.queue_name,
+                    types_=self.types,
+                    now=self.clock(),
+                    job_factory=self.job_factory,
+                    limited=True,
+                    after_key=self.after_key,
+                )
+                self.after_key = _last_key_of(jobs, self.after_key)
+            else:
+                jobs = await self._claim_in_order(limit, sent)
+            if jobs or not await self._limits_changed():
+                break
+        return jobs
+
+    async def _limits_changed(self) -> bool:
+        limited = await self.queue.queue_has_limits(self.queue_name)
+        if limited == self.limited:
+            return False
+        self.limited = limited
+        logger.info(
+            "[Worker] Queue %s %s: claiming %s",
+            self.queue_name,
+            "has limits" if limited else "has no limits any more",
+            "within them" if limited else "in order",
+        )
+        return True
+
+    async def _claim_in_order(self, limit: int, sent: float | None) -> list[types.Job]:
         sent = time.monotonic() if sent is None else sent
         full = self.after is None or sent >= self.full_claim_due
         jobs = await self.queue.claim_jobs(
@@ -153,9 +190,7 @@ class Claimer:
             now=self.clock(),
             job_factory=self.job_factory,
             after=None if full else self.after,
-            after_key=self.after_key,
         )
-        self.after_key = _last_key_of(jobs, self.after_key)
         place = _place_of(jobs)
         if not full:
             # Nothing of this priority from the place on was ready: what comes later is due

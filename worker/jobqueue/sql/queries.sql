@@ -212,8 +212,8 @@ RETURNING id;
 -- are skipped, never waited for, so no job is handed out twice. %(types)s NULL means any.
 -- The rows are found again by ctid, not id: the lock taken keeps each locked version where
 -- it is until this statement updates it, and a TID scan saves a primary-key lookup a job.
--- A paused queue gives nothing, and one with limits claims below (a lookup a statement
--- each, not a row: InitPlans).
+-- A paused queue gives nothing, and so does one with limits, whose workers claim with
+-- job_claim_limited (one lookup a statement, not a row: an InitPlan).
 WITH ready AS (
     SELECT ctid
     FROM jobs
@@ -228,39 +228,43 @@ WITH ready AS (
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
-), claimed AS (
-    UPDATE jobs
-    SET status = 'running',
-        attempts = jobs.attempts + 1,
-        locked_at = coalesce(%(now)s, now()),
-        locked_by = %(worker_id)s,
-        heartbeat_at = coalesce(%(now)s, now()),
-        updated_at = coalesce(%(now)s, now())
-    FROM ready
-    WHERE jobs.ctid = ready.ctid
-    RETURNING jobs.*
-), got AS (
-    SELECT * FROM claimed
-    UNION ALL
-    -- A queue with limits (migration 0011) claims through jobs_claim_limited, after the
-    -- key %(after_key)s this worker served last; the function is called only for such a
-    -- queue (an InitPlan gates it), and ready above is empty for it.
-    SELECT *
-    FROM jobs_claim_limited(%(queue)s, %(worker_id)s, %(limit)s, %(types)s,
-                            coalesce(%(now)s, now()), %(after_key)s)
-    WHERE EXISTS (SELECT FROM job_queues WHERE name = %(queue)s AND limited)
 )
+UPDATE jobs
+SET status = 'running',
+    attempts = jobs.attempts + 1,
+    locked_at = coalesce(%(now)s, now()),
+    locked_by = %(worker_id)s,
+    heartbeat_at = coalesce(%(now)s, now()),
+    updated_at = coalesce(%(now)s, now())
+FROM ready
+WHERE jobs.ctid = ready.ctid
 -- Every time returned is one Python can hold in any timezone (checks.EARLIEST_TIME to
 -- LATEST_TIME), so the worker reads them with the driver's own loader, not the forgiving
 -- one in Python, a fifth of its CPU per job otherwise. The times this statement sets are in
 -- range already (%(now)s is checked); run_at and created_at may have come from raw SQL.
+RETURNING jobs.id, jobs.type, jobs.status, jobs.payload, jobs.result, jobs.attempts,
+    jobs.max_attempts,
+    least(greatest(jobs.run_at, '0001-01-02 00:00+00'), '9999-12-30 00:00+00') AS run_at,
+    jobs.locked_at, jobs.locked_by, jobs.error,
+    least(greatest(jobs.created_at, '0001-01-02 00:00+00'), '9999-12-30 00:00+00') AS created_at,
+    jobs.updated_at, jobs.queue, jobs.priority, jobs.heartbeat_at, jobs.cancel_requested_at,
+    jobs.unique_key, jobs.concurrency_key;
+
+-- name: job_claim_limited
+-- job_claim for a queue with limits (migration 0011): within them, taking turns between
+-- concurrency keys from the one after %(after_key)s (the last this worker served).
 SELECT id, type, status, payload, result, attempts, max_attempts,
     least(greatest(run_at, '0001-01-02 00:00+00'), '9999-12-30 00:00+00') AS run_at,
     locked_at, locked_by, error,
     least(greatest(created_at, '0001-01-02 00:00+00'), '9999-12-30 00:00+00') AS created_at,
     updated_at, queue, priority, heartbeat_at, cancel_requested_at, unique_key,
     concurrency_key
-FROM got;
+FROM jobs_claim_limited(%(queue)s, %(worker_id)s, %(limit)s, %(types)s,
+                        coalesce(%(now)s, now()), %(after_key)s);
+
+-- name: queue_limited
+-- Whether a queue has limits: its workers then claim with job_claim_limited.
+SELECT coalesce((SELECT limited FROM job_queues WHERE name = %(queue)s), false);
 
 -- name: job_claim_after
 -- job_claim for a worker whose claims got slow (see worker.Claimer): dead index entries of
@@ -308,33 +312,23 @@ WITH higher AS (
     -- rows to read (it then sorted every pending job); the rows of this level locked past
     -- the limit are let go when the statement ends, and left pending.
     (SELECT ctid FROM higher UNION ALL SELECT ctid FROM level) LIMIT %(limit)s
-), claimed AS (
-    UPDATE jobs
-    SET status = 'running',
-        attempts = jobs.attempts + 1,
-        locked_at = coalesce(%(now)s, now()),
-        locked_by = %(worker_id)s,
-        heartbeat_at = coalesce(%(now)s, now()),
-        updated_at = coalesce(%(now)s, now())
-    FROM ready
-    WHERE jobs.ctid = ready.ctid
-    RETURNING jobs.*
-), got AS (
-    SELECT * FROM claimed
-    UNION ALL
-    -- As in job_claim (a limited claim has no place to start from).
-    SELECT *
-    FROM jobs_claim_limited(%(queue)s, %(worker_id)s, %(limit)s, %(types)s,
-                            coalesce(%(now)s, now()), %(after_key)s)
-    WHERE EXISTS (SELECT FROM job_queues WHERE name = %(queue)s AND limited)
 )
-SELECT id, type, status, payload, result, attempts, max_attempts,
-    least(greatest(run_at, '0001-01-02 00:00+00'), '9999-12-30 00:00+00') AS run_at,
-    locked_at, locked_by, error,
-    least(greatest(created_at, '0001-01-02 00:00+00'), '9999-12-30 00:00+00') AS created_at,
-    updated_at, queue, priority, heartbeat_at, cancel_requested_at, unique_key,
-    concurrency_key
-FROM got;
+UPDATE jobs
+SET status = 'running',
+    attempts = jobs.attempts + 1,
+    locked_at = coalesce(%(now)s, now()),
+    locked_by = %(worker_id)s,
+    heartbeat_at = coalesce(%(now)s, now()),
+    updated_at = coalesce(%(now)s, now())
+FROM ready
+WHERE jobs.ctid = ready.ctid
+RETURNING jobs.id, jobs.type, jobs.status, jobs.payload, jobs.result, jobs.attempts,
+    jobs.max_attempts,
+    least(greatest(jobs.run_at, '0001-01-02 00:00+00'), '9999-12-30 00:00+00') AS run_at,
+    jobs.locked_at, jobs.locked_by, jobs.error,
+    least(greatest(jobs.created_at, '0001-01-02 00:00+00'), '9999-12-30 00:00+00') AS created_at,
+    jobs.updated_at, jobs.queue, jobs.priority, jobs.heartbeat_at, jobs.cancel_requested_at,
+    jobs.unique_key, jobs.concurrency_key;
 
 -- name: job_complete
 -- Only a job still in play can be completed. With %(worker_id)s set, only while that worker

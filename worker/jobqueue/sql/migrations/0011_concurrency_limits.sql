@@ -88,6 +88,7 @@ DECLARE
     lapped boolean := false;
     walked boolean := false;
     batch text[];
+    found text[];
     keys text[] := '{}';
     key_caps integer[] := '{}';
     more_keys text[];
@@ -118,40 +119,58 @@ BEGIN
             RETURN;
         END IF;
     END IF;
-    SELECT array_agg(limits.name), array_agg(limits.concurrency - coalesce(busy.running, 0))
+    SELECT array_agg(limits.name),
+           array_agg(limits.concurrency - (SELECT count(*) FROM jobs
+                                           WHERE status = 'running' AND queue = queue_name
+                                             AND type = limits.name))
     INTO type_names, type_lefts
     FROM job_limits AS limits
-    LEFT JOIN (SELECT type, count(*)::integer AS running FROM jobs
-               WHERE status = 'running' AND queue = queue_name GROUP BY type) AS busy
-        ON busy.type = limits.name
     WHERE limits.queue = queue_name AND limits.scope = 'type' AND limits.concurrency IS NOT NULL;
     SELECT concurrency INTO key_default
     FROM job_limits WHERE queue = queue_name AND scope = 'key' AND name = '';
     -- The keys, from the one after after_key around to it: a key another claimer holds is
-    -- skipped, one at its limit gives no room. Taken a few at a time, their running jobs
-    -- counted together, until there is room for what is wanted or every key was seen.
+    -- skipped, one at its limit gives no room. Taken a few at a time (as many as would fill
+    -- the claim at the default limit), their running jobs counted together, until there is
+    -- room for what is wanted or every key was seen.
     key_name := after_key;
     WHILE room < wanted AND NOT walked LOOP
-        batch := '{}';
-        WHILE cardinality(batch) < wanted - room LOOP
-            SELECT concurrency_key INTO key_name FROM jobs
-            WHERE status = 'pending' AND queue = queue_name AND concurrency_key IS NOT NULL
-              AND concurrency_key > coalesce(key_name, '')
-            ORDER BY concurrency_key LIMIT 1;
-            IF NOT FOUND THEN
-                walked := lapped OR after_key IS NULL;
-                EXIT WHEN walked;
+        -- The next keys with pending jobs: a skip scan of jobs_keyed_idx, one probe a key.
+        SELECT coalesce(array_agg(walk.key ORDER BY walk.n), '{}') INTO found
+        FROM (
+            WITH RECURSIVE walk (key, n) AS (
+                (SELECT concurrency_key, 1 FROM jobs
+                 WHERE status = 'pending' AND queue = queue_name
+                   AND concurrency_key IS NOT NULL AND concurrency_key > coalesce(key_name, '')
+                 ORDER BY concurrency_key LIMIT 1)
+                UNION ALL
+                SELECT next.key, walk.n + 1
+                FROM walk, LATERAL (
+                    SELECT concurrency_key AS key FROM jobs
+                    WHERE status = 'pending' AND queue = queue_name
+                      AND concurrency_key IS NOT NULL AND concurrency_key > walk.key
+                    ORDER BY concurrency_key LIMIT 1
+                ) AS next
+                WHERE walk.n < greatest(1, ceil((wanted - room) / coalesce(key_default, 1.0)))
+            )
+            SELECT walk.key, walk.n FROM walk
+        ) AS walk
+        WHERE NOT lapped OR walk.key <= after_key;
+        visited := visited + cardinality(found);
+        IF cardinality(found) = 0
+           OR (lapped AND found[cardinality(found)] = after_key) OR visited > 10 * wanted + 100
+        THEN
+            walked := lapped OR after_key IS NULL OR visited > 10 * wanted + 100;
+            IF NOT walked THEN
                 lapped := true;  -- from the first key on, up to after_key
-                CONTINUE;
+                key_name := NULL;
             END IF;
-            visited := visited + 1;
-            walked := (lapped AND key_name > after_key) OR visited > 10 * wanted + 100;
-            EXIT WHEN walked;
-            IF pg_try_advisory_xact_lock(hashtextextended(lock_base || ':key:' || key_name, 0))
-            THEN
-                batch := batch || key_name;
-            END IF;
-        END LOOP;
+            CONTINUE WHEN cardinality(found) = 0;
+        ELSE
+            key_name := found[cardinality(found)];
+        END IF;
+        SELECT coalesce(array_agg(walked_key ORDER BY place), '{}') INTO batch
+        FROM unnest(found) WITH ORDINALITY AS walked_keys (walked_key, place)
+        WHERE pg_try_advisory_xact_lock(hashtextextended(lock_base || ':key:' || walked_key, 0));
         SELECT coalesce(array_agg(key), '{}'), coalesce(array_agg(cap), '{}'),
                coalesce(sum(cap), 0)
         INTO more_keys, more_caps, more_room
@@ -178,7 +197,10 @@ BEGIN
     END LOOP;
     RETURN QUERY
     WITH lines AS (
-        SELECT line.key, line.cap FROM unnest(keys, key_caps) AS line (key, cap)
+        -- No line gives more than its share of the claim: the first turns fill it.
+        SELECT line.key, least(line.cap, ceil(wanted::numeric / greatest(cardinality(keys), 1)))::integer
+                             AS cap
+        FROM unnest(keys, key_caps) AS line (key, cap)
     ), candidates AS (
         SELECT lines.key, job.id, job.type, job.priority, job.run_at
         FROM lines, LATERAL (
@@ -189,11 +211,18 @@ BEGIN
             LIMIT lines.cap
         ) AS job
         UNION ALL
-        (SELECT NULL, id, type, priority, run_at FROM jobs
-         WHERE status = 'pending' AND queue = queue_name AND concurrency_key IS NULL
-           AND run_at <= at AND (job_types IS NULL OR type = ANY(job_types))
-         ORDER BY priority DESC, run_at, id
-         LIMIT wanted)
+        -- The jobs without a key: one more line, looked for near the head of the queue's
+        -- order only (jobs_ready_idx holds the keyed jobs too, and reading past all of
+        -- them at every claim would cost as much as the backlog is long).
+        SELECT NULL, head.id, head.type, head.priority, head.run_at
+        FROM (
+            SELECT id, type, priority, run_at, concurrency_key FROM jobs
+            WHERE status = 'pending' AND queue = queue_name
+              AND run_at <= at AND (job_types IS NULL OR type = ANY(job_types))
+            ORDER BY priority DESC, run_at, id
+            LIMIT 10 * wanted
+        ) AS head
+        WHERE head.concurrency_key IS NULL
     ), turns AS (
         SELECT candidates.*,
                row_number() OVER (PARTITION BY key ORDER BY priority DESC, run_at, id) AS turn
@@ -211,8 +240,10 @@ BEGIN
         LIMIT least(wanted, queue_left)
     ), claimable AS (
         -- A job without a key another claimer chose too: whoever locks it first takes it.
-        SELECT jobs.id FROM jobs
-        WHERE jobs.id IN (SELECT id FROM chosen) AND jobs.status = 'pending'
+        -- Read by id from an array (an index probe each, whatever the estimates of the
+        -- lines above), then updated by the locked row's place, as job_claim does.
+        SELECT jobs.ctid FROM jobs
+        WHERE jobs.id = ANY (ARRAY(SELECT id FROM chosen)) AND jobs.status = 'pending'
         FOR UPDATE SKIP LOCKED
     )
     UPDATE jobs
@@ -223,7 +254,90 @@ BEGIN
         heartbeat_at = at,
         updated_at = at
     FROM claimable
-    WHERE jobs.id = claimable.id
+    WHERE jobs.ctid = claimable.ctid
     RETURNING jobs.*;
+END
+$$;
+
+-- Migration 0010's function, waking the workers of a limited queue when room frees up.
+CREATE OR REPLACE FUNCTION jobs_record_change() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    ready_queue text;
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        DELETE FROM job_counts;
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO job_counts (queue, type, pending, running, failed, done, cancelled, enqueued)
+        SELECT queue, type,
+               count(*) FILTER (WHERE status = 'pending'),
+               count(*) FILTER (WHERE status = 'running'),
+               count(*) FILTER (WHERE status = 'failed'),
+               count(*) FILTER (WHERE status = 'done'),
+               count(*) FILTER (WHERE status = 'cancelled'),
+               count(*)
+        FROM new_rows
+        GROUP BY queue, type;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO job_counts (queue, type, pending, running, failed, done, cancelled, finished)
+        SELECT queue, type, pending, running, failed, done, cancelled, finished
+        FROM (
+            SELECT queue, type,
+                   coalesce(sum(change) FILTER (WHERE status = 'pending'), 0) AS pending,
+                   coalesce(sum(change) FILTER (WHERE status = 'running'), 0) AS running,
+                   coalesce(sum(change) FILTER (WHERE status = 'failed'), 0) AS failed,
+                   coalesce(sum(change) FILTER (WHERE status = 'done'), 0) AS done,
+                   coalesce(sum(change) FILTER (WHERE status = 'cancelled'), 0) AS cancelled,
+                   greatest(coalesce(sum(change) FILTER (
+                                WHERE status IN ('done', 'failed', 'cancelled')), 0), 0)
+                       AS finished
+            FROM (
+                SELECT queue, type, status, 1 AS change FROM new_rows
+                UNION ALL
+                SELECT queue, type, status, -1 FROM old_rows
+            ) AS changes
+            GROUP BY queue, type
+        ) AS net
+        WHERE (pending, running, failed, done, cancelled, finished) <> (0, 0, 0, 0, 0, 0);
+    ELSE
+        INSERT INTO job_counts (queue, type, pending, running, failed, done, cancelled)
+        SELECT queue, type,
+               -count(*) FILTER (WHERE status = 'pending'),
+               -count(*) FILTER (WHERE status = 'running'),
+               -count(*) FILTER (WHERE status = 'failed'),
+               -count(*) FILTER (WHERE status = 'done'),
+               -count(*) FILTER (WHERE status = 'cancelled')
+        FROM old_rows
+        GROUP BY queue, type;
+        RETURN NULL;
+    END IF;
+    -- A statement that leaves fewer jobs running in a queue with limits frees room under
+    -- them: its idle workers are woken to claim again (nothing else would wake a worker
+    -- whose last claim found every key at its limit). Queues without limits read one small
+    -- table here, once a statement.
+    IF TG_OP = 'UPDATE' AND EXISTS (SELECT FROM job_queues WHERE limited) THEN
+        FOR ready_queue IN
+            SELECT changes.queue
+            FROM (
+                SELECT queue, 1 AS change FROM new_rows WHERE status = 'running'
+                UNION ALL
+                SELECT queue, -1 FROM old_rows WHERE status = 'running'
+            ) AS changes
+            JOIN job_queues ON job_queues.name = changes.queue AND job_queues.limited
+            GROUP BY changes.queue
+            HAVING sum(changes.change) < 0
+        LOOP
+            PERFORM pg_notify('jobqueue_ready', ready_queue);
+        END LOOP;
+    END IF;
+    IF current_setting('jobqueue.wake_up', true) IS DISTINCT FROM 'producer' THEN
+        FOR ready_queue IN
+            SELECT DISTINCT queue FROM new_rows WHERE status = 'pending'
+        LOOP
+            PERFORM pg_notify('jobqueue_ready', ready_queue);
+        END LOOP;
+    END IF;
+    RETURN NULL;
 END
 $$;
