@@ -112,7 +112,8 @@ class Claimer:
     which also finds what lies before that place (a job put back in line, a lower
     priority, a transaction that committed late), runs once its turn comes: after at least
     FULL_CLAIM_INTERVAL, and 1 / FULL_CLAIM_SHARE times as long as the last one took. A
-    fast full claim ends it."""
+    fast full claim ends it. In a queue with limits (migration 0011) it claims within them
+    (``job_claim_limited``) instead, taking turns between concurrency keys."""
 
     def __init__(
         self,
@@ -149,22 +150,34 @@ class Claimer:
         again the other way: no claim reads the flag while jobs come."""
         for _ in range(2):
             if self.limited:
-                jobs = await self.queue.claim_jobs(
-                    self.worker_id,
-                    limit=limit,
-                    queue=self.queue_name,
-                    types_=self.types,
-                    now=self.clock(),
-                    job_factory=self.job_factory,
-                    limited=True,
-                    after_key=self.after_key,
-                )
+                jobs = await self._claim_jobs(limit, limited=True, after_key=self.after_key)
                 self.after_key = _last_key_of(jobs, self.after_key)
             else:
                 jobs = await self._claim_in_order(limit, sent)
             if jobs or not await self._limits_changed():
                 break
         return jobs
+
+    async def _claim_jobs(
+        self,
+        limit: int,
+        *,
+        after: tuple[int, datetime.datetime] | None = None,
+        limited: bool = False,
+        after_key: str | None = None,
+    ) -> list[types.Job]:
+        """``Queue.claim_jobs`` for this worker, its queue and its types."""
+        return await self.queue.claim_jobs(
+            self.worker_id,
+            limit=limit,
+            queue=self.queue_name,
+            types_=self.types,
+            now=self.clock(),
+            job_factory=self.job_factory,
+            after=after,
+            limited=limited,
+            after_key=after_key,
+        )
 
     async def _limits_changed(self) -> bool:
         limited = await self.queue.queue_has_limits(self.queue_name)
@@ -182,15 +195,7 @@ class Claimer:
     async def _claim_in_order(self, limit: int, sent: float | None) -> list[types.Job]:
         sent = time.monotonic() if sent is None else sent
         full = self.after is None or sent >= self.full_claim_due
-        jobs = await self.queue.claim_jobs(
-            self.worker_id,
-            limit=limit,
-            queue=self.queue_name,
-            types_=self.types,
-            now=self.clock(),
-            job_factory=self.job_factory,
-            after=None if full else self.after,
-        )
+        jobs = await self._claim_jobs(limit, after=None if full else self.after)
         place = _place_of(jobs)
         if not full:
             # Nothing of this priority from the place on was ready: what comes later is due
