@@ -121,8 +121,6 @@ async def drain(
         async with bench.queue.pool.connection() as conn:
             async with conn.transaction():
                 await bench.queue.enqueue_jobs(new, conn=conn)
-                # The statistics a table in use has (see the README on a fresh table's).
-                await conn.execute("ANALYZE jobs")
             started = time.perf_counter()  # the commit makes them visible, and notifies
         await worker.wait_all_done(bench, args.jobs, workers)
         seconds = time.perf_counter() - started

@@ -78,7 +78,12 @@ CREATE FUNCTION jobs_claim_limited(
     job_types text[],
     at timestamp with time zone,
     after_key text
-) RETURNS SETOF jobs LANGUAGE plpgsql AS $$
+) RETURNS SETOF jobs LANGUAGE plpgsql
+-- Its reads in index order whatever the statistics say: on a table not yet analyzed the
+-- planner took the keys' skip scan for a read of every pending job and a sort (200 ms a
+-- claim at 15,000 jobs). The orderings it must sort (the turns) are sorted all the same.
+SET enable_sort = off
+AS $$
 DECLARE
     lock_base constant text := 'jobqueue.limit:' || queue_name;
     queue_limit integer;
@@ -242,8 +247,11 @@ BEGIN
         -- A job without a key another claimer chose too: whoever locks it first takes it.
         -- Read by id from an array (an index probe each, whatever the estimates of the
         -- lines above), then updated by the locked row's place, as job_claim does.
+        -- (The status as an InitPlan: the pending jobs' indexes cannot answer it, so the
+        -- ids are looked up in the primary key, whatever the statistics say.)
         SELECT jobs.ctid FROM jobs
-        WHERE jobs.id = ANY (ARRAY(SELECT id FROM chosen)) AND jobs.status = 'pending'
+        WHERE jobs.id = ANY (ARRAY(SELECT id FROM chosen))
+          AND jobs.status = (SELECT 'pending')
         FOR UPDATE SKIP LOCKED
     )
     UPDATE jobs
