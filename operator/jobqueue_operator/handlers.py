@@ -358,7 +358,7 @@ async def reconcile(runtime: Runtime, state: QueueState, body: kopf.Body, spec: 
         if deployment is None:  # deleted by hand, or the create handler has not run yet
             deployment = await apply_owned(api, body, spec, replicas=0)
         current = int(deployment["spec"].get("replicas", 0))
-        seen = policy.Observation(depth.ready, depth.running, depth.due_soon, depth.paused)
+        seen = policy.Observation(depth.claimable, depth.running, depth.due_soon, depth.paused)
         decision, state.scale_state = policy.decide(
             scaling, seen, current, state.scale_state, time.monotonic()
         )
@@ -452,6 +452,7 @@ async def reconcile(runtime: Runtime, state: QueueState, body: kopf.Body, spec: 
         "done": depth.done,
         "cancelled": depth.cancelled,
         "paused": depth.paused,
+        "heldByLimits": depth.held,
         "oldestReadyAgeSeconds": (
             round(depth.oldest_ready_age, 3) if depth.oldest_ready_age is not None else None
         ),

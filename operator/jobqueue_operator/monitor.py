@@ -47,10 +47,18 @@ class Depth:
     by_type: tuple[jobqueue.QueueDepth, ...]
     cancelled: int = 0
     paused: bool = False
+    # Of the ready jobs, those the queue's concurrency limits hold back now: more workers
+    # would not run them.
+    held: int = 0
 
     @property
     def pending(self) -> int:
         return self.ready + self.delayed
+
+    @property
+    def claimable(self) -> int:
+        """The ready jobs a worker could start now."""
+        return self.ready - self.held
 
     @classmethod
     def of(cls, rows: collections.abc.Sequence[jobqueue.QueueDepth]) -> Depth:
@@ -146,7 +154,8 @@ class QueueMonitor:
     async def observe(self, *, due_within: float) -> Depth:
         rows = await jobqueue.queue_depth(self._queue, name=self.queue_name, due_within=due_within)
         paused = await self._queue.paused_queues(self.queue_name)
-        return dataclasses.replace(Depth.of(rows), paused=bool(paused))
+        held = await self._queue.held_by_limits(self.queue_name)
+        return dataclasses.replace(Depth.of(rows), paused=bool(paused), held=held)
 
     async def run_schedules(
         self, schedules: list[jobqueue.Schedule], *, ahead: float

@@ -186,3 +186,21 @@ async def test_a_worker_finds_the_limits_that_came_and_claims_within_them(
 
 async def _done(queue: jobqueue.Queue, count: int) -> bool:
     return (await queue.get_queue_stats())["done"] == count
+
+
+async def test_the_jobs_limits_hold_back_are_counted(queue: jobqueue.Queue) -> None:
+    assert await queue.held_by_limits() == 0
+    await enqueue(queue, "a", 5)
+    await enqueue(queue, "b", 1)
+    await enqueue(queue, None, 2)
+    assert await queue.held_by_limits() == 0  # no limits
+    await queue.limit_concurrency(2, per_key=True)
+    assert await queue.held_by_limits() == 3  # a: 5 ready, room for 2
+    await claim(queue, 1)  # an "a" runs (the first line's first job)
+    assert await queue.held_by_limits() == 3  # a: 4 ready, room for 1
+    await queue.limit_concurrency(None, key="a")  # a: no limit of its own... the default 2
+    assert await queue.held_by_limits() == 3
+    await queue.limit_concurrency(6)  # the queue: 1 running, 7 ready, room for 5
+    assert await queue.held_by_limits() == 3
+    await queue.limit_concurrency(3)  # room for 2 of the 5 the keys would let run
+    assert await queue.held_by_limits() == 5

@@ -61,6 +61,23 @@ async def test_observe_sums_the_queues_types(queue: jobqueue.Queue, database_url
     assert depth.oldest_ready_age is not None
 
 
+async def test_observe_leaves_out_what_the_limits_hold_back(
+    queue: jobqueue.Queue, database_url: str
+) -> None:
+    await queue.enqueue_jobs([jobqueue.NewJob("a", concurrency_key="tenant")] * 6)
+    await queue.enqueue_jobs([jobqueue.NewJob("a", concurrency_key="other")] * 2)
+    watcher = monitor.QueueMonitor(database_url, "default")
+    await watcher.open()
+    try:
+        free = await watcher.observe(due_within=60)
+        await queue.limit_concurrency(2, per_key=True)
+        limited = await watcher.observe(due_within=60)
+    finally:
+        await watcher.close()
+    assert (free.ready, free.held, free.claimable) == (8, 0, 8)
+    assert (limited.ready, limited.held, limited.claimable) == (8, 4, 4)
+
+
 async def test_rescue_prune_and_ranking(queue: jobqueue.Queue, database_url: str) -> None:
     jobs = await queue.enqueue_jobs((jobqueue.NewJob("a") for _ in range(6)), now=ago(7200))
     claimed = await queue.claim_jobs("dead-pod", limit=1, now=ago(3600))

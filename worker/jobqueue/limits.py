@@ -109,3 +109,16 @@ async def list_limits(
     """The limits of ``queue``, or of every queue."""
     params = {"queue": None if queue is None else checks.check_name(queue, "queue")}
     return [_limit(row) for row in await statements.rows(self.pool, "job_limit_list", params)]
+
+
+async def held_by_limits(
+    self: producer.Producer, queue: str | None = None, *, now: datetime.datetime | None = None
+) -> int:
+    """How many of ``queue``'s ready jobs (default: this ``Queue``'s) its limits hold back
+    now: ready, but more workers would not run them. The operator scales for the others.
+    Exact for limits by key alone; with limits by type too, an estimate on the low side."""
+    params = {
+        "queue": self.queue if queue is None else checks.check_name(queue, "queue"),
+        "now": checks.check_time(now, "now"),
+    }
+    return int((await statements.rows(self.pool, "job_limit_held", params))[0][0])

@@ -52,6 +52,7 @@ class Queue(producer.Producer):
     limit_concurrency = limits.limit_concurrency
     remove_limit = limits.remove_limit
     list_limits = limits.list_limits
+    held_by_limits = limits.held_by_limits
     declare_schedules = schedules.declare_schedules
     run_schedules = schedules.run_schedules
     list_schedules = schedules.list_schedules

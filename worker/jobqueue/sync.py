@@ -102,6 +102,7 @@ class SyncQueue:
     limit_concurrency = _blocking(queue_module.Queue.limit_concurrency)
     remove_limit = _blocking(queue_module.Queue.remove_limit)
     list_limits = _blocking(queue_module.Queue.list_limits)
+    held_by_limits = _blocking(queue_module.Queue.held_by_limits)
     list_schedules = _blocking(queue_module.Queue.list_schedules)
     delete_schedule = _blocking(queue_module.Queue.delete_schedule)
     declare_schedules = _blocking(queue_module.Queue.declare_schedules)

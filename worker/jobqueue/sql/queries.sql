@@ -488,6 +488,12 @@ WITH removed AS (
 )
 SELECT pg_notify('jobqueue_ready', queue) FROM removed;
 
+-- name: job_limit_held
+-- The ready jobs of %(queue)s its limits hold back now (0 for a queue without limits).
+SELECT CASE WHEN coalesce((SELECT limited FROM job_queues WHERE name = %(queue)s), false)
+            THEN jobs_held_by_limits(%(queue)s, coalesce(%(now)s, now()))
+            ELSE 0 END;
+
 -- name: job_limit_list
 SELECT queue, scope, name, concurrency, updated_at
 FROM job_limits

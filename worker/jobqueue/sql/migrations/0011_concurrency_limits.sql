@@ -267,6 +267,63 @@ BEGIN
 END
 $$;
 
+-- How many of a queue's ready jobs its limits hold back now: what the operator leaves out
+-- of the load it scales for (more workers would not run them). Per key, the ready jobs past
+-- the room its limit leaves; then the ready jobs of limited types past theirs, and the room
+-- the queue's own limit leaves. (A key's jobs of a limited type are counted against both:
+-- an estimate on the side of fewer workers, never of a wrong job run.)
+CREATE FUNCTION jobs_held_by_limits(queue_name text, at timestamp with time zone)
+RETURNS bigint LANGUAGE sql STABLE AS $$
+    WITH ready AS (
+        SELECT concurrency_key, type, count(*) AS ready FROM jobs
+        WHERE status = 'pending' AND queue = queue_name AND run_at <= at
+        GROUP BY concurrency_key, type
+    ), keys AS (
+        SELECT ready.concurrency_key,
+               least(sum(ready.ready),
+                     greatest(coalesce(min(own.concurrency), min(every.concurrency),
+                                       sum(ready.ready))
+                              - coalesce(min(busy.running), 0), 0)) AS claimable
+        FROM ready
+        LEFT JOIN job_limits AS own
+            ON own.queue = queue_name AND own.scope = 'key' AND own.name = ready.concurrency_key
+        LEFT JOIN job_limits AS every
+            ON every.queue = queue_name AND every.scope = 'key' AND every.name = ''
+        LEFT JOIN (
+            SELECT concurrency_key, count(*) AS running FROM jobs
+            WHERE status = 'running' AND queue = queue_name AND concurrency_key IS NOT NULL
+            GROUP BY concurrency_key
+        ) AS busy ON busy.concurrency_key = ready.concurrency_key
+        WHERE ready.concurrency_key IS NOT NULL
+        GROUP BY ready.concurrency_key
+    ), types AS (
+        SELECT greatest(sum(ready.ready)
+                        - greatest(min(limits.concurrency)
+                                   - (SELECT count(*) FROM jobs
+                                      WHERE status = 'running' AND queue = queue_name
+                                        AND type = ready.type), 0), 0) AS excess
+        FROM ready
+        JOIN job_limits AS limits
+            ON limits.queue = queue_name AND limits.scope = 'type' AND limits.name = ready.type
+               AND limits.concurrency IS NOT NULL
+        GROUP BY ready.type
+    ), room AS (
+        SELECT greatest(concurrency - (SELECT count(*) FROM jobs
+                                       WHERE status = 'running' AND queue = queue_name), 0)
+                   AS left_over
+        FROM job_limits WHERE queue = queue_name AND scope = 'queue' AND concurrency IS NOT NULL
+    ), total AS (
+        SELECT coalesce(sum(ready), 0) AS ready,
+               coalesce(sum(ready) FILTER (WHERE concurrency_key IS NULL), 0) AS unkeyed
+        FROM ready
+    )
+    SELECT total.ready - least(
+        greatest((SELECT coalesce(sum(claimable), 0) FROM keys) + total.unkeyed
+                 - (SELECT coalesce(sum(excess), 0) FROM types), 0),
+        coalesce((SELECT left_over FROM room), total.ready))
+    FROM total
+$$;
+
 -- Migration 0010's function, waking the workers of a limited queue when room frees up.
 CREATE OR REPLACE FUNCTION jobs_record_change() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
