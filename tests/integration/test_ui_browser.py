@@ -30,6 +30,7 @@ import psycopg
 import pytest
 import waiting
 from selenium import webdriver
+from selenium.common import exceptions
 from selenium.webdriver.common import by
 
 import jobqueue
@@ -119,11 +120,23 @@ def accessible(driver: webdriver.Chrome) -> None:
 
 def navigate(driver: webdriver.Chrome, css: str) -> None:
     """Clicks the link or button ``css`` selects, and waits for the page it leads to."""
-    from selenium.webdriver.support import expected_conditions
-
     old = driver.find_element(CSS, "html")
     driver.find_element(CSS, css).click()
-    browser.wait_for(driver, expected_conditions.staleness_of(old), what=f"{css} followed")
+
+    def left(_: webdriver.Chrome) -> bool:
+        # The old page's root gone. While the new page replaces it, Chromium may answer for
+        # the old node "does not belong to the document" rather than that it is stale.
+        try:
+            old.is_enabled()
+        except exceptions.StaleElementReferenceException:
+            return True
+        except exceptions.WebDriverException as error:
+            if "does not belong to the document" not in str(error):
+                raise
+            return True
+        return False
+
+    browser.wait_for(driver, left, what=f"{css} followed")
 
 
 def text(driver: webdriver.Chrome, css: str) -> str:
