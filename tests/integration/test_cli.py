@@ -225,14 +225,18 @@ def test_queues_pause_resume_and_list(database_url: str) -> None:
 
 def test_limits_set_ls_and_rm(database_url: str) -> None:
     shown = run("limits", "set", "api", "2", "--per-key", database_url=database_url).stdout
-    assert shown.splitlines()[1].split()[:5] == ["api", "key", "every", "key", "2"]
+    assert shown.splitlines()[1].split()[:6] == ["api", "key", "every", "key", "2", "-"]
+    rated = run(
+        "limits", "rate", "api", "10", "--per", "60", "--per-key", database_url=database_url
+    )
+    assert rated.stdout.splitlines()[1].split()[4:7] == ["2", "10/60s", "burst"]
     run("limits", "set", "api", "5", "--key", "tenant-a", database_url=database_url)
     run("limits", "set", "api", "none", "--type", "ping", database_url=database_url)
     listed = json.loads(run("limits", "ls", "--json", database_url=database_url).stdout)
-    assert [(lim["scope"], lim["name"], lim["concurrency"]) for lim in listed] == [
-        ("key", "", 2),
-        ("key", "tenant-a", 5),
-        ("type", "ping", None),
+    assert [(lim["scope"], lim["name"], lim["concurrency"], lim["rate"]) for lim in listed] == [
+        ("key", "", 2, 10),
+        ("key", "tenant-a", 5, None),
+        ("type", "ping", None, None),
     ]
     run(
         "enqueue", "t", "--queue", "api", "--concurrency-key", "tenant-a", database_url=database_url

@@ -204,3 +204,67 @@ async def test_the_jobs_limits_hold_back_are_counted(queue: jobqueue.Queue) -> N
     assert await queue.held_by_limits() == 3
     await queue.limit_concurrency(3)  # room for 2 of the 5 the keys would let run
     assert await queue.held_by_limits() == 5
+
+
+async def claim_at(queue: jobqueue.Queue, limit: int, at: datetime.datetime) -> list[jobqueue.Job]:
+    return await queue.claim_jobs("w", limit=limit, limited=True, now=at)
+
+
+async def test_a_key_starts_no_more_than_its_rate(queue: jobqueue.Queue) -> None:
+    limit = await queue.limit_rate(5, per=1.0, per_key=True)
+    assert (limit.rate, limit.per, limit.burst, limit.concurrency) == (5, 1.0, None, None)
+    await enqueue(queue, "a", 20)
+    await enqueue(queue, "b", 2)
+    t0 = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=1)
+    assert keys_of(await claim_at(queue, 100, t0)) == {"a": 5, "b": 2}  # a full bucket
+    assert await claim_at(queue, 100, t0) == []
+    step = datetime.timedelta(seconds=0.4)
+    assert keys_of(await claim_at(queue, 100, t0 + step)) == {"a": 2}  # 0.4 s at 5/s
+    assert keys_of(await claim_at(queue, 100, t0 + 20 * step)) == {"a": 5}  # a burst at most
+    # A key's own rate, with a burst of its own, and a concurrency limit for every key.
+    for job in await queue.list_jobs(jobqueue.JobFilter(statuses=["running"])):
+        await queue.complete_job(job.id, None)
+    await queue.limit_rate(1, per=10.0, burst=3, key="a")
+    await queue.limit_concurrency(2, per_key=True)
+    await enqueue(queue, "b", 3)
+    # a: its bucket, empty at t0 + 8 s, refills at 1 in 10 s; b: 2 at once (5 tokens).
+    assert keys_of(await claim_at(queue, 100, t0 + 60 * step)) == {"a": 1, "b": 2}
+
+
+async def test_type_and_queue_rates(queue: jobqueue.Queue) -> None:
+    await queue.limit_rate(2, per=1.0, type="callApi")
+    await queue.limit_rate(3, per=1.0)
+    await enqueue(queue, None, 5, "callApi")
+    await enqueue(queue, None, 5, "other")
+    t0 = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=1)
+    first = await claim_at(queue, 100, t0)
+    assert len(first) == 3
+    assert sum(job.type == "callApi" for job in first) <= 2
+    assert await claim_at(queue, 100, t0) == []
+    assert len(await claim_at(queue, 100, t0 + datetime.timedelta(seconds=1))) == 3
+    await queue.limit_rate(None)  # the queue's rate gone; the type's stays, spent
+    rest = await claim_at(queue, 100, t0 + datetime.timedelta(seconds=1))
+    assert collections.Counter(job.type for job in rest) == {"other": 3}
+
+
+async def test_a_worker_starts_a_rate_limited_key_no_faster_than_its_rate(
+    queue: jobqueue.Queue, registry: runner.Registry, run_worker: typing.Any
+) -> None:
+    rate, burst = 10, 2
+    claimed_at: list[datetime.datetime] = []
+
+    @jobqueue.handler("quick", registry=registry)
+    async def quick(payload: object, job: jobqueue.Job) -> None:
+        assert job.locked_at is not None
+        claimed_at.append(job.locked_at)  # the claim's time: the one its tokens are taken at
+
+    await queue.limit_rate(rate, per=1.0, burst=burst, per_key=True)
+    await enqueue(queue, "a", 12, "quick")
+    run_worker(concurrency=20, poll_interval=600)
+    await waiting.eventually(lambda: _done(queue, 12), what="every job done", timeout=30)
+    starts = sorted(claimed_at)
+    for first in range(len(starts)):
+        for last in range(first, len(starts)):
+            seconds = (starts[last] - starts[first]).total_seconds()
+            assert last - first + 1 <= burst + rate * seconds + 1e-6, (first, last, seconds)
+    assert (starts[-1] - starts[0]).total_seconds() >= (12 - burst) / rate - 1e-6

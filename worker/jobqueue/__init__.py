@@ -42,6 +42,7 @@ from jobqueue.queue import (
     get_job_status,
     get_queue_stats,
     limit_concurrency,
+    limit_rate,
     list_jobs,
     list_limits,
     list_schedules,
@@ -69,7 +70,6 @@ from jobqueue.runner import (
 from jobqueue.schedules import Schedule, ScheduleRun, ScheduleState
 from jobqueue.sync import SyncQueue
 from jobqueue.types import (
-    ConcurrencyLimit,
     DuplicateJob,
     Job,
     JobFilter,
@@ -78,6 +78,7 @@ from jobqueue.types import (
     JobQueueError,
     JobStateError,
     JobStatus,
+    Limit,
     LimitScope,
     NewJob,
     QueueStats,
@@ -96,7 +97,6 @@ __all__ = [
     "READY_CHANNEL",
     "AuditEntry",
     "Completion",
-    "ConcurrencyLimit",
     "ConfigurationError",
     "DuplicateJob",
     "ErrorKind",
@@ -110,6 +110,7 @@ __all__ = [
     "JobQueueError",
     "JobStateError",
     "JobStatus",
+    "Limit",
     "LimitScope",
     "MigrationError",
     "NewJob",
@@ -154,6 +155,7 @@ __all__ = [
     "handler",
     "init_job_system",
     "limit_concurrency",
+    "limit_rate",
     "list_jobs",
     "list_limits",
     "list_schedules",

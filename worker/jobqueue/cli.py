@@ -711,18 +711,22 @@ def add_limits_parser(
     listing.add_argument("--queue", metavar="NAME", help="one queue (default: all)")
     listing.add_argument("--json", action="store_true", help="print JSON")
     for name, what in (
-        ("set", "set a limit (from the next claim on; running jobs go on)"),
-        ("rm", "remove a limit"),
+        ("set", "set how many run at once (from the next claim on; running jobs go on)"),
+        ("rate", "set how many start per period"),
+        ("rm", "remove a scope's limits"),
     ):
         action = actions.add_parser(name, help=what, parents=[common])
         action.add_argument("queue", metavar="QUEUE", help="the queue")
-        if name == "set":
+        if name != "rm":
             action.add_argument(
-                "concurrency",
+                "count",
                 metavar="N",
                 type=lambda text: None if text == "none" else int(text),
-                help="at most N at once; 'none': no limit (by key: keys still take turns)",
+                help="at once (set) or starts per period (rate); 'none': no limit",
             )
+        if name == "rate":
+            action.add_argument("--per", type=float, default=1.0, help="the period, seconds")
+            action.add_argument("--burst", type=int, help="most starts at once (default N)")
         scope = action.add_mutually_exclusive_group()
         scope.add_argument("--type", metavar="TYPE", help="of this job type")
         scope.add_argument("--key", metavar="KEY", help="of this concurrency key")
@@ -736,8 +740,9 @@ async def run_limits(args: argparse.Namespace, queue: queue_module.Queue) -> int
     if args.limits_command != "ls":
         scope.update(type=args.type, key=args.key, per_key=args.per_key)
     if args.limits_command == "set":
-        limit = await queue.limit_concurrency(args.concurrency, **scope)
-        found = [limit]
+        found = [await queue.limit_concurrency(args.count, **scope)]
+    elif args.limits_command == "rate":
+        found = [await queue.limit_rate(args.count, per=args.per, burst=args.burst, **scope)]
     elif args.limits_command == "rm":
         if not await queue.remove_limit(**scope):
             raise UserError("no such limit")
@@ -748,13 +753,16 @@ async def run_limits(args: argparse.Namespace, queue: queue_module.Queue) -> int
         if args.json:
             print(json.dumps([_limit_json(limit) for limit in found], indent=2))
             return 0
-    lines: list[tuple[str, ...]] = [("QUEUE", "OF", "NAME", "AT ONCE", "SET AT")]
+    lines: list[tuple[str, ...]] = [("QUEUE", "OF", "NAME", "AT ONCE", "STARTS", "SET AT")]
     lines += [
         (
             limit.queue,
             limit.scope,
             limit.name or ("every key" if limit.scope == "key" else "-"),
-            "no limit" if limit.concurrency is None else str(limit.concurrency),
+            "-" if limit.concurrency is None else str(limit.concurrency),
+            "-"
+            if limit.rate is None
+            else f"{limit.rate}/{limit.per:g}s burst {limit.burst or limit.rate}",
             limit.updated_at.isoformat(timespec="seconds"),
         )
         for limit in found
@@ -763,12 +771,15 @@ async def run_limits(args: argparse.Namespace, queue: queue_module.Queue) -> int
     return 0
 
 
-def _limit_json(limit: types.ConcurrencyLimit) -> dict[str, object]:
+def _limit_json(limit: types.Limit) -> dict[str, object]:
     return {
         "queue": limit.queue,
         "scope": limit.scope.value,
         "name": limit.name,
         "concurrency": limit.concurrency,
+        "rate": limit.rate,
+        "per": limit.per,
+        "burst": limit.burst,
         "updated_at": limit.updated_at.isoformat(),
     }
 

@@ -1,5 +1,6 @@
-"""Concurrency limits (migration 0011): how many jobs of a queue, of a job type in it, or of
-each concurrency key in it may run at once, across every worker. Stored in ``job_limits``
+"""Concurrency and rate limits (migration 0011): how many jobs of a queue, of a job type in
+it, or of each concurrency key in it may run at once, and start in a time, across every
+worker. Stored in ``job_limits``
 and read by every claim, so a change holds from the next claim on, with no restart; jobs
 already running go on. ``Queue`` has these as methods."""
 
@@ -42,9 +43,11 @@ def _scope(
     }
 
 
-def _limit(row: typing.Sequence[typing.Any]) -> types.ConcurrencyLimit:
-    queue, scope, name, concurrency, updated_at = row[:5]
-    return types.ConcurrencyLimit(queue, types.LimitScope(scope), name, concurrency, updated_at)
+def _limit(row: typing.Sequence[typing.Any]) -> types.Limit:
+    queue, scope, name, concurrency, updated_at, rate, per, burst = row[:8]
+    return types.Limit(
+        queue, types.LimitScope(scope), name, concurrency, updated_at, rate, per, burst
+    )
 
 
 async def limit_concurrency(
@@ -56,7 +59,7 @@ async def limit_concurrency(
     key: str | None = None,
     per_key: bool = False,
     now: datetime.datetime | None = None,
-) -> types.ConcurrencyLimit:
+) -> types.Limit:
     """At most ``concurrency`` jobs of ``queue`` (default: this ``Queue``'s) running at once:
     of the whole queue; of job ``type``; of concurrency ``key``; or, with ``per_key``, of
     each key that has no limit of its own. With any limit by key (``concurrency`` ``None``
@@ -77,6 +80,46 @@ async def limit_concurrency(
         limit.scope,
         limit.name,
         "no limit" if limit.concurrency is None else limit.concurrency,
+    )
+    return limit
+
+
+async def limit_rate(
+    self: producer.Producer,
+    rate: int | None,
+    *,
+    per: float = 1.0,
+    burst: int | None = None,
+    queue: str | None = None,
+    type: str | None = None,
+    key: str | None = None,
+    per_key: bool = False,
+    now: datetime.datetime | None = None,
+) -> types.Limit:
+    """At most ``rate`` jobs of ``queue`` (default: this ``Queue``'s) started per ``per``
+    seconds, across every worker, with bursts of up to ``burst`` (default ``rate``): of the
+    whole queue, of job ``type``, of concurrency ``key``, or, with ``per_key``, of each key
+    without a rate of its own. ``None`` removes the rate and keeps the concurrency limit.
+    Starts are counted in PostgreSQL (a bucket of tokens per scope), at the claim's time."""
+    params = _scope(self, queue, type, key, per_key)
+    params["rate"] = (
+        None if rate is None else checks.check_int(rate, "rate", minimum=1, maximum=1_000_000)
+    )
+    params["per"] = checks.check_seconds(per, "per", allow_zero=False)
+    params["burst"] = (
+        None
+        if burst is None
+        else checks.check_int(burst, "burst", minimum=1, maximum=checks.INT32_MAX)
+    )
+    params["now"] = checks.check_time(now, "now")
+    (row,) = await statements.rows(self.pool, "job_limit_rate_set", params)
+    limit = _limit(row)
+    logger.info(
+        "[Queue] Rate of queue %s, %s %r: %s",
+        limit.queue,
+        limit.scope,
+        limit.name,
+        "no limit" if limit.rate is None else f"{limit.rate} per {limit.per:g} s",
     )
     return limit
 
@@ -103,9 +146,7 @@ async def remove_limit(
     return removed
 
 
-async def list_limits(
-    self: producer.Producer, queue: str | None = None
-) -> list[types.ConcurrencyLimit]:
+async def list_limits(self: producer.Producer, queue: str | None = None) -> list[types.Limit]:
     """The limits of ``queue``, or of every queue."""
     params = {"queue": None if queue is None else checks.check_name(queue, "queue")}
     return [_limit(row) for row in await statements.rows(self.pool, "job_limit_list", params)]

@@ -50,6 +50,7 @@ class Queue(producer.Producer):
     resume_queue = control.resume_queue
     paused_queues = control.paused_queues
     limit_concurrency = limits.limit_concurrency
+    limit_rate = limits.limit_rate
     remove_limit = limits.remove_limit
     list_limits = limits.list_limits
     held_by_limits = limits.held_by_limits
@@ -169,6 +170,7 @@ pause_queue = _on_default_queue(Queue.pause_queue)
 resume_queue = _on_default_queue(Queue.resume_queue)
 paused_queues = _on_default_queue(Queue.paused_queues)
 limit_concurrency = _on_default_queue(Queue.limit_concurrency)
+limit_rate = _on_default_queue(Queue.limit_rate)
 remove_limit = _on_default_queue(Queue.remove_limit)
 list_limits = _on_default_queue(Queue.list_limits)
 list_schedules = _on_default_queue(Queue.list_schedules)

@@ -100,6 +100,7 @@ class SyncQueue:
     resume_queue = _blocking(queue_module.Queue.resume_queue)
     paused_queues = _blocking(queue_module.Queue.paused_queues)
     limit_concurrency = _blocking(queue_module.Queue.limit_concurrency)
+    limit_rate = _blocking(queue_module.Queue.limit_rate)
     remove_limit = _blocking(queue_module.Queue.remove_limit)
     list_limits = _blocking(queue_module.Queue.list_limits)
     held_by_limits = _blocking(queue_module.Queue.held_by_limits)

@@ -162,17 +162,22 @@ class LimitScope(enum.StrEnum):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class ConcurrencyLimit:
-    """At most ``concurrency`` jobs of ``queue`` running at once, across every worker: of
-    the whole queue (scope ``queue``, ``name`` empty), of job type ``name`` (``type``), or
-    of concurrency key ``name`` (``key``; ``name`` empty: every key without a limit of its
-    own). ``None``: no limit (for ``key``, the queue still takes turns between keys)."""
+class Limit:
+    """The limits of one scope of ``queue``, across every worker: at most ``concurrency``
+    jobs running at once, and at most ``rate`` starts per ``per`` seconds with bursts of up
+    to ``burst`` (default ``rate``). Of the whole queue (scope ``queue``, ``name`` empty),
+    of job type ``name`` (``type``), or of concurrency key ``name`` (``key``; ``name``
+    empty: every key's default, which a key's own row keeps for what it leaves ``None``).
+    ``None``: no such limit (for ``key``, the queue still takes turns between keys)."""
 
     queue: str
     scope: LimitScope
     name: str
     concurrency: int | None
     updated_at: datetime.datetime
+    rate: int | None = None
+    per: float = 1.0
+    burst: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

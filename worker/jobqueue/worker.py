@@ -104,6 +104,11 @@ CLAIM_MARGIN: typing.Final = datetime.timedelta(seconds=1)
 _FORGET_WITHIN: typing.Final = 2.0
 
 
+# How often a worker of a queue with limits whose last claim found nothing claims again:
+# a rate limit's tokens come back with time, with nothing sent to wake it.
+LIMITED_IDLE_CLAIM: typing.Final = 1.0
+
+
 class Claimer:
     """How a worker claims its jobs. Normally with a full claim (``job_claim``). When one
     takes ``slow_claim`` seconds or longer (0: every one), the index it reads is full of
@@ -693,6 +698,9 @@ class Worker:
         poll = self.config.poll_interval * random.uniform(0.8, 1.0)
         if (full_claim_in := self._claimer.full_claim_in()) is not None:
             return max(0.0, min(poll, full_claim_in))
+        if self._claimer.limited:
+            # Rate limits refill with time, and nothing is sent when they do.
+            poll = min(poll, LIMITED_IDLE_CLAIM)
         try:
             due = await self.queue.next_run_at(queue=self.config.queue, types_=self.types)
         except Exception as error:

@@ -475,7 +475,7 @@ WITH written AS (
     VALUES (%(queue)s, %(scope)s, %(name)s, %(concurrency)s, coalesce(%(now)s, now()))
     ON CONFLICT (queue, scope, name) DO UPDATE
     SET concurrency = excluded.concurrency, updated_at = excluded.updated_at
-    RETURNING *
+    RETURNING queue, scope, name, concurrency, updated_at, rate, per, burst
 )
 SELECT written.*, pg_notify('jobqueue_ready', written.queue) FROM written;
 
@@ -494,8 +494,22 @@ SELECT CASE WHEN coalesce((SELECT limited FROM job_queues WHERE name = %(queue)s
             THEN jobs_held_by_limits(%(queue)s, coalesce(%(now)s, now()))
             ELSE 0 END;
 
+-- name: job_limit_rate_set
+-- Sets a rate limit (migration 0011), its concurrency left as it was, and wakes the queue's
+-- idle workers.
+WITH written AS (
+    INSERT INTO job_limits (queue, scope, name, rate, per, burst, updated_at)
+    VALUES (%(queue)s, %(scope)s, %(name)s, %(rate)s, %(per)s, %(burst)s,
+            coalesce(%(now)s, now()))
+    ON CONFLICT (queue, scope, name) DO UPDATE
+    SET rate = excluded.rate, per = excluded.per, burst = excluded.burst,
+        updated_at = excluded.updated_at
+    RETURNING queue, scope, name, concurrency, updated_at, rate, per, burst
+)
+SELECT written.*, pg_notify('jobqueue_ready', written.queue) FROM written;
+
 -- name: job_limit_list
-SELECT queue, scope, name, concurrency, updated_at
+SELECT queue, scope, name, concurrency, updated_at, rate, per, burst
 FROM job_limits
 WHERE %(queue)s::text IS NULL OR queue = %(queue)s
 ORDER BY queue, scope, name;

@@ -1,6 +1,7 @@
--- Flow control (issue 25), first part: how many jobs may run at once, per queue, per job
--- type and per concurrency key (a tenant, an API account), across every worker; and claims
--- that take turns between keys, so one key's backlog does not starve the others.
+-- Flow control (issue 25), first part: how many jobs may run at once, and start in a time,
+-- per queue, per job type and per concurrency key (a tenant, an API account), across every
+-- worker; and claims that take turns between keys, so one key's backlog does not starve the
+-- others.
 
 -- The key a job runs under: its limit (job_limits) and its turn.
 ALTER TABLE jobs ADD COLUMN concurrency_key text;
@@ -16,20 +17,49 @@ CREATE INDEX jobs_keyed_idx ON jobs (queue, concurrency_key, priority DESC, run_
 CREATE INDEX jobs_running_keyed_idx ON jobs (queue, concurrency_key)
     WHERE status = 'running' AND concurrency_key IS NOT NULL;
 
--- The limits: at most `concurrency` jobs running at once, of the whole queue (scope
--- 'queue', name ''), of one job type in it ('type', the type's name), or of each
--- concurrency key in it ('key', the key; name '' sets every key's default). NULL: no limit
--- (a 'key' row with NULL still makes the queue take turns between keys).
+-- The limits: at most `concurrency` jobs running at once, and at most `rate` starts per
+-- `per` seconds with bursts of up to `burst` (a token bucket: `burst` tokens, refilled at
+-- rate / per a second, one taken by each start), of the whole queue (scope 'queue', name
+-- ''), of one job type in it ('type', the type's name), or of each concurrency key in it
+-- ('key', the key; name '' sets every key's default, and a key's own row leaves to it what
+-- it leaves NULL). NULL: no such limit (a 'key' row with neither still makes the queue take
+-- turns between keys).
 CREATE TABLE job_limits (
     queue text NOT NULL CHECK (length(queue) BETWEEN 1 AND 200),
     scope text NOT NULL CHECK (scope IN ('queue', 'type', 'key')),
     name text NOT NULL DEFAULT '' CHECK (length(name) <= 200),
     concurrency integer CHECK (concurrency > 0),
+    rate integer CHECK (rate > 0),
+    per double precision NOT NULL DEFAULT 1 CHECK (per > 0),
+    burst integer CHECK (burst > 0),
     updated_at timestamp with time zone NOT NULL DEFAULT now(),
     PRIMARY KEY (queue, scope, name),
     CHECK (scope <> 'queue' OR name = ''),
     CHECK (scope <> 'type' OR name <> '')
 );
+
+-- The rate limits' buckets: the tokens a scope (a key's own, for the per-key default) had
+-- at its last start. A scope with none yet has a full bucket.
+CREATE TABLE job_limit_tokens (
+    queue text NOT NULL,
+    scope text NOT NULL,
+    name text NOT NULL,
+    tokens double precision NOT NULL,
+    since timestamp with time zone NOT NULL,
+    PRIMARY KEY (queue, scope, name)
+);
+
+-- The tokens of a bucket at `at`, last left at `tokens` at `since` (NULL: none taken yet).
+CREATE FUNCTION jobs_tokens(
+    tokens double precision, since timestamp with time zone, rate integer,
+    per double precision, burst integer, at timestamp with time zone
+) RETURNS double precision LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN tokens IS NULL THEN coalesce(burst, rate)::double precision
+                ELSE least(coalesce(burst, rate),
+                           tokens + rate / per
+                                    * greatest(extract(epoch FROM at - since), 0))
+           END
+$$;
 
 -- Whether a queue has limits, where every claim already looks (the pause, migration
 -- 0006): a queue without any keeps the plain claim, at no cost. Kept by a trigger, so a
@@ -87,13 +117,20 @@ AS $$
 DECLARE
     lock_base constant text := 'jobqueue.limit:' || queue_name;
     queue_limit integer;
+    queue_rate integer;
+    queue_per double precision;
+    queue_burst integer;
     queue_left integer;
     key_default integer;
+    key_rate integer;
+    key_per double precision;
+    key_burst integer;
+    got jobs[];
     key_name text;
     lapped boolean := false;
     walked boolean := false;
     batch text[];
-    found text[];
+    next_keys text[];
     keys text[] := '{}';
     key_caps integer[] := '{}';
     more_keys text[];
@@ -107,31 +144,48 @@ BEGIN
     IF EXISTS (SELECT FROM job_queues WHERE name = queue_name AND paused_at IS NOT NULL) THEN
         RETURN;
     END IF;
-    SELECT concurrency INTO queue_limit
-    FROM job_limits WHERE queue = queue_name AND scope = 'queue' AND concurrency IS NOT NULL;
-    IF queue_limit IS NOT NULL THEN
+    SELECT concurrency, rate, per, burst INTO queue_limit, queue_rate, queue_per, queue_burst
+    FROM job_limits
+    WHERE queue = queue_name AND scope = 'queue'
+      AND (concurrency IS NOT NULL OR rate IS NOT NULL);
+    IF FOUND THEN
         PERFORM pg_advisory_xact_lock(hashtextextended(lock_base, 0));
     END IF;
     PERFORM pg_advisory_xact_lock(hashtextextended(lock_base || ':type:' || name, 0))
     FROM (SELECT name FROM job_limits
-          WHERE queue = queue_name AND scope = 'type' AND concurrency IS NOT NULL
+          WHERE queue = queue_name AND scope = 'type'
+            AND (concurrency IS NOT NULL OR rate IS NOT NULL)
           ORDER BY name) AS limited_types;
-    -- Counted after the locks (a statement of its own, so a snapshot of its own).
-    IF queue_limit IS NOT NULL THEN
-        SELECT queue_limit - count(*) INTO queue_left
-        FROM jobs WHERE status = 'running' AND queue = queue_name;
+    -- Counted after the locks (a statement of its own, so a snapshot of its own). What a
+    -- limit leaves: the room under its concurrency and the whole tokens of its bucket, the
+    -- smaller (least() passes over the one not set).
+    IF queue_limit IS NOT NULL OR queue_rate IS NOT NULL THEN
+        SELECT least(queue_limit - (SELECT count(*) FROM jobs
+                                    WHERE status = 'running' AND queue = queue_name),
+                     floor(jobs_tokens(bucket.tokens, bucket.since, queue_rate, queue_per,
+                                       queue_burst, at)))::integer
+        INTO queue_left
+        FROM (SELECT) AS one
+        LEFT JOIN job_limit_tokens AS bucket
+            ON bucket.queue = queue_name AND bucket.scope = 'queue' AND bucket.name = '';
         IF queue_left <= 0 THEN
             RETURN;
         END IF;
     END IF;
     SELECT array_agg(limits.name),
-           array_agg(limits.concurrency - (SELECT count(*) FROM jobs
-                                           WHERE status = 'running' AND queue = queue_name
-                                             AND type = limits.name))
+           array_agg(least(limits.concurrency - (SELECT count(*) FROM jobs
+                                                 WHERE status = 'running'
+                                                   AND queue = queue_name
+                                                   AND type = limits.name),
+                           floor(jobs_tokens(bucket.tokens, bucket.since, limits.rate,
+                                             limits.per, limits.burst, at)))::integer)
     INTO type_names, type_lefts
     FROM job_limits AS limits
-    WHERE limits.queue = queue_name AND limits.scope = 'type' AND limits.concurrency IS NOT NULL;
-    SELECT concurrency INTO key_default
+    LEFT JOIN job_limit_tokens AS bucket
+        ON bucket.queue = queue_name AND bucket.scope = 'type' AND bucket.name = limits.name
+    WHERE limits.queue = queue_name AND limits.scope = 'type'
+      AND (limits.concurrency IS NOT NULL OR limits.rate IS NOT NULL);
+    SELECT concurrency, rate, per, burst INTO key_default, key_rate, key_per, key_burst
     FROM job_limits WHERE queue = queue_name AND scope = 'key' AND name = '';
     -- The keys, from the one after after_key around to it: a key another claimer holds is
     -- skipped, one at its limit gives no room. Taken a few at a time (as many as would fill
@@ -140,7 +194,7 @@ BEGIN
     key_name := after_key;
     WHILE room < wanted AND NOT walked LOOP
         -- The next keys with pending jobs: a skip scan of jobs_keyed_idx, one probe a key.
-        SELECT coalesce(array_agg(walk.key ORDER BY walk.n), '{}') INTO found
+        SELECT coalesce(array_agg(walk.key ORDER BY walk.n), '{}') INTO next_keys
         FROM (
             WITH RECURSIVE walk (key, n) AS (
                 (SELECT concurrency_key, 1 FROM jobs
@@ -160,21 +214,21 @@ BEGIN
             SELECT walk.key, walk.n FROM walk
         ) AS walk
         WHERE NOT lapped OR walk.key <= after_key;
-        visited := visited + cardinality(found);
-        IF cardinality(found) = 0
-           OR (lapped AND found[cardinality(found)] = after_key) OR visited > 10 * wanted + 100
+        visited := visited + cardinality(next_keys);
+        IF cardinality(next_keys) = 0
+           OR (lapped AND next_keys[cardinality(next_keys)] = after_key) OR visited > 10 * wanted + 100
         THEN
             walked := lapped OR after_key IS NULL OR visited > 10 * wanted + 100;
             IF NOT walked THEN
                 lapped := true;  -- from the first key on, up to after_key
                 key_name := NULL;
             END IF;
-            CONTINUE WHEN cardinality(found) = 0;
+            CONTINUE WHEN cardinality(next_keys) = 0;
         ELSE
-            key_name := found[cardinality(found)];
+            key_name := next_keys[cardinality(next_keys)];
         END IF;
         SELECT coalesce(array_agg(walked_key ORDER BY place), '{}') INTO batch
-        FROM unnest(found) WITH ORDINALITY AS walked_keys (walked_key, place)
+        FROM unnest(next_keys) WITH ORDINALITY AS walked_keys (walked_key, place)
         WHERE pg_try_advisory_xact_lock(hashtextextended(lock_base || ':key:' || walked_key, 0));
         SELECT coalesce(array_agg(key), '{}'), coalesce(array_agg(cap), '{}'),
                coalesce(sum(cap), 0)
@@ -182,11 +236,21 @@ BEGIN
         FROM (
             SELECT batch_keys.key,
                    least(coalesce(limits.concurrency, key_default, wanted)
-                         - coalesce(busy.running, 0), wanted) AS cap
+                         - coalesce(busy.running, 0),
+                         floor(CASE WHEN limits.rate IS NOT NULL
+                               THEN jobs_tokens(bucket.tokens, bucket.since, limits.rate,
+                                                limits.per, limits.burst, at)
+                               ELSE jobs_tokens(bucket.tokens, bucket.since, key_rate,
+                                                key_per, key_burst, at)
+                               END),
+                         wanted)::integer AS cap
             FROM unnest(batch) WITH ORDINALITY AS batch_keys (key, place)
             LEFT JOIN job_limits AS limits
                 ON limits.queue = queue_name AND limits.scope = 'key'
                    AND limits.name = batch_keys.key
+            LEFT JOIN job_limit_tokens AS bucket
+                ON bucket.queue = queue_name AND bucket.scope = 'key'
+                   AND bucket.name = batch_keys.key
             LEFT JOIN (
                 SELECT concurrency_key, count(*)::integer AS running FROM jobs
                 WHERE status = 'running' AND queue = queue_name
@@ -200,7 +264,6 @@ BEGIN
         key_caps := key_caps || more_caps;
         room := room + more_room;
     END LOOP;
-    RETURN QUERY
     WITH lines AS (
         -- No line gives more than its share of the claim: the first turns fill it.
         SELECT line.key, least(line.cap, ceil(wanted::numeric / greatest(cardinality(keys), 1)))::integer
@@ -253,17 +316,61 @@ BEGIN
         WHERE jobs.id = ANY (ARRAY(SELECT id FROM chosen))
           AND jobs.status = (SELECT 'pending')
         FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE jobs
+        SET status = 'running',
+            attempts = jobs.attempts + 1,
+            locked_at = at,
+            locked_by = worker,
+            heartbeat_at = at,
+            updated_at = at
+        FROM claimable
+        WHERE jobs.ctid = claimable.ctid
+        RETURNING jobs.*
     )
-    UPDATE jobs
-    SET status = 'running',
-        attempts = jobs.attempts + 1,
-        locked_at = at,
-        locked_by = worker,
-        heartbeat_at = at,
-        updated_at = at
-    FROM claimable
-    WHERE jobs.ctid = claimable.ctid
-    RETURNING jobs.*;
+    SELECT coalesce(array_agg(ROW(claimed.*)::jobs), '{}') INTO got FROM claimed;
+    -- Each start takes a token from the buckets of its rate limits.
+    IF cardinality(got) > 0
+       AND EXISTS (SELECT FROM job_limits WHERE queue = queue_name AND rate IS NOT NULL)
+    THEN
+        INSERT INTO job_limit_tokens (queue, scope, name, tokens, since)
+        SELECT queue_name, started.scope, started.name,
+               jobs_tokens(bucket.tokens, bucket.since, started.rate, started.per,
+                           started.burst, at) - started.count,
+               at
+        FROM (
+            SELECT 'queue' AS scope, '' AS name, queue_rate AS rate, queue_per AS per,
+                   queue_burst AS burst, count(*) AS count
+            FROM unnest(got)
+            HAVING queue_rate IS NOT NULL
+            UNION ALL
+            SELECT 'type', started_job.type, limits.rate, limits.per, limits.burst, count(*)
+            FROM unnest(got) AS started_job
+            JOIN job_limits AS limits
+                ON limits.queue = queue_name AND limits.scope = 'type'
+                   AND limits.name = started_job.type AND limits.rate IS NOT NULL
+            GROUP BY started_job.type, limits.rate, limits.per, limits.burst
+            UNION ALL
+            SELECT 'key', started_job.concurrency_key,
+                   coalesce(own.rate, key_rate),
+                   CASE WHEN own.rate IS NOT NULL THEN own.per ELSE key_per END,
+                   CASE WHEN own.rate IS NOT NULL THEN own.burst ELSE key_burst END,
+                   count(*)
+            FROM unnest(got) AS started_job
+            LEFT JOIN job_limits AS own
+                ON own.queue = queue_name AND own.scope = 'key'
+                   AND own.name = started_job.concurrency_key
+            WHERE started_job.concurrency_key IS NOT NULL
+              AND coalesce(own.rate, key_rate) IS NOT NULL
+            GROUP BY 1, 2, 3, 4, 5
+        ) AS started
+        LEFT JOIN job_limit_tokens AS bucket
+            ON bucket.queue = queue_name AND bucket.scope = started.scope
+               AND bucket.name = started.name
+        ON CONFLICT (queue, scope, name) DO UPDATE
+        SET tokens = excluded.tokens, since = excluded.since;
+    END IF;
+    RETURN QUERY SELECT * FROM unnest(got);
 END
 $$;
 
