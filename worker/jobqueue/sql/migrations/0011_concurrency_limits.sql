@@ -125,7 +125,7 @@ DECLARE
     key_rate integer;
     key_per double precision;
     key_burst integer;
-    got jobs[];
+    got jobs[] := '{}';
     key_name text;
     lapped boolean := false;
     walked boolean := false;
@@ -264,6 +264,7 @@ BEGIN
         key_caps := key_caps || more_caps;
         room := room + more_room;
     END LOOP;
+    RETURN QUERY
     WITH lines AS (
         -- No line gives more than its share of the claim: the first turns fill it.
         SELECT line.key, least(line.cap, ceil(wanted::numeric / greatest(cardinality(keys), 1)))::integer
@@ -328,11 +329,15 @@ BEGIN
         WHERE jobs.ctid = claimable.ctid
         RETURNING jobs.*
     )
-    SELECT coalesce(array_agg(ROW(claimed.*)::jobs), '{}') INTO got FROM claimed;
-    -- Each start takes a token from the buckets of its rate limits.
-    IF cardinality(got) > 0
-       AND EXISTS (SELECT FROM job_limits WHERE queue = queue_name AND rate IS NOT NULL)
-    THEN
+    SELECT * FROM claimed;
+    -- Each start takes a token from the buckets of its rate limits: the jobs this
+    -- transaction has just claimed (its own row versions), read back.
+    IF EXISTS (SELECT FROM job_limits WHERE queue = queue_name AND rate IS NOT NULL) THEN
+        SELECT coalesce(array_agg(jobs), '{}') INTO got FROM jobs
+        WHERE status = 'running' AND queue = queue_name AND locked_by = worker
+          AND xmin = pg_current_xact_id()::xid;
+    END IF;
+    IF cardinality(got) > 0 THEN
         INSERT INTO job_limit_tokens (queue, scope, name, tokens, since)
         SELECT queue_name, started.scope, started.name,
                jobs_tokens(bucket.tokens, bucket.since, started.rate, started.per,
@@ -370,7 +375,6 @@ BEGIN
         ON CONFLICT (queue, scope, name) DO UPDATE
         SET tokens = excluded.tokens, since = excluded.since;
     END IF;
-    RETURN QUERY SELECT * FROM unnest(got);
 END
 $$;
 
