@@ -43,6 +43,30 @@ def _scope(
     }
 
 
+def _count(value: int | None, what: str, maximum: int = checks.INT32_MAX) -> int | None:
+    """A limit's number, checked; ``None`` (no such limit) as it is."""
+    return None if value is None else checks.check_int(value, what, minimum=1, maximum=maximum)
+
+
+async def _write(
+    self: producer.Producer, query: str, params: dict[str, typing.Any], now: object
+) -> types.Limit:
+    """Write a limit with ``query`` and log it; the limit as stored."""
+    params["now"] = checks.check_time(now, "now")
+    (row,) = await statements.rows(self.pool, query, params)
+    limit = _limit(row)
+    rate = "no rate" if limit.rate is None else f"{limit.rate} per {limit.per:g} s"
+    logger.info(
+        "[Queue] Limits of queue %s, %s %r: %s at once, %s",
+        limit.queue,
+        limit.scope,
+        limit.name,
+        "any number" if limit.concurrency is None else limit.concurrency,
+        rate,
+    )
+    return limit
+
+
 def _limit(row: typing.Sequence[typing.Any]) -> types.Limit:
     queue, scope, name, concurrency, updated_at, rate, per, burst = row[:8]
     return types.Limit(
@@ -66,22 +90,8 @@ async def limit_concurrency(
     too) the queue's claims take turns between keys. Idle workers are woken to claim under
     it. Returns the limit as stored."""
     params = _scope(self, queue, type, key, per_key)
-    params["concurrency"] = (
-        None
-        if concurrency is None
-        else checks.check_int(concurrency, "concurrency", minimum=1, maximum=checks.INT32_MAX)
-    )
-    params["now"] = checks.check_time(now, "now")
-    (row,) = await statements.rows(self.pool, "job_limit_set", params)
-    limit = _limit(row)
-    logger.info(
-        "[Queue] Limit of queue %s, %s %r: %s at once",
-        limit.queue,
-        limit.scope,
-        limit.name,
-        "no limit" if limit.concurrency is None else limit.concurrency,
-    )
-    return limit
+    params["concurrency"] = _count(concurrency, "concurrency")
+    return await _write(self, "job_limit_set", params, now)
 
 
 async def limit_rate(
@@ -102,26 +112,10 @@ async def limit_rate(
     without a rate of its own. ``None`` removes the rate and keeps the concurrency limit.
     Starts are counted in PostgreSQL (a bucket of tokens per scope), at the claim's time."""
     params = _scope(self, queue, type, key, per_key)
-    params["rate"] = (
-        None if rate is None else checks.check_int(rate, "rate", minimum=1, maximum=1_000_000)
-    )
+    params["rate"] = _count(rate, "rate", maximum=1_000_000)
     params["per"] = checks.check_seconds(per, "per", allow_zero=False)
-    params["burst"] = (
-        None
-        if burst is None
-        else checks.check_int(burst, "burst", minimum=1, maximum=checks.INT32_MAX)
-    )
-    params["now"] = checks.check_time(now, "now")
-    (row,) = await statements.rows(self.pool, "job_limit_rate_set", params)
-    limit = _limit(row)
-    logger.info(
-        "[Queue] Rate of queue %s, %s %r: %s",
-        limit.queue,
-        limit.scope,
-        limit.name,
-        "no limit" if limit.rate is None else f"{limit.rate} per {limit.per:g} s",
-    )
-    return limit
+    params["burst"] = _count(burst, "burst")
+    return await _write(self, "job_limit_rate_set", params, now)
 
 
 async def remove_limit(
