@@ -30,12 +30,12 @@ import json
 import os
 import pathlib
 import statistics
-import sys
 import tempfile
 import time
 import typing
 
 import _common
+import versus
 import worker
 from jobqueue import db, migrations, types
 from jobqueue import queue as queue_module
@@ -150,13 +150,9 @@ async def run(args: argparse.Namespace, server_url: str) -> dict[str, typing.Any
                 for repeat in range(args.repeats):
                     turn = SETUPS[repeat % len(SETUPS) :] + SETUPS[: repeat % len(SETUPS)]
                     for setup in turn:
-                        progress(f"{setup}, repetition {repeat + 1} of {args.repeats}")
+                        versus.progress(f"{setup}, repetition {repeat + 1} of {args.repeats}")
                         drains.append(await drain(bench, sampler, args, setup, repeat))
     return {"drains": drains}
-
-
-def progress(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
 def medians(drains: list[Drain]) -> dict[str, float]:

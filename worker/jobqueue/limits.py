@@ -146,6 +146,13 @@ async def list_limits(self: producer.Producer, queue: str | None = None) -> list
     return [_limit(row) for row in await statements.rows(self.pool, "job_limit_list", params)]
 
 
+async def queue_has_limits(self: producer.Producer, queue: str | None = None) -> bool:
+    """Whether ``queue`` (default: this ``Queue``'s) has limits: its workers
+    then claim with ``claim_jobs(limited=True)``."""
+    params = {"queue": self.queue if queue is None else checks.check_name(queue, "queue")}
+    return bool((await statements.rows(self.pool, "queue_limited", params))[0][0])
+
+
 async def held_by_limits(
     self: producer.Producer, queue: str | None = None, *, now: datetime.datetime | None = None
 ) -> int:

@@ -36,7 +36,6 @@ class Queue(producer.Producer):
     snooze_job = session.snooze_job
     release_jobs = session.release_jobs
     next_run_at = session.next_run_at
-    queue_has_limits = session.queue_has_limits
     rescue_stale_jobs = maintenance.rescue_stale_jobs
     cleanup_stale_locks = maintenance.cleanup_stale_locks
     vacuum_health = maintenance.vacuum_health
@@ -54,6 +53,7 @@ class Queue(producer.Producer):
     remove_limit = limits.remove_limit
     list_limits = limits.list_limits
     held_by_limits = limits.held_by_limits
+    queue_has_limits = limits.queue_has_limits
     declare_schedules = schedules.declare_schedules
     run_schedules = schedules.run_schedules
     list_schedules = schedules.list_schedules

@@ -71,13 +71,6 @@ async def claim_jobs(
     return jobs
 
 
-async def queue_has_limits(self: producer.Producer, queue: str | None = None) -> bool:
-    """Whether ``queue`` (default: this ``Queue``'s) has concurrency limits: its workers
-    then claim with ``claim_jobs(limited=True)``."""
-    params = {"queue": self.queue if queue is None else checks.check_name(queue, "queue")}
-    return bool((await statements.rows(self.pool, "queue_limited", params))[0][0])
-
-
 async def _finish(
     self: producer.Producer,
     query: str,
